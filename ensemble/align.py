@@ -1,0 +1,111 @@
+"""Align several members' prediction tables into one members x frames x outputs array."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from ensemble.contract import KEY, PredictionTable, check_label_set, output_columns
+from ensemble.errors import ContractError
+from ensemble.tasks import TASKS, Edition, get_edition
+
+POLICIES = ("strict", "intersect")
+
+
+@dataclass
+class Stack:
+    """Members' outputs on common frames: ``values[m, i, j]`` is member m, frame ``keys.iloc[i]``, column j."""
+
+    keys: pd.DataFrame
+    values: np.ndarray
+    columns: list[str]
+    members: list[str]
+    tasks: tuple[str, ...]
+    edition: Edition
+
+    def task_values(self, task: str) -> np.ndarray:
+        """(members, frames, outputs) slice of ``task``'s columns."""
+        cols = self.edition.output_columns(task)
+        start = self.columns.index(cols[0])
+        return self.values[:, :, start : start + len(cols)]
+
+    def video_codes(self) -> np.ndarray:
+        """An integer per frame naming its video, for grouping and for windows within a video."""
+        return pd.factorize(self.keys["video"])[0]
+
+
+def common_tasks(tables: list[PredictionTable]) -> tuple[str, ...]:
+    return tuple(t for t in TASKS if all(t in tab.meta.tasks for tab in tables))
+
+
+def _member_names(tables: list[PredictionTable]) -> list[str]:
+    names: list[str] = []
+    for i, tab in enumerate(tables):
+        name = tab.meta.member or f"member{i + 1}"
+        names.append(name if name not in names else f"{name}#{i + 1}")
+    return names
+
+
+def _same_keys(a: pd.DataFrame, b: pd.DataFrame) -> bool:
+    return (
+        len(a) == len(b)
+        and np.array_equal(a["frame"].to_numpy(), b["frame"].to_numpy())
+        and bool((a["video"].to_numpy() == b["video"].to_numpy()).all())
+    )
+
+
+def _coverage_error(ref: str, other: str, a: pd.DataFrame, b: pd.DataFrame) -> ContractError:
+    merged = a[KEY].merge(b[KEY], on=KEY, how="outer", indicator=True)
+    only_a, only_b = merged[merged["_merge"] == "left_only"], merged[merged["_merge"] == "right_only"]
+    first = (only_a if len(only_a) else only_b).iloc[0]
+    return ContractError(
+        f"members cover different frames: {len(only_a)} frame(s) only in {ref!r}, {len(only_b)} only in "
+        f"{other!r}, first at video {first['video']!r} frame {first['frame']}; "
+        "pass --align intersect to fuse the common frames"
+    )
+
+
+def _common_keys(tables: list[PredictionTable]) -> pd.DataFrame:
+    index = pd.MultiIndex.from_frame(tables[0].data[KEY])
+    for tab in tables[1:]:
+        index = index.intersection(pd.MultiIndex.from_frame(tab.data[KEY]))
+    if len(index) == 0:
+        raise ContractError("members share no frames: nothing to fuse")
+    return index.sort_values().to_frame(index=False)
+
+
+def _rows(tab: PredictionTable, keys: pd.DataFrame, cols: list[str]) -> np.ndarray:
+    if _same_keys(tab.data, keys):
+        return tab.data[cols].to_numpy(np.float32)
+    pos = pd.MultiIndex.from_frame(tab.data[KEY]).get_indexer(pd.MultiIndex.from_frame(keys))
+    return tab.data[cols].to_numpy(np.float32)[pos]
+
+
+def align(tables: list[PredictionTable], *, tasks: tuple[str, ...] | None = None, policy: str = "strict") -> Stack:
+    """Stack ``tables`` on their common frames; frames not covered by every member are an error under
+    ``strict`` and dropped under ``intersect``."""
+    if not tables:
+        raise ContractError("no prediction tables given")
+    if policy not in POLICIES:
+        raise ContractError(f"unknown alignment policy {policy!r}; choose one of: {', '.join(POLICIES)}")
+    names = _member_names(tables)
+    tasks = tasks or common_tasks(tables)
+    if not tasks:
+        raise ContractError(f"members {names} share no task: nothing to fuse")
+    for name, tab in zip(names, tables):
+        missing = [t for t in tasks if t not in tab.meta.tasks]
+        if missing:
+            raise ContractError(f"member {name!r} has no {', '.join(missing)} outputs (it predicts {tab.meta.tasks})")
+        check_label_set(tab.meta, tables[0].meta.edition, name)
+    keys = tables[0].data[KEY]
+    for name, tab in zip(names[1:], tables[1:]):
+        if not _same_keys(keys, tab.data) and policy == "strict":
+            raise _coverage_error(names[0], name, tables[0].data, tab.data)
+    if policy == "intersect":
+        keys = _common_keys(tables)
+    edition = get_edition(tables[0].meta.edition)
+    cols = output_columns(tasks, edition)
+    values = np.stack([_rows(tab, keys, cols) for tab in tables])
+    return Stack(keys.reset_index(drop=True), values, cols, names, tasks, edition)

@@ -1,0 +1,40 @@
+"""``affect-ens make-demo-data``: the synthetic Aff-Wild2-like dataset."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from ensemble.cli.app import app, console, progress_bar
+from ensemble.io import atomic_dir, check_output
+from ensemble.tasks import DEFAULT_EDITION, get_edition
+
+
+@app.command("make-demo-data")
+def make_demo_data(
+    out: Path = typer.Argument(..., help="Folder to create (Aff-Wild2 layout: cropped_aligned/, annotation folders)."),
+    seed: int = typer.Option(0, help="Random seed; the same seed gives the same dataset."),
+    train_videos: int = typer.Option(8, min=1, help="Videos in the training split."),
+    val_videos: int = typer.Option(6, min=1, help="Videos in the validation split."),
+    test_videos: int = typer.Option(4, min=1, help="Videos in the test split (labels go to test_labels/)."),
+    min_frames: int = typer.Option(120, min=10, help="Fewest frames per video."),
+    max_frames: int = typer.Option(200, min=10, help="Most frames per video."),
+    size: int = typer.Option(48, min=24, max=256, help="Image side in pixels."),
+    edition: int = typer.Option(DEFAULT_EDITION, help="ABAW edition whose label sets are written."),
+    force: bool = typer.Option(False, "--force", help="Replace OUT if it exists."),
+) -> None:
+    """Write a synthetic dataset: face-like frames whose features follow smooth per-frame labels."""
+    from members.synthetic import SyntheticConfig, make_dataset
+
+    get_edition(edition)
+    check_output(out, force)
+    cfg = SyntheticConfig(
+        seed, train_videos, val_videos, test_videos, min_frames, max(max_frames, min_frames), size, edition
+    )
+    with progress_bar("drawing videos") as advance, atomic_dir(out) as tmp:
+        summary = make_dataset(tmp, cfg, progress=advance)
+    frames = {split: sum(v.values()) for split, v in summary["frames"].items()}
+    console.print(
+        f"wrote {out}: " + ", ".join(f"{s} {len(summary['frames'][s])} videos/{n} frames" for s, n in frames.items())
+    )

@@ -1,0 +1,219 @@
+"""The prediction-table contract: one table per member per split, rows are frames keyed by (video, frame).
+
+Tables are validated when written and when read; every violation raises one ``ContractError`` whose
+message names the file, the rule, a count and the first offending key.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ensemble.errors import ContractError, DataError
+from ensemble.io import atomic_path
+from ensemble.tasks import DEFAULT_EDITION, EDITIONS, TASKS, Edition, get_edition
+
+KEY = ["video", "frame"]
+META_KEY = b"affect_ens"
+CONTRACT_VERSION = 1
+SUM_TOLERANCE = 1e-3
+
+
+@dataclass
+class TableMeta:
+    """What travels with a table: which tasks and label set it holds, and where it came from."""
+
+    tasks: tuple[str, ...]
+    edition: int = DEFAULT_EDITION
+    member: str = ""
+    split: str = ""
+    extra: dict = field(default_factory=dict)  # config, gap-fill record, fused members, ...
+
+    def to_json(self) -> str:
+        return json.dumps({**asdict(self), "tasks": list(self.tasks), "version": CONTRACT_VERSION})
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TableMeta:
+        return cls(tuple(d["tasks"]), int(d["edition"]), d.get("member", ""), d.get("split", ""), d.get("extra", {}))
+
+
+@dataclass
+class PredictionTable:
+    """Validated rows sorted by (video, frame), with the output columns of ``meta.tasks`` as float32."""
+
+    data: pd.DataFrame
+    meta: TableMeta
+
+    @property
+    def edition(self) -> Edition:
+        return get_edition(self.meta.edition)
+
+    def outputs(self, task: str) -> np.ndarray:
+        """(frames, outputs) float32 array of ``task``'s columns."""
+        return self.data[self.edition.output_columns(task)].to_numpy(np.float32)
+
+
+def output_columns(tasks: tuple[str, ...], edition: Edition) -> list[str]:
+    return [c for t in tasks for c in edition.output_columns(t)]
+
+
+def _fail(source: str, rule: str, data: pd.DataFrame, mask: np.ndarray) -> None:
+    count = int(mask.sum())
+    if count:
+        first = int(np.flatnonzero(mask)[0])
+        video, frame = data["video"].iloc[first], data["frame"].iloc[first]
+        raise ContractError(f"{source}: {rule}: {count} row(s), first at video {video!r} frame {frame}")
+
+
+def _check_columns(data: pd.DataFrame, expected: list[str], source: str) -> None:
+    present = set(data.columns)
+    missing = [c for c in expected if c not in present]
+    extra = [c for c in data.columns if c not in set(expected)]
+    if missing:
+        hint = f"; unexpected: {', '.join(map(str, extra))}" if extra else ""
+        raise ContractError(f"{source}: missing columns: {len(missing)} ({', '.join(missing)}){hint}")
+    if extra:
+        raise ContractError(f"{source}: unexpected columns: {len(extra)} ({', '.join(map(str, extra))})")
+
+
+def _check_dtypes(data: pd.DataFrame, outputs: list[str], source: str) -> None:
+    if not (pd.api.types.is_string_dtype(data["video"]) or data["video"].dtype == object):
+        raise ContractError(f"{source}: column 'video' must hold strings, got {data['video'].dtype}")
+    if not pd.api.types.is_integer_dtype(data["frame"]):
+        raise ContractError(f"{source}: column 'frame' must hold integers, got {data['frame'].dtype}")
+    for col in outputs:
+        if not pd.api.types.is_numeric_dtype(data[col]) or pd.api.types.is_bool_dtype(data[col]):
+            raise ContractError(f"{source}: column {col!r} must be numeric, got {data[col].dtype}")
+
+
+def _check_values(data: pd.DataFrame, tasks: tuple[str, ...], edition: Edition, source: str) -> None:
+    _fail(source, "frame numbers below 1", data, data["frame"].to_numpy() < 1)
+    _fail(source, "empty video ids", data, data["video"].astype(str).str.len().to_numpy() == 0)
+    for task in tasks:
+        values = data[edition.output_columns(task)].to_numpy(np.float64)
+        _fail(source, f"NaN or infinite {task} values", data, ~np.isfinite(values).all(axis=1))
+        low = -1.0 if task == "va" else 0.0
+        rule = "values outside [-1, 1]" if task == "va" else "probabilities outside [0, 1]"
+        _fail(source, f"{task} {rule}", data, ((values < low) | (values > 1.0)).any(axis=1))
+        if task == "expr":
+            off = np.abs(values.sum(axis=1) - 1.0) > SUM_TOLERANCE
+            _fail(source, "expression probabilities do not sum to 1", data, off)
+
+
+def sort_by_key(data: pd.DataFrame, source: str) -> pd.DataFrame:
+    """Rows sorted by (video, frame); duplicate keys are an error."""
+    codes, _ = pd.factorize(data["video"], sort=True)
+    frames = data["frame"].to_numpy(np.int64)
+    composite = codes.astype(np.int64) * (int(frames.max()) + 1) + frames
+    if not np.all(np.diff(composite) > 0):
+        order = np.argsort(composite, kind="stable")
+        data, composite = data.iloc[order].reset_index(drop=True), composite[order]
+    dup = np.concatenate([[False], np.diff(composite) == 0])
+    _fail(source, "duplicate (video, frame) keys", data, dup)
+    return data
+
+
+def validate_table(data: pd.DataFrame, meta: TableMeta, source: str) -> PredictionTable:
+    """Check ``data`` against the contract for ``meta``; return it sorted, outputs as float32."""
+    edition = get_edition(meta.edition)
+    bad = [t for t in meta.tasks if t not in TASKS]
+    if bad or not meta.tasks:
+        raise ContractError(f"{source}: metadata names unknown tasks {bad or '(none)'}; valid: {TASKS}")
+    outputs = output_columns(meta.tasks, edition)
+    _check_columns(data, KEY + outputs, source)
+    if len(data) == 0:
+        raise ContractError(f"{source}: empty table: 0 rows")
+    _check_dtypes(data, outputs, source)
+    _check_values(data, meta.tasks, edition, source)
+    data = data[KEY + outputs].astype({c: np.float32 for c in outputs}).astype({"video": str, "frame": np.int64})
+    return PredictionTable(sort_by_key(data.reset_index(drop=True), source), meta)
+
+
+def _tasks_present(columns: list[str], edition: Edition) -> tuple[str, ...]:
+    return tuple(t for t in TASKS if set(edition.output_columns(t)) & set(columns))
+
+
+def infer_meta(columns: list[str], source: str, edition: int | None = None) -> TableMeta:
+    """Tasks and the fitting edition from a table's columns (for CSV without a sidecar): ``edition`` if
+    its label sets fit, else the latest edition that fits.
+
+    When no edition's columns fit exactly, ``edition`` is kept so that validation names the missing or
+    unexpected columns.
+    """
+    for year in ([edition] if edition else []) + sorted(EDITIONS, reverse=True):
+        tasks = _tasks_present(columns, get_edition(year))
+        if tasks and set(output_columns(tasks, get_edition(year))) <= set(columns):
+            return TableMeta(tasks, year, member=Path(source).stem)
+    year = edition or DEFAULT_EDITION
+    tasks = _tasks_present(columns, get_edition(year))
+    if not tasks:
+        raise ContractError(
+            f"{source}: no task's output columns found (expected expr_<class>, valence, arousal or au<k>)"
+        )
+    return TableMeta(tasks, year, member=Path(source).stem)
+
+
+def _read_parquet(path: Path) -> tuple[pd.DataFrame, dict | None]:
+    try:
+        table = pq.read_table(path)
+    except (pa.ArrowException, OSError) as exc:
+        raise ContractError(f"{path}: not a readable Parquet file ({type(exc).__name__})") from None
+    raw = (table.schema.metadata or {}).get(META_KEY)
+    return table.to_pandas(), json.loads(raw) if raw else None
+
+
+def _read_csv(path: Path) -> tuple[pd.DataFrame, dict | None]:
+    try:
+        data = pd.read_csv(path, dtype={"video": str})
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise ContractError(f"{path}: not a readable CSV file ({type(exc).__name__})") from None
+    sidecar = path.with_suffix(path.suffix + ".json")
+    return data, json.loads(sidecar.read_text()) if sidecar.exists() else None
+
+
+def read_table(path: str | Path, *, edition: int | None = None) -> PredictionTable:
+    """Read and validate a Parquet or CSV prediction table.
+
+    ``edition`` is the label set the caller expects; a table written for another label set is an error.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: prediction file not found")
+    if path.suffix.lower() not in (".parquet", ".pq", ".csv"):
+        raise ContractError(f"{path}: unknown table format {path.suffix!r}; use .parquet or .csv")
+    data, raw = (_read_csv if path.suffix.lower() == ".csv" else _read_parquet)(path)
+    meta = TableMeta.from_dict(raw) if raw else infer_meta(list(data.columns), str(path), edition)
+    if edition is not None:
+        check_label_set(meta, edition, str(path))
+    if not meta.member:
+        meta.member = path.stem
+    return validate_table(data, meta, str(path))
+
+
+def check_label_set(meta: TableMeta, edition: int, source: str) -> None:
+    """A table is usable for ``edition`` when every task it holds has the same label set there."""
+    theirs, ours = get_edition(meta.edition), get_edition(edition)
+    for task in meta.tasks:
+        if theirs.output_columns(task) != ours.output_columns(task):
+            raise ContractError(
+                f"{source}: {task} label set of edition {meta.edition} "
+                f"({len(theirs.output_columns(task))} outputs) does not match edition {edition} "
+                f"({len(ours.output_columns(task))} outputs)"
+            )
+
+
+def write_table(table: PredictionTable, path: str | Path) -> Path:
+    """Validate and write ``table`` as Parquet with its metadata; the file appears whole or not at all."""
+    path = Path(path)
+    checked = validate_table(table.data, table.meta, str(path))
+    arrow = pa.Table.from_pandas(checked.data, preserve_index=False)
+    arrow = arrow.replace_schema_metadata({**(arrow.schema.metadata or {}), META_KEY: table.meta.to_json()})
+    with atomic_path(path) as tmp:
+        pq.write_table(arrow, tmp)
+    return path

@@ -1,0 +1,113 @@
+"""Read Aff-Wild2 annotation folders into labels tables (video, frame, label columns).
+
+One ``.txt`` per video: line 1 is the header of the edition's label set, line ``i + 1`` holds frame ``i``.
+Frames marked with the task's sentinel are dropped, so no metric ever sees one.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ensemble.errors import LabelsError
+from ensemble.tasks import FOLDERS_2020, FOLDERS_2022, SENTINELS, SPLIT_FOLDERS, Edition
+
+
+def track_dir(root: Path, task: str, split: str, edition: Edition) -> Path:
+    """The folder of ``task``'s annotations for ``split``, under ``root`` or one level below it."""
+    names = [edition.folders[task]] + [
+        f[task] for f in (FOLDERS_2022, FOLDERS_2020) if f[task] != edition.folders[task]
+    ]
+    split_name = SPLIT_FOLDERS[split]
+    for name in names:
+        for found in [root / name / split_name, *sorted(root.glob(f"*/{name}/{split_name}"))]:
+            if found.is_dir():
+                return found
+    raise LabelsError(f"{root}: no {task} annotations for split {split!r}: looked for {names[0]}/{split_name}")
+
+
+def annotation_files(folder: Path) -> list[Path]:
+    files = sorted(folder.glob("*.txt"))
+    if not files:
+        raise LabelsError(f"{folder}: no annotation .txt files")
+    return files
+
+
+def _parse_values(path: Path, task: str, edition: Edition) -> np.ndarray:
+    lines = path.read_text().splitlines()
+    expected = edition.header(task)
+    if not lines or lines[0].strip().replace(" ", "") != expected:
+        got = lines[0].strip()[:80] if lines else "(empty file)"
+        raise LabelsError(
+            f"{path}: header does not match edition {edition.year} {task}: expected {expected!r}, got {got!r}"
+        )
+    width = 1 if task == "expr" else len(edition.label_names(task))
+    rows = [ln for ln in lines[1:] if ln.strip()]
+    for i, ln in enumerate(rows):
+        if ln.count(",") != width - 1:
+            raise LabelsError(
+                f"{path}: expected {width} value(s) per line for {task}, line {i + 2} has {ln.count(',') + 1}"
+            )
+    try:
+        return np.array([[float(v) for v in ln.split(",")] for ln in rows], dtype=np.float64).reshape(-1, width)
+    except ValueError:
+        bad = next(i for i, ln in enumerate(rows) if not _is_numbers(ln))
+        raise LabelsError(f"{path}: unparsable value on line {bad + 2}: {rows[bad][:60]!r}") from None
+
+
+def _is_numbers(line: str) -> bool:
+    try:
+        [float(v) for v in line.split(",")]
+        return True
+    except ValueError:
+        return False
+
+
+def _valid_mask(values: np.ndarray, task: str, edition: Edition, path: Path) -> np.ndarray:
+    """True on annotated frames; values neither valid nor the sentinel are an error."""
+    sentinel = SENTINELS[task]
+    if task == "expr":
+        ok = np.isin(values[:, 0], np.arange(-1, len(edition.expr_classes)))
+        annotated = values[:, 0] != sentinel
+    elif task == "va":
+        annotated = (values != sentinel).all(axis=1)
+        ok = ~annotated | ((values >= -1) & (values <= 1)).all(axis=1)
+    else:
+        ok = np.isin(values, (0, 1, sentinel)).all(axis=1)
+        annotated = (values != sentinel).all(axis=1)
+    if not ok.all():
+        first = int(np.flatnonzero(~ok)[0])
+        raise LabelsError(f"{path}: invalid {task} values: {int((~ok).sum())} line(s), first on line {first + 2}")
+    return annotated
+
+
+def read_annotation_file(path: Path, task: str, edition: Edition) -> tuple[pd.DataFrame, int]:
+    """Annotated frames of one video file, and the number of frames the file covers."""
+    values = _parse_values(path, task, edition)
+    annotated = _valid_mask(values, task, edition, path)
+    cols = edition.label_columns(task)
+    frames = np.flatnonzero(annotated) + 1
+    data = pd.DataFrame(values[annotated], columns=cols)
+    data = data.astype(np.int64 if task in ("expr", "au") else np.float32)
+    data.insert(0, "frame", frames.astype(np.int64))
+    data.insert(0, "video", path.stem)
+    return data, len(values)
+
+
+def read_labels(root: str | Path, task: str, split: str, edition: Edition) -> pd.DataFrame:
+    """Labels table of ``task`` for ``split`` ('train', 'val' or 'test') with sentinel frames dropped."""
+    folder = track_dir(Path(root), task, split, edition)
+    return read_label_folder(folder, task, edition)
+
+
+def read_label_folder(folder: str | Path, task: str, edition: Edition) -> pd.DataFrame:
+    """Labels table from a folder of per-video annotation files."""
+    parts = [read_annotation_file(p, task, edition)[0] for p in annotation_files(Path(folder))]
+    return pd.concat(parts, ignore_index=True)
+
+
+def annotation_frame_counts(folder: str | Path, task: str, edition: Edition) -> dict[str, int]:
+    """Frames per video as the annotation files count them (one line per frame of the video)."""
+    return {p.stem: read_annotation_file(p, task, edition)[1] for p in annotation_files(Path(folder))}

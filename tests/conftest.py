@@ -1,0 +1,21 @@
+"""Shared fixtures: tiny synthetic datasets and prediction tables built in temporary folders."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # no test may reach a hub
+
+import pytest
+
+from members.synthetic import SyntheticConfig, make_dataset
+
+TINY = SyntheticConfig(seed=3, train_videos=2, val_videos=2, test_videos=2, min_frames=30, max_frames=45, size=32)
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(tmp_path_factory):
+    """A synthetic Aff-Wild2 of 6 short videos (same for every test in the session)."""
+    root = tmp_path_factory.mktemp("tiny_data")
+    summary = make_dataset(root, TINY)
+    return root, summary
