@@ -31,6 +31,11 @@ class Stack:
         start = self.columns.index(cols[0])
         return self.values[:, :, start : start + len(cols)]
 
+    def take(self, rows: np.ndarray) -> Stack:
+        """The stack on a subset of frames (whole videos keep their order and contiguity)."""
+        keys = self.keys.iloc[rows].reset_index(drop=True)
+        return Stack(keys, self.values[:, rows], self.columns, self.members, self.tasks, self.edition)
+
     def video_codes(self) -> np.ndarray:
         """An integer per frame naming its video, for grouping and for windows within a video."""
         return pd.factorize(self.keys["video"])[0]

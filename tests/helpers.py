@@ -30,3 +30,46 @@ def random_table(
     data = pd.concat([keys, pd.DataFrame(parts)], axis=1)
     assert list(data.columns[2:]) == output_columns(tuple(tasks), ed)
     return PredictionTable(data, TableMeta(tuple(tasks), edition, member=member, split="val"))
+
+
+def simulated_stack(videos=8, frames=120, specs=None, seed=0, tasks=("expr", "va", "au")):
+    """A validated stack of simulated members (truth + bias + independent noise) and its truths."""
+    from ensemble.align import align
+    from ensemble.contract import validate_table
+    from ensemble.evaluate import truths_for
+    from ensemble.simulate import MemberSpec, simulate_labels, simulate_member
+
+    labels = simulate_labels(videos, frames, seed=seed)
+    specs = specs or [MemberSpec(1.0, 0.1), MemberSpec(1.2, -0.1), MemberSpec(0.9, 0.0)]
+    tables = []
+    for i, spec in enumerate(specs):
+        t = simulate_member(labels, spec, name=f"m{i}", seed=seed * 100 + i, tasks=tasks)
+        tables.append(validate_table(t.data, t.meta, t.meta.member))
+    stack = align(tables)
+    return stack, truths_for(stack.keys, {t: labels[t] for t in tasks}, stack.edition), tables
+
+
+def write_simulated_dataset(root, videos=6, frames=80, members=3, seed=0, split="Validation_Set"):
+    """Annotation folders and members' Parquet tables of a simulated validation split under ``root``."""
+    from ensemble.contract import write_table
+    from ensemble.simulate import MemberSpec, simulate_labels, simulate_member
+    from ensemble.tasks import get_edition
+
+    ed = get_edition(2025)
+    labels = simulate_labels(videos, frames, seed=seed)
+    for task, lab in labels.items():
+        folder = root / ed.folders[task] / split
+        folder.mkdir(parents=True, exist_ok=True)
+        for video, rows in lab.groupby("video"):
+            values = rows[ed.label_columns(task)].to_numpy()
+            fmt = (lambda x: f"{x:.4f}") if task == "va" else (lambda x: str(int(x)))
+            lines = [ed.header(task)] + [",".join(fmt(x) for x in row) for row in values]
+            (folder / f"{video}.txt").write_text("\n".join(lines) + "\n")
+    paths = []
+    for i in range(members):
+        path = root / f"m{i}.parquet"
+        write_table(
+            simulate_member(labels, MemberSpec(0.8 + 0.3 * i, 0.1 * (i - 1)), name=f"m{i}", seed=seed + i), path
+        )
+        paths.append(path)
+    return labels, paths

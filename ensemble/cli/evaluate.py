@@ -1,0 +1,25 @@
+"""``affect-ens evaluate``: challenge scores of prediction tables against labels."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from ensemble.cli.app import app
+from ensemble.cli.common import ALIGN, EDITION, LABELS_SPLIT, load_stack, load_truths, print_scores
+from ensemble.pipeline import member_rows
+
+
+@app.command()
+def evaluate(
+    predictions: list[Path] = typer.Argument(..., help="Prediction tables (.parquet or .csv) of the same split."),
+    labels: Path = typer.Option(..., "--labels", help="Aff-Wild2 root holding the annotation folders."),
+    labels_split: str = LABELS_SPLIT,
+    edition: int = EDITION,
+    align_policy: str = ALIGN,
+) -> None:
+    """Score each prediction table as the organisers do and print one row per table."""
+    stack = load_stack(predictions, edition, align_policy)
+    truths = load_truths(labels, labels_split, stack)
+    print_scores(member_rows(stack, truths), edition, f"ABAW {edition} scores on {labels_split}")

@@ -1,0 +1,21 @@
+"""Fusion methods, one module each, registered in ``FUSERS`` by name."""
+
+from ensemble.fusion import average, stack, vote  # noqa: F401  (register the methods)
+from ensemble.fusion.average import AverageFuser, greedy_weights, weighted_average
+from ensemble.fusion.base import FUSERS, Fuser, create_fuser
+from ensemble.fusion.stack import StackFuser
+from ensemble.fusion.vote import VoteFuser, vote_classes, vote_units, weighted_median
+
+__all__ = [
+    "FUSERS",
+    "Fuser",
+    "create_fuser",
+    "AverageFuser",
+    "StackFuser",
+    "VoteFuser",
+    "greedy_weights",
+    "weighted_average",
+    "vote_classes",
+    "vote_units",
+    "weighted_median",
+]

@@ -1,0 +1,97 @@
+"""Majority vote: per frame for EXPR classes, per unit for AUs, weighted median for VA values.
+
+Ties are decided explicitly: ``lead`` (a named member, as in committee submissions), ``soft`` (the highest
+summed probability among the tied choices) or ``best`` (the member with the best validation score).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ensemble.align import Stack
+from ensemble.errors import AffectEnsError
+from ensemble.evaluate import Truth, score
+from ensemble.fusion.base import FUSERS, Fuser
+
+TIE_BREAKS = ("lead", "soft", "best")
+
+
+def vote_classes(probs: np.ndarray, weights: np.ndarray, tie_break: str, lead: int = 0) -> np.ndarray:
+    """Winning class per frame from (members, frames, classes) probabilities and normalised weights."""
+    n_members, n_frames, n_classes = probs.shape
+    counts = np.zeros((n_frames, n_classes))
+    for m in range(n_members):
+        counts[np.arange(n_frames), probs[m].argmax(axis=1)] += weights[m]
+    tied = np.isclose(counts, counts.max(axis=1, keepdims=True))
+    breaker = np.tensordot(weights, probs, axes=1) if tie_break == "soft" else probs[lead]
+    return np.where(tied, breaker, -np.inf).argmax(axis=1)
+
+
+def vote_units(
+    probs: np.ndarray, weights: np.ndarray, tie_break: str, lead: int = 0, threshold: float = 0.5
+) -> np.ndarray:
+    """0/1 decision per frame and unit from (members, frames, units) probabilities."""
+    yes = np.tensordot(weights, (probs >= threshold).astype(np.float64), axes=1)
+    tied = np.isclose(yes, 0.5)
+    if tie_break == "soft":
+        breaker = np.tensordot(weights, probs, axes=1) >= threshold
+    else:
+        breaker = probs[lead] >= threshold
+    return np.where(tied, breaker, yes > 0.5).astype(np.int8)
+
+
+def weighted_median(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Median over members (axis 0) of (members, frames, dims) values, each member counted by weight."""
+    order = np.argsort(values, axis=0)
+    ranked = np.take_along_axis(values, order, axis=0)
+    cum = np.cumsum(weights[order], axis=0)
+    first = (cum >= 0.5 - 1e-9).argmax(axis=0)
+    return np.take_along_axis(ranked, first[None], axis=0)[0]
+
+
+def class_probabilities(winners: np.ndarray, probs: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Vote shares averaged with the winner's one-hot: rows sum to 1 and the winner is the argmax."""
+    n_classes = probs.shape[2]
+    shares = np.zeros((probs.shape[1], n_classes))
+    for m in range(probs.shape[0]):
+        shares[np.arange(probs.shape[1]), probs[m].argmax(axis=1)] += weights[m]
+    return (shares + np.eye(n_classes)[winners]) / 2.0
+
+
+@FUSERS.register("vote")
+class VoteFuser(Fuser):
+    """Majority vote with an explicit tie-break; optional member weights."""
+
+    name = "vote"
+
+    def __init__(self, *, weights: list[float] | None = None, tie_break: str = "soft", lead: str | None = None) -> None:
+        super().__init__(weights=weights)
+        if tie_break not in TIE_BREAKS:
+            raise AffectEnsError(f"unknown tie-break {tie_break!r}; choose one of: {', '.join(TIE_BREAKS)}")
+        self.tie_break = tie_break
+        self.lead = lead
+        self.lead_by_task_: dict[str, int] = {}
+
+    def fit_task(self, task: str, stack: Stack, truth: Truth | None) -> None:
+        if self.tie_break == "lead":
+            if self.lead is None or self.lead not in stack.members:
+                raise AffectEnsError(f"vote: tie-break 'lead' needs --lead, one of: {', '.join(stack.members)}")
+            self.lead_by_task_[task] = stack.members.index(self.lead)
+        elif self.tie_break == "best":
+            if truth is None:
+                raise AffectEnsError(f"vote: tie-break 'best' needs {task} labels to rank the members")
+            values = stack.task_values(task)
+            scores = [score(task, stack.edition, truth, values[m])["score"] for m in range(len(stack.members))]
+            self.lead_by_task_[task] = int(np.nanargmax(scores))
+
+    def predict_task(self, task: str, stack: Stack) -> np.ndarray:
+        probs = stack.task_values(task).astype(np.float64)
+        weights = self.member_weights(len(stack.members))
+        lead = self.lead_by_task_.get(task, 0)
+        if task == "va":
+            return weighted_median(probs, weights)
+        if task == "expr":
+            return class_probabilities(vote_classes(probs, weights, self.tie_break, lead), probs, weights)
+        decision = vote_units(probs, weights, self.tie_break, lead)
+        yes = np.tensordot(weights, (probs >= 0.5).astype(np.float64), axes=1)
+        return (yes + decision) / 2.0

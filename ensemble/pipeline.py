@@ -1,0 +1,148 @@
+"""Fit a fusion on validation, score it honestly (out-of-fold by video), save it, apply it to any split."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ensemble.align import Stack
+from ensemble.contract import PredictionTable, TableMeta
+from ensemble.evaluate import Truth, score, video_folds
+from ensemble.fusion import FUSERS, Fuser, create_fuser
+from ensemble.io import atomic_path
+from ensemble.postprocess import PostProcess
+
+
+def restrict(truth: Truth, rows: np.ndarray, n: int) -> Truth:
+    """``truth`` on the frames ``rows`` of a stack of ``n`` frames, re-indexed to the subset."""
+    where = np.full(n, -1)
+    where[rows] = np.arange(len(rows))
+    new = where[truth.rows]
+    return Truth(new[new >= 0], truth.values[new >= 0])
+
+
+def task_slices(stack: Stack) -> dict[str, slice]:
+    out, start = {}, 0
+    for task in stack.tasks:
+        k = len(stack.edition.output_columns(task))
+        out[task], start = slice(start, start + k), start + k
+    return out
+
+
+def out_of_fold(method: str, params: dict, stack: Stack, truths: dict[str, Truth], folds: int) -> np.ndarray:
+    """Fused outputs on every frame, each video's from a fusion fitted without that video."""
+    out = np.full((len(stack.keys), len(stack.columns)), np.nan, dtype=np.float32)
+    codes = stack.video_codes()
+    for train, held in video_folds(codes, folds):
+        sub = {t: restrict(tr, train, len(codes)) for t, tr in truths.items()}
+        out[held] = create_fuser(method, **params).fit(stack.take(train), sub).predict(stack.take(held))
+    return out
+
+
+def post_out_of_fold(post: PostProcess, outputs: np.ndarray, stack: Stack, truths: dict[str, Truth], folds: int):
+    """Post-processing tuned on the other videos' (out-of-fold) outputs, applied to each held-out video."""
+    codes, slices = stack.video_codes(), task_slices(stack)
+    result = outputs.copy()
+    for train, held in video_folds(codes, folds):
+        fold_post = PostProcess(post.smooth, post.thresholds)
+        sub = {t: restrict(tr, train, len(codes)) for t, tr in truths.items()}
+        fold_post.fit({t: outputs[train, s] for t, s in slices.items()}, codes[train], sub, stack.edition)
+        for task, s in slices.items():
+            result[held, s] = fold_post.apply(task, outputs[held, s], codes[held])
+    return result
+
+
+@dataclass
+class Fusion:
+    """A fitted fuser with its optional post-processing, ready to apply to another split."""
+
+    fuser: Fuser
+    post: PostProcess | None = None
+    scores: list[dict[str, Any]] = field(default_factory=list)
+
+    def apply(self, stack: Stack) -> np.ndarray:
+        outputs = self.fuser.predict(stack)
+        if self.post is not None:
+            codes = stack.video_codes()
+            for task, s in task_slices(stack).items():
+                outputs[:, s] = self.post.apply(task, outputs[:, s], codes)
+        return outputs.astype(np.float32)
+
+    def save(self, path: str | Path) -> Path:
+        post = (
+            None
+            if self.post is None
+            else {
+                "smooth": self.post.smooth,
+                "thresholds": self.post.thresholds,
+                "windows_": self.post.windows_,
+                "thresholds_": self.post.thresholds_,
+            }
+        )
+        doc = {"fuser": self.fuser.to_dict(), "post": post, "scores": self.scores}
+        with atomic_path(Path(path)) as tmp:
+            tmp.write_text(json.dumps(doc, indent=1))
+        return Path(path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> Fusion:
+        doc = json.loads(Path(path).read_text())
+        fuser = FUSERS.get(doc["fuser"]["method"]).from_dict(doc["fuser"])
+        post = None
+        if doc["post"]:
+            p = doc["post"]
+            windows = {t: [tuple(w) for w in ws] for t, ws in p["windows_"].items()}
+            post = PostProcess(p["smooth"], p["thresholds"], windows, p["thresholds_"])
+        return cls(fuser, post, doc.get("scores", []))
+
+
+def score_row(name: str, stack: Stack, truths: dict[str, Truth], outputs: np.ndarray) -> dict[str, Any]:
+    """One row of the score table: every metric of every task of ``outputs`` (frames, columns)."""
+    row: dict[str, Any] = {"name": name}
+    for task, s in task_slices(stack).items():
+        if task in truths:
+            for metric, value in score(task, stack.edition, truths[task], outputs[:, s]).items():
+                row[f"{task}_{metric}"] = value
+    return row
+
+
+def member_rows(stack: Stack, truths: dict[str, Truth]) -> list[dict[str, Any]]:
+    flat = stack.values
+    return [score_row(name, stack, truths, flat[m]) for m, name in enumerate(stack.members)]
+
+
+def fit_fusion(
+    stack: Stack,
+    truths: dict[str, Truth],
+    method: str,
+    params: dict | None = None,
+    *,
+    smooth: bool = False,
+    thresholds: bool = False,
+    folds: int = 5,
+) -> Fusion:
+    """Fit ``method`` on validation; score members, the fusion and its post-processing out-of-fold."""
+    params = params or {}
+    fuser = create_fuser(method, **params).fit(stack, truths)
+    oof = getattr(fuser, "oof", None)
+    if oof is None:
+        oof = out_of_fold(method, params, stack, truths, folds)
+    scores = member_rows(stack, truths) + [score_row(f"{method} (out-of-fold)", stack, truths, oof)]
+    post = None
+    if smooth or thresholds:
+        post = PostProcess(smooth, thresholds)
+        post.fit({t: oof[:, s] for t, s in task_slices(stack).items()}, stack.video_codes(), truths, stack.edition)
+        post_oof = post_out_of_fold(post, oof, stack, truths, folds)
+        scores.append(score_row(f"{method} + post (out-of-fold)", stack, truths, post_oof))
+    return Fusion(fuser, post, scores)
+
+
+def fused_table(stack: Stack, outputs: np.ndarray, fusion: Fusion, split: str = "") -> PredictionTable:
+    data = pd.concat([stack.keys.reset_index(drop=True), pd.DataFrame(outputs, columns=stack.columns)], axis=1)
+    extra = {"method": fusion.fuser.name, "members": stack.members, "post": fusion.post is not None}
+    return PredictionTable(data, TableMeta(stack.tasks, stack.edition.year, f"fused-{fusion.fuser.name}", split, extra))
