@@ -36,9 +36,22 @@ class Stack:
         keys = self.keys.iloc[rows].reset_index(drop=True)
         return Stack(keys, self.values[:, rows], self.columns, self.members, self.tasks, self.edition)
 
+    def weighted_sum(self, task: str, weights: np.ndarray) -> np.ndarray:
+        """Sum over members of ``weights[m] * task_values(task)[m]`` (frames, k), without a members-sized copy."""
+        return weighted_sum(self.task_values(task), weights)
+
     def video_codes(self) -> np.ndarray:
         """An integer per frame naming its video, for grouping and for windows within a video."""
         return pd.factorize(self.keys["video"])[0]
+
+
+def weighted_sum(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Sum over axis 0 of (members, frames, k) ``values`` weighted by ``weights``, one member at a time."""
+    out = np.zeros(values.shape[1:], dtype=np.float64)
+    for m, w in enumerate(weights):
+        if w:
+            out += w * values[m]
+    return out
 
 
 def common_tasks(tables: list[PredictionTable]) -> tuple[str, ...]:
@@ -112,5 +125,7 @@ def align(tables: list[PredictionTable], *, tasks: tuple[str, ...] | None = None
         keys = _common_keys(tables)
     edition = get_edition(tables[0].meta.edition)
     cols = output_columns(tasks, edition)
-    values = np.stack([_rows(tab, keys, cols) for tab in tables])
+    values = np.empty((len(tables), len(keys), len(cols)), dtype=np.float32)
+    for m, tab in enumerate(tables):
+        values[m] = _rows(tab, keys, cols)
     return Stack(keys.reset_index(drop=True), values, cols, names, tasks, edition)

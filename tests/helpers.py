@@ -73,3 +73,30 @@ def write_simulated_dataset(root, videos=6, frames=80, members=3, seed=0, split=
         )
         paths.append(path)
     return labels, paths
+
+
+def table_for(edition: int, rows: list[tuple]) -> PredictionTable:
+    """Rows (video, frame, expr class, valence, arousal, AU bits...) as a prediction table."""
+    ed = get_edition(edition)
+    data = {"video": [r[0] for r in rows], "frame": [r[1] for r in rows]}
+    k = len(ed.expr_classes)
+    for j, col in enumerate(ed.output_columns("expr")):
+        data[col] = [0.6 if r[2] == j else 0.4 / (k - 1) for r in rows]
+    data["valence"], data["arousal"] = [r[3] for r in rows], [r[4] for r in rows]
+    for j, col in enumerate(ed.output_columns("au")):
+        data[col] = [0.8 if r[5][j] else 0.3 for r in rows]
+    frame = pd.DataFrame(data)
+    return PredictionTable(frame, TableMeta(("expr", "va", "au"), edition, "fused", "test"))
+
+
+ROWS_12 = [
+    ("v1", 1, 4, 0.5, -0.25, [1] + [0] * 11),
+    ("v1", 3, 0, -0.1, 0.3, [0] * 11 + [1]),
+    ("v2", 1, 7, 1.0, -1.0, [0, 1] * 6),
+]
+ROWS_8 = [
+    ("v1", 1, 4, 0.5, -0.25, [1] + [0] * 7),
+    ("v1", 3, 0, -0.1, 0.3, [0] * 7 + [1]),
+    ("v2", 1, 6, 1.0, -1.0, [0, 1] * 4),
+]
+COUNTS = {"v1": 3, "v2": 2}

@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from ensemble.align import Stack
+from ensemble.align import Stack, weighted_sum
 from ensemble.errors import AffectEnsError
 from ensemble.evaluate import Truth
 from ensemble.fusion.base import FUSERS, Fuser
@@ -23,7 +23,7 @@ from ensemble.metrics import ccc_score, task_score
 
 def weighted_average(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """Average over members (axis 0) of (members, frames, k) values with weights summing to 1."""
-    return np.tensordot(weights, values, axes=1)
+    return weighted_sum(values, np.asarray(weights, dtype=np.float64))
 
 
 def greedy_weights(values: np.ndarray, scorer: Callable[[np.ndarray], float], rounds: int = 25) -> np.ndarray:
@@ -72,7 +72,7 @@ class AverageFuser(Fuser):
         ]
 
     def predict_task(self, task: str, stack: Stack) -> np.ndarray:
-        values = stack.task_values(task).astype(np.float64)
+        values = stack.task_values(task)
         if not self.tune:
             return weighted_average(values, self.member_weights(len(stack.members)))
         groups = self.weights_[task]

@@ -70,8 +70,8 @@ class StackFuser(Fuser):
         context: int = 0,
         folds: int = 5,
         max_frames: int | None = None,
-        rounds: int = 300,
-        learning_rate: float = 0.05,
+        rounds: int = 200,
+        learning_rate: float = 0.1,
         num_leaves: int = 15,
         seed: int = 0,
     ) -> None:
@@ -97,6 +97,9 @@ class StackFuser(Fuser):
             "num_leaves": self.num_leaves,
             "min_data_in_leaf": 40,
             "feature_fraction": 0.9,
+            "max_bin": 63,  # inputs are probabilities and values in [-1, 1]: 63 bins lose nothing here
+            "bagging_fraction": 0.7,
+            "bagging_freq": 1,
             "deterministic": True,
             "force_row_wise": True,
             "num_threads": 2,
@@ -123,7 +126,7 @@ class StackFuser(Fuser):
         if len(fit) == 0:
             return lgb.train(params, lgb.Dataset(x, y), num_boost_round=self.rounds // 3)
         dtrain, dvalid = lgb.Dataset(x[fit], y[fit]), lgb.Dataset(x[held], y[held])
-        stop = lgb.early_stopping(30, verbose=False)
+        stop = lgb.early_stopping(20, verbose=False)
         return lgb.train(params, dtrain, self.rounds, valid_sets=[dvalid], feval=feval, callbacks=[stop])
 
     def _subsample(self, n: int) -> np.ndarray:

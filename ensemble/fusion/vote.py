@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ensemble.align import Stack
+from ensemble.align import Stack, weighted_sum
 from ensemble.errors import AffectEnsError
 from ensemble.evaluate import Truth, score
 from ensemble.fusion.base import FUSERS, Fuser
@@ -18,23 +18,30 @@ TIE_BREAKS = ("lead", "soft", "best")
 
 def vote_classes(probs: np.ndarray, weights: np.ndarray, tie_break: str, lead: int = 0) -> np.ndarray:
     """Winning class per frame from (members, frames, classes) probabilities and normalised weights."""
+    counts = vote_counts(probs, weights)
+    tied = counts >= counts.max(axis=1, keepdims=True) - 1e-9
+    breaker = weighted_sum(probs, weights) if tie_break == "soft" else probs[lead]
+    return np.where(tied, breaker, -np.inf).argmax(axis=1)
+
+
+def vote_counts(probs: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """(frames, classes) summed weights of the members whose argmax is each class."""
     n_members, n_frames, n_classes = probs.shape
     counts = np.zeros((n_frames, n_classes))
+    rows = np.arange(n_frames)
     for m in range(n_members):
-        counts[np.arange(n_frames), probs[m].argmax(axis=1)] += weights[m]
-    tied = np.isclose(counts, counts.max(axis=1, keepdims=True))
-    breaker = np.tensordot(weights, probs, axes=1) if tie_break == "soft" else probs[lead]
-    return np.where(tied, breaker, -np.inf).argmax(axis=1)
+        counts[rows, probs[m].argmax(axis=1)] += weights[m]
+    return counts
 
 
 def vote_units(
     probs: np.ndarray, weights: np.ndarray, tie_break: str, lead: int = 0, threshold: float = 0.5
 ) -> np.ndarray:
     """0/1 decision per frame and unit from (members, frames, units) probabilities."""
-    yes = np.tensordot(weights, (probs >= threshold).astype(np.float64), axes=1)
-    tied = np.isclose(yes, 0.5)
+    yes = weighted_sum(probs >= threshold, weights)
+    tied = np.abs(yes - 0.5) < 1e-9
     if tie_break == "soft":
-        breaker = np.tensordot(weights, probs, axes=1) >= threshold
+        breaker = weighted_sum(probs, weights) >= threshold
     else:
         breaker = probs[lead] >= threshold
     return np.where(tied, breaker, yes > 0.5).astype(np.int8)
@@ -51,11 +58,9 @@ def weighted_median(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
 
 def class_probabilities(winners: np.ndarray, probs: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """Vote shares averaged with the winner's one-hot: rows sum to 1 and the winner is the argmax."""
-    n_classes = probs.shape[2]
-    shares = np.zeros((probs.shape[1], n_classes))
-    for m in range(probs.shape[0]):
-        shares[np.arange(probs.shape[1]), probs[m].argmax(axis=1)] += weights[m]
-    return (shares + np.eye(n_classes)[winners]) / 2.0
+    shares = vote_counts(probs, weights)
+    shares[np.arange(len(winners)), winners] += 1.0
+    return shares / 2.0
 
 
 @FUSERS.register("vote")
@@ -85,7 +90,7 @@ class VoteFuser(Fuser):
             self.lead_by_task_[task] = int(np.nanargmax(scores))
 
     def predict_task(self, task: str, stack: Stack) -> np.ndarray:
-        probs = stack.task_values(task).astype(np.float64)
+        probs = stack.task_values(task)
         weights = self.member_weights(len(stack.members))
         lead = self.lead_by_task_.get(task, 0)
         if task == "va":
@@ -93,5 +98,4 @@ class VoteFuser(Fuser):
         if task == "expr":
             return class_probabilities(vote_classes(probs, weights, self.tie_break, lead), probs, weights)
         decision = vote_units(probs, weights, self.tie_break, lead)
-        yes = np.tensordot(weights, (probs >= 0.5).astype(np.float64), axes=1)
-        return (yes + decision) / 2.0
+        return (weighted_sum(probs >= 0.5, weights) + decision) / 2.0
