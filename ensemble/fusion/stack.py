@@ -96,7 +96,7 @@ class StackFuser(Fuser):
             "learning_rate": self.learning_rate,
             "num_leaves": self.num_leaves,
             "min_data_in_leaf": 40,
-            "feature_fraction": 0.9,
+            "feature_fraction": 1.0,  # all features each tree: results do not depend on member order
             "max_bin": 63,  # inputs are probabilities and values in [-1, 1]: 63 bins lose nothing here
             "bagging_fraction": 0.7,
             "bagging_freq": 1,

@@ -1,0 +1,121 @@
+"""``train-member``, ``predict-member`` and ``extract-features``: the member side of the pipeline.
+
+torch and timm are imported inside the commands, so the fusion commands start without them.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import fields
+from pathlib import Path
+
+import typer
+
+from ensemble.cli.app import app, console, err_console, progress_bar
+from ensemble.errors import AffectEnsError
+from ensemble.io import check_output
+from ensemble.tasks import get_edition, parse_tasks
+
+SPLIT = typer.Option(..., "--split", help="Split to predict: train, val or test.")
+DATA = typer.Option(..., "--data", help="Aff-Wild2 root: cropped_aligned/ and the annotation folders.")
+FRAMES = typer.Option(
+    None,
+    "--frames",
+    help="Frame-count manifest 'video,frames' (default: <split>_frames.csv in --data, else annotation line counts).",
+)
+
+
+def resolve_config(config_class, config_file: Path | None, overrides: dict):
+    """Defaults < config file (JSON) < command-line options that were given."""
+    values = {}
+    if config_file:
+        if not config_file.is_file():
+            raise AffectEnsError(f"{config_file}: config file not found")
+        values = json.loads(config_file.read_text())
+    known = {f.name for f in fields(config_class)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise AffectEnsError(f"{config_file}: unknown config keys {unknown}; valid: {', '.join(sorted(known))}")
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    if "tasks" in values:
+        values["tasks"] = tuple(values["tasks"])
+    return config_class(**values)
+
+
+@app.command("train-member")
+def train_member_cmd(
+    member: str = typer.Argument(..., help="Member type (cnn, ...)."),
+    data: Path = DATA,
+    out: Path = typer.Option(..., "--out", help="Run folder: config.json, last.pt (resume), best.pt, history.json."),
+    task: str = typer.Option(None, "--task", help="expr, va, au or mtl (all three) [default: expr]."),
+    backbone: str = typer.Option(None, help="timm backbone name [default: resnet18]."),
+    weights: Path = typer.Option(None, help="Local file of pretrained backbone weights (nothing is downloaded)."),
+    epochs: int = typer.Option(None, min=1, help="Training epochs [default: 5]."),
+    batch_size: int = typer.Option(None, min=1, help="Batch size [default: 64]."),
+    lr: float = typer.Option(None, help="Peak learning rate (one-cycle schedule) [default: 1e-3]."),
+    image_size: int = typer.Option(None, min=16, help="Input side in pixels [default: 112]."),
+    seed: int = typer.Option(None, help="Random seed [default: 0]."),
+    edition: int = typer.Option(None, help="ABAW edition of the labels [default: 2025]."),
+    checkpoint_every: int = typer.Option(None, min=0, help="Also checkpoint every N steps [default: 0, epoch ends]."),
+    config: Path = typer.Option(None, "--config", help="JSON config file; options given here override it."),
+) -> None:
+    """Train a member (resumes from RUN/last.pt if it exists), validating each epoch."""
+    from members import MEMBERS
+    from members.train import train_member
+
+    member_cls = MEMBERS.get(member)
+    overrides = {
+        "tasks": parse_tasks(task) if task else None,
+        "backbone": backbone,
+        "weights": str(weights) if weights else None,
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "lr": lr,
+        "image_size": image_size,
+        "seed": seed,
+        "edition": edition,
+        "checkpoint_every": checkpoint_every,
+    }
+    cfg = resolve_config(member_cls.config_class, config, overrides)
+    get_edition(cfg.edition)
+    with progress_bar("training") as advance:
+        history = train_member(member_cls, cfg, data, out, lambda phase, done, total: advance(done, total))
+    for row in history:
+        console.print(f"epoch {row['epoch']}: loss {row['loss']:.4f}, validation score {row['score']:.4f}")
+
+
+@app.command("predict-member")
+def predict_member_cmd(
+    run: Path = typer.Argument(..., help="Run folder written by train-member."),
+    split: str = SPLIT,
+    data: Path = DATA,
+    out: Path = typer.Option(..., "--out", help="Prediction table to write (.parquet)."),
+    frames: Path = FRAMES,
+    force: bool = typer.Option(False, "--force", help="Overwrite OUT."),
+) -> None:
+    """Write a prediction table with a row for every frame of every video of the split."""
+    from members.predict import predict_member
+
+    check_output(out, force)
+    with progress_bar("predicting") as advance:
+        table, filled = predict_member(run, data, split, out, frames=frames, progress=advance)
+    err_console.print(f"filled {filled} frame(s) without a face image from their neighbours")
+    console.print(f"wrote {out}: {len(table.data)} frames of {table.data['video'].nunique()} videos")
+
+
+@app.command("extract-features")
+def extract_features_cmd(
+    run: Path = typer.Argument(..., help="Run folder of a trained cnn member."),
+    split: str = SPLIT,
+    data: Path = DATA,
+    out: Path = typer.Option(..., "--out", help="Feature cache to write (.npz)."),
+    frames: Path = FRAMES,
+    force: bool = typer.Option(False, "--force", help="Overwrite OUT."),
+) -> None:
+    """Cache per-frame CNN embeddings so temporal members train on vectors, not images."""
+    from members.predict import extract_features
+
+    check_output(out, force)
+    with progress_bar("extracting") as advance:
+        n = extract_features(run, data, split, out, frames=frames, progress=advance)
+    console.print(f"wrote {out}: {n} frames")

@@ -1,0 +1,127 @@
+"""Frames and labels of an Aff-Wild2 split as a torch dataset.
+
+A sample is one face image with the labels of every trained task and a mask saying which of them are
+annotated (multi-task training masks the losses of missing labels). Frames unannotated for every trained
+task, or without a face image, are skipped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from PIL import Image, UnidentifiedImageError
+from torch.utils.data import Dataset
+from torchvision import transforms
+
+from ensemble.errors import DataError
+from ensemble.labels import read_labels
+from ensemble.tasks import Edition
+
+FRAMES_DIR = "cropped_aligned"
+MEAN, STD = (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)
+
+
+def frame_path(root: Path, video: str, frame: int) -> Path:
+    return root / FRAMES_DIR / video / f"{frame:05d}.jpg"
+
+
+def image_transform(size: int, train: bool) -> transforms.Compose:
+    """Resize and normalise; training adds the usual light augmentations (crop, flip, colour)."""
+    steps = [transforms.Resize((size, size))]
+    if train:
+        steps += [
+            transforms.RandomResizedCrop(size, scale=(0.85, 1.0), ratio=(0.95, 1.05)),
+            transforms.RandomHorizontalFlip(),
+            transforms.ColorJitter(0.2, 0.2, 0.1),
+        ]
+    return transforms.Compose(steps + [transforms.ToTensor(), transforms.Normalize(MEAN, STD)])
+
+
+def load_image(path: Path) -> Image.Image:
+    try:
+        with Image.open(path) as img:
+            return img.convert("RGB")
+    except (UnidentifiedImageError, OSError) as exc:
+        raise DataError(f"{path}: unreadable image ({type(exc).__name__}: {str(exc)[:60]})") from None
+
+
+@dataclass
+class LabelArrays:
+    """Labels of the samples, one array per task, with NaN where a task's label is missing."""
+
+    expr: np.ndarray
+    va: np.ndarray
+    au: np.ndarray
+
+
+def labelled_frames(root: Path, split: str, tasks: tuple[str, ...], edition: Edition) -> pd.DataFrame:
+    """Key and label columns of every frame annotated for at least one task and having a face image."""
+    merged = None
+    for task in tasks:
+        lab = read_labels(root, task, split, edition)
+        merged = lab if merged is None else merged.merge(lab, on=["video", "frame"], how="outer")
+    exists = [frame_path(root, v, f).is_file() for v, f in zip(merged["video"], merged["frame"])]
+    return merged[np.array(exists, dtype=bool)].sort_values(["video", "frame"]).reset_index(drop=True)
+
+
+class FrameDataset(Dataset):
+    """Face frames with masked multi-task targets: (image, expr, va, au, mask) per sample."""
+
+    def __init__(self, root: str | Path, split: str, tasks: tuple[str, ...], edition: Edition, size: int, train: bool):
+        self.root = Path(root)
+        self.tasks = tasks
+        self.edition = edition
+        self.frames = labelled_frames(self.root, split, tasks, edition)
+        if len(self.frames) == 0:
+            raise DataError(
+                f"{self.root}: no annotated frames with face images for {', '.join(tasks)} in split {split!r}"
+            )
+        self.transform = image_transform(size, train)
+        self.labels = self._label_arrays()
+
+    def _label_arrays(self) -> LabelArrays:
+        n, f = len(self.frames), self.frames
+        expr = f["expr"].to_numpy(np.float64) if "expr" in self.tasks else np.full(n, np.nan)
+        va = f[["valence", "arousal"]].to_numpy(np.float64) if "va" in self.tasks else np.full((n, 2), np.nan)
+        au_cols = self.edition.label_columns("au")
+        au = f[au_cols].to_numpy(np.float64) if "au" in self.tasks else np.full((n, len(au_cols)), np.nan)
+        return LabelArrays(expr, va, au)
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    def __getitem__(self, i: int):
+        row = self.frames.iloc[i]
+        image = self.transform(load_image(frame_path(self.root, row["video"], int(row["frame"]))))
+        lab = self.labels
+        mask = torch.tensor([not np.isnan(lab.expr[i]), not np.isnan(lab.va[i, 0]), not np.isnan(lab.au[i, 0])])
+        expr = torch.tensor(0 if np.isnan(lab.expr[i]) else int(lab.expr[i]))
+        va = torch.tensor(np.nan_to_num(lab.va[i]), dtype=torch.float32)
+        au = torch.tensor(np.nan_to_num(lab.au[i]), dtype=torch.float32)
+        return image, expr, va, au, mask
+
+
+class ImageListDataset(Dataset):
+    """Every face image of the given videos, for prediction and feature extraction: (image, index)."""
+
+    def __init__(self, root: str | Path, videos: list[str], size: int):
+        self.root = Path(root)
+        rows = []
+        for video in videos:
+            folder = self.root / FRAMES_DIR / video
+            if not folder.is_dir():
+                raise DataError(f"{folder}: no frame folder for video {video!r}")
+            rows += [(video, int(p.stem)) for p in sorted(folder.glob("*.jpg")) if p.stem.isdigit()]
+        self.keys = pd.DataFrame(rows, columns=["video", "frame"])
+        self.transform = image_transform(size, train=False)
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def __getitem__(self, i: int):
+        video, frame = self.keys.iloc[i]
+        return self.transform(load_image(frame_path(self.root, video, int(frame)))), i

@@ -1,0 +1,132 @@
+"""Prediction tables and feature caches from a trained run, covering every frame of every video."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader
+
+from ensemble.contract import PredictionTable, TableMeta, write_table
+from ensemble.errors import DataError
+from ensemble.frames import fill_missing_frames, read_manifest
+from ensemble.labels import annotation_frame_counts, track_dir
+from ensemble.tasks import get_edition
+from members.data import ImageListDataset
+from members.heads import probabilities
+from members.registry import MEMBERS
+from members.train import pick_device
+
+Progress = Callable[[int, int], None]
+
+
+def load_run(run_dir: Path):
+    """(member class, config, network with the best weights) of a finished run."""
+    config_file, best = run_dir / "config.json", run_dir / "best.pt"
+    if not config_file.is_file() or not best.is_file():
+        raise DataError(f"{run_dir}: not a finished run (needs config.json and best.pt)")
+    raw = json.loads(config_file.read_text())
+    member_cls = next(MEMBERS.get(n) for n in MEMBERS.names() if MEMBERS.get(n).__name__ == raw.pop("member"))
+    cfg = member_cls.config_class(**{**raw, "tasks": tuple(raw["tasks"])})
+    model = member_cls.network(cfg, get_edition(cfg.edition))
+    model.load_state_dict(torch.load(best, map_location="cpu", weights_only=False)["model"])
+    return member_cls, cfg, model.eval()
+
+
+def split_frame_counts(
+    data_root: Path, split: str, tasks: tuple[str, ...], edition_year: int, frames: Path | None
+) -> dict[str, int]:
+    """Frames per video of ``split``: a manifest if given (or ``<split>_frames.csv`` in the data root),
+    else the line counts of the annotation files."""
+    manifest = frames or data_root / f"{split}_frames.csv"
+    if manifest.is_file():
+        return read_manifest(manifest)
+    if split == "test":
+        raise DataError(f"{data_root}: the test split needs a frame manifest (--frames video,frames CSV)")
+    edition = get_edition(edition_year)
+    return annotation_frame_counts(track_dir(data_root, tasks[0], split, edition), tasks[0], edition)
+
+
+@torch.no_grad()
+def run_images(model, data_root: Path, videos: list[str], size: int, batch_size: int, fn, progress: Progress | None):
+    """Keys of every face image of ``videos`` and ``fn(model, images)`` stacked per output name."""
+    dataset = ImageListDataset(data_root, videos, size)
+    device = pick_device()
+    model = model.to(device)
+    parts: dict[str, list[np.ndarray]] = {}
+    done = 0
+    for images, _ in DataLoader(dataset, batch_size=batch_size):
+        for name, value in fn(model, images.to(device)).items():
+            parts.setdefault(name, []).append(value.float().cpu().numpy())
+        done += len(images)
+        if progress:
+            progress(done, len(dataset))
+    return dataset.keys, {k: np.concatenate(v) for k, v in parts.items()}
+
+
+def predict_member(
+    run_dir: Path,
+    data_root: Path,
+    split: str,
+    out: Path,
+    *,
+    frames: Path | None = None,
+    batch_size: int = 128,
+    progress: Progress | None = None,
+) -> tuple[PredictionTable, int]:
+    """Write the run's prediction table for every frame of ``split``; returns it and the filled count."""
+    member_cls, cfg, model = load_run(run_dir)
+    edition = get_edition(cfg.edition)
+    counts = split_frame_counts(data_root, split, tuple(cfg.tasks), cfg.edition, frames)
+    keys, outs = run_images(
+        model, data_root, list(counts), cfg.image_size, batch_size, lambda m, x: probabilities(m(x)), progress
+    )
+    columns = {c: outs[t][:, j] for t in cfg.tasks for j, c in enumerate(edition.output_columns(t))}
+    data = pd.concat([keys, pd.DataFrame(columns)], axis=1)
+    meta = TableMeta(
+        tuple(cfg.tasks),
+        cfg.edition,
+        member=run_dir.name,
+        split=split,
+        extra={"config": json.loads((run_dir / "config.json").read_text())},
+    )
+    table, filled = fill_missing_frames(PredictionTable(data, meta), counts, str(out))
+    write_table(table, out)
+    return table, filled
+
+
+def extract_features(
+    run_dir: Path,
+    data_root: Path,
+    split: str,
+    out: Path,
+    *,
+    frames: Path | None = None,
+    batch_size: int = 128,
+    progress: Progress | None = None,
+) -> int:
+    """Cache the CNN's per-frame embeddings of every face image of ``split`` as ``.npz``
+    (``video``, ``frame``, ``features``, plus the frame counts); returns the number of frames."""
+    _, cfg, model = load_run(run_dir)
+    counts = split_frame_counts(data_root, split, tuple(cfg.tasks), cfg.edition, frames)
+    keys, outs = run_images(
+        model, data_root, list(counts), cfg.image_size, batch_size, lambda m, x: {"features": m.features(x)}, progress
+    )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp.npz")
+    np.savez(
+        tmp,
+        video=keys["video"].to_numpy(str),
+        frame=keys["frame"].to_numpy(np.int64),
+        features=outs["features"].astype(np.float32),
+        count_videos=np.array(list(counts), dtype=str),
+        count_frames=np.array(list(counts.values()), dtype=np.int64),
+        split=split,
+        run=str(run_dir),
+    )
+    tmp.replace(out)
+    return len(keys)
