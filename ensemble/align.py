@@ -94,8 +94,8 @@ def _common_keys(tables: list[PredictionTable]) -> pd.DataFrame:
     return index.sort_values().to_frame(index=False)
 
 
-def _rows(tab: PredictionTable, keys: pd.DataFrame, cols: list[str]) -> np.ndarray:
-    if _same_keys(tab.data, keys):
+def _rows(tab: PredictionTable, keys: pd.DataFrame, cols: list[str], same: bool) -> np.ndarray:
+    if same:
         return tab.data[cols].to_numpy(np.float32)
     pos = pd.MultiIndex.from_frame(tab.data[KEY]).get_indexer(pd.MultiIndex.from_frame(keys))
     return tab.data[cols].to_numpy(np.float32)[pos]
@@ -118,14 +118,15 @@ def align(tables: list[PredictionTable], *, tasks: tuple[str, ...] | None = None
             raise ContractError(f"member {name!r} has no {', '.join(missing)} outputs (it predicts {tab.meta.tasks})")
         check_label_set(tab.meta, tables[0].meta.edition, name)
     keys = tables[0].data[KEY]
-    for name, tab in zip(names[1:], tables[1:]):
-        if not _same_keys(keys, tab.data) and policy == "strict":
-            raise _coverage_error(names[0], name, tables[0].data, tab.data)
-    if policy == "intersect":
+    same = [True] + [_same_keys(keys, tab.data) for tab in tables[1:]]
+    if policy == "strict" and not all(same):
+        bad = same.index(False)
+        raise _coverage_error(names[0], names[bad], tables[0].data, tables[bad].data)
+    if not all(same):
         keys = _common_keys(tables)
     edition = get_edition(tables[0].meta.edition)
     cols = output_columns(tasks, edition)
     values = np.empty((len(tables), len(keys), len(cols)), dtype=np.float32)
     for m, tab in enumerate(tables):
-        values[m] = _rows(tab, keys, cols)
+        values[m] = _rows(tab, keys, cols, all(same))
     return Stack(keys.reset_index(drop=True), values, cols, names, tasks, edition)

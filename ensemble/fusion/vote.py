@@ -49,6 +49,8 @@ def vote_units(
 
 def weighted_median(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """Median over members (axis 0) of (members, frames, dims) values, each member counted by weight."""
+    if np.allclose(weights, weights[0]) and len(weights) % 2:
+        return np.median(values, axis=0)  # same result, partition instead of a full sort
     order = np.argsort(values, axis=0)
     ranked = np.take_along_axis(values, order, axis=0)
     cum = np.cumsum(weights[order], axis=0)
