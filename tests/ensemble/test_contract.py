@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -123,3 +125,16 @@ def test_outputs_are_float32_in_task_order():
     table = random_table(tasks=("au",), edition=2020)
     checked = PredictionTable(table.data, table.meta)
     assert checked.outputs("au").shape == (40, 8) and checked.outputs("au").dtype == np.float32
+
+
+def test_interrupted_write_leaves_neither_output_nor_temp_file(tmp_path, monkeypatch):
+    import ensemble.contract as contract
+
+    def interrupted(table, where):
+        Path(where).write_bytes(b"PAR1 half a file")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(contract.pq, "write_table", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        write_table(random_table(), tmp_path / "fused.parquet")
+    assert list(tmp_path.iterdir()) == []
