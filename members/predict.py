@@ -24,14 +24,21 @@ from members.train import pick_device
 Progress = Callable[[int, int], None]
 
 
-def load_run(run_dir: Path):
-    """(member class, config, network with the best weights) of a finished run."""
+def load_config(run_dir: Path):
+    """(member class, config) of a finished run."""
     config_file, best = run_dir / "config.json", run_dir / "best.pt"
     if not config_file.is_file() or not best.is_file():
         raise DataError(f"{run_dir}: not a finished run (needs config.json and best.pt)")
     raw = json.loads(config_file.read_text())
-    member_cls = next(MEMBERS.get(n) for n in MEMBERS.names() if MEMBERS.get(n).__name__ == raw.pop("member"))
-    cfg = member_cls.config_class(**{**raw, "tasks": tuple(raw["tasks"])})
+    class_name = raw.pop("member")
+    member_cls = next(MEMBERS.get(n) for n in MEMBERS.names() if MEMBERS.get(n).__name__ == class_name)
+    return member_cls, member_cls.config_class(**{**raw, "tasks": tuple(raw["tasks"])})
+
+
+def load_run(run_dir: Path):
+    """(member class, config, network with the best weights) of a finished image-member run."""
+    member_cls, cfg = load_config(run_dir)
+    best = run_dir / "best.pt"
     model = member_cls.network(cfg, get_edition(cfg.edition))
     model.load_state_dict(torch.load(best, map_location="cpu", weights_only=False)["model"])
     return member_cls, cfg, model.eval()
@@ -79,6 +86,11 @@ def predict_member(
     progress: Progress | None = None,
 ) -> tuple[PredictionTable, int]:
     """Write the run's prediction table for every frame of ``split``; returns it and the filled count."""
+    member_cls, cfg = load_config(run_dir)
+    if getattr(member_cls, "on_features", False):
+        from members.temporal_train import predict_temporal
+
+        return predict_temporal(member_cls, cfg, run_dir, split, out)
     member_cls, cfg, model = load_run(run_dir)
     edition = get_edition(cfg.edition)
     counts = split_frame_counts(data_root, split, tuple(cfg.tasks), cfg.edition, frames)

@@ -36,7 +36,13 @@ def resolve_config(config_class, config_file: Path | None, overrides: dict):
     unknown = sorted(set(values) - known)
     if unknown:
         raise AffectEnsError(f"{config_file}: unknown config keys {unknown}; valid: {', '.join(sorted(known))}")
-    values.update({k: v for k, v in overrides.items() if v is not None})
+    given = {k: v for k, v in overrides.items() if v is not None}
+    foreign = sorted(set(given) - known)
+    if foreign:
+        raise AffectEnsError(
+            f"option(s) --{', --'.join(f.replace('_', '-') for f in foreign)} do not apply to this member"
+        )
+    values.update(given)
     if "tasks" in values:
         values["tasks"] = tuple(values["tasks"])
     return config_class(**values)
@@ -57,10 +63,24 @@ def train_member_cmd(
     seed: int = typer.Option(None, help="Random seed [default: 0]."),
     edition: int = typer.Option(None, help="ABAW edition of the labels [default: 2025]."),
     checkpoint_every: int = typer.Option(None, min=0, help="Also checkpoint every N steps [default: 0, epoch ends]."),
+    features: Path = typer.Option(
+        None, help="cnn_rnn, cnn_transformer: folder with train.npz and val.npz from extract-features."
+    ),
+    rnn: str = typer.Option(None, help="cnn_rnn: gru or lstm [default: gru]."),
+    bidirectional: bool = typer.Option(
+        None, "--bidirectional/--unidirectional", help="cnn_rnn: direction [default: bidirectional]."
+    ),
+    hidden: int = typer.Option(None, min=4, help="cnn_rnn, cnn_transformer: hidden size [default: 128]."),
+    window: int = typer.Option(None, min=2, help="cnn_rnn, cnn_transformer: frames per window [default: 64]."),
+    stride: int = typer.Option(None, min=1, help="cnn_rnn, cnn_transformer: step between windows [default: 32]."),
+    stats: int = typer.Option(
+        None, min=0, help="cnn_rnn, cnn_transformer: temporal-statistics half-window, 0 off [default: 0]."
+    ),
     config: Path = typer.Option(None, "--config", help="JSON config file; options given here override it."),
 ) -> None:
     """Train a member (resumes from RUN/last.pt if it exists), validating each epoch."""
     from members import MEMBERS
+    from members.temporal_train import train_temporal
     from members.train import train_member
 
     member_cls = MEMBERS.get(member)
@@ -75,11 +95,19 @@ def train_member_cmd(
         "seed": seed,
         "edition": edition,
         "checkpoint_every": checkpoint_every,
+        "features": str(features) if features else None,
+        "rnn": rnn,
+        "bidirectional": bidirectional,
+        "hidden": hidden,
+        "window": window,
+        "stride": stride,
+        "stats": stats,
     }
     cfg = resolve_config(member_cls.config_class, config, overrides)
     get_edition(cfg.edition)
+    trainer = train_temporal if getattr(member_cls, "on_features", False) else train_member
     with progress_bar("training") as advance:
-        history = train_member(member_cls, cfg, data, out, lambda phase, done, total: advance(done, total))
+        history = trainer(member_cls, cfg, data, out, lambda phase, done, total: advance(done, total))
     for row in history:
         console.print(f"epoch {row['epoch']}: loss {row['loss']:.4f}, validation score {row['score']:.4f}")
 
