@@ -1,0 +1,137 @@
+"""The whole pipeline on built-in synthetic data: data, members, predictions, fusion, scores, submissions.
+
+Every step writes under one folder and is skipped when its output already exists (training resumes
+from its last checkpoint), so re-running the demo reuses finished work.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from ensemble.align import align
+from ensemble.contract import read_table, write_table
+from ensemble.evaluate import truths_for
+from ensemble.labels import read_labels
+from ensemble.pipeline import fit_fusion, fused_table, member_rows, score_row
+from ensemble.tasks import TASKS, get_edition
+from members.cnn import CnnConfig, CnnMember
+from members.predict import extract_features, predict_member
+from members.synthetic import SyntheticConfig, make_dataset
+from members.temporal import CnnRnnMember, CnnTransformerMember, TemporalConfig
+from members.temporal_train import train_temporal
+from members.train import train_member
+
+Log = Callable[[str], None]
+
+
+@dataclass
+class DemoConfig:
+    data: SyntheticConfig
+    cnn_backbones: tuple[str, ...] = ("resnet10t", "test_resnet")
+    cnn_epochs: int = 6
+    temporal_epochs: int = 15
+    image_size: int = 48
+    fusions: tuple[tuple[str, dict], ...] = (("vote", {}), ("average", {"tune": True}), ("stack", {"context": 8}))
+
+    @classmethod
+    def smallest(cls) -> DemoConfig:
+        """CI-sized: a few short videos, one epoch, timm's tiny test backbone."""
+        data = SyntheticConfig(train_videos=3, val_videos=3, test_videos=2, min_frames=40, max_frames=50, size=32)
+        return cls(
+            data, ("test_resnet",), 1, 2, 32, (("vote", {}), ("average", {"tune": True}), ("stack", {"folds": 3}))
+        )
+
+
+def train_members(out: Path, cfg: DemoConfig, log: Log) -> list[Path]:
+    """Image members, then temporal members on the first one's cached features; returns the runs."""
+    data, runs = out / "data", []
+    for backbone in cfg.cnn_backbones:
+        run = out / "runs" / f"cnn_{backbone}"
+        log(f"training cnn {backbone}")
+        train_member(
+            CnnMember,
+            CnnConfig(
+                backbone=backbone, tasks=TASKS, image_size=cfg.image_size, epochs=cfg.cnn_epochs, lr=3e-3, batch_size=32
+            ),
+            data,
+            run,
+        )
+        runs.append(run)
+    feats = out / "features"
+    for split in ("train", "val", "test"):
+        if not (feats / f"{split}.npz").exists():
+            log(f"extracting features ({split})")
+            extract_features(runs[0], data, split, feats / f"{split}.npz")
+    for name, member in (("cnn_rnn", CnnRnnMember), ("cnn_transformer", CnnTransformerMember)):
+        log(f"training {name}")
+        temporal = TemporalConfig(features=str(feats), tasks=TASKS, epochs=cfg.temporal_epochs, hidden=64)
+        train_temporal(member, temporal, data, out / "runs" / name)
+        runs.append(out / "runs" / name)
+    return runs
+
+
+def predict_all(out: Path, runs: list[Path], log: Log) -> dict[str, list[Path]]:
+    paths: dict[str, list[Path]] = {"val": [], "test": []}
+    for run in runs:
+        for split in paths:
+            target = out / "predictions" / f"{run.name}_{split}.parquet"
+            if not target.exists():
+                log(f"predicting {run.name} ({split})")
+                predict_member(run, out / "data", split, target)
+            paths[split].append(target)
+    return paths
+
+
+def fuse_all(out: Path, cfg: DemoConfig, paths: dict[str, list[Path]], log: Log) -> dict:
+    """Fit each fusion on validation (scores out-of-fold), apply to test, score everything on test."""
+    edition = get_edition(cfg.data.edition)
+    val, test = (align([read_table(p) for p in paths[s]]) for s in ("val", "test"))
+    labels = {
+        s: {t: read_labels(out / "data" / ("test_labels" if s == "test" else ""), t, s, edition) for t in TASKS}
+        for s in ("val", "test")
+    }
+    val_truth, test_truth = truths_for(val.keys, labels["val"], edition), truths_for(test.keys, labels["test"], edition)
+    rows_val, rows_test = member_rows(val, val_truth), member_rows(test, test_truth)
+    for method, params in cfg.fusions:
+        log(f"fusing: {method}")
+        fusion = fit_fusion(val, val_truth, method, params, smooth=True, thresholds=True, folds=cfg.data.val_videos)
+        fusion.save(out / "fusions" / f"{method}.json")
+        rows_val += fusion.scores[len(val.members) :]
+        table = fused_table(test, fusion.apply(test), fusion, "test")
+        write_table(table, out / "fused" / f"{method}_test.parquet")
+        rows_test.append(score_row(f"{method} + post", test, test_truth, table.data[test.columns].to_numpy()))
+    return {"val": rows_val, "test": rows_test}
+
+
+def write_submissions(out: Path, cfg: DemoConfig, scores: dict, log: Log) -> dict[str, Path]:
+    """Challenge files of each track from the fusion with the best out-of-fold validation score there."""
+    from ensemble.frames import read_manifest
+    from submissions import write_submission
+
+    counts, zips = read_manifest(out / "data" / "test_frames.csv"), {}
+    fused = [r for r in scores["val"] if r["name"].endswith("+ post (out-of-fold)")]
+    for task in TASKS:
+        best = max(fused, key=lambda r: r[f"{task}_score"])["name"].split(" ")[0]
+        log(f"writing the {task} submission from {best}")
+        table = read_table(out / "fused" / f"{best}_test.parquet")
+        zips[task] = write_submission(
+            table, task, cfg.data.edition, counts, out / "submissions" / task, force=True
+        ).zip_path
+    return zips
+
+
+def run_demo(out: str | Path, cfg: DemoConfig, log: Log = lambda message: None) -> dict:
+    """The whole pipeline; returns the score tables (validation out-of-fold and test) and the zips."""
+    out = Path(out)
+    if not (out / "data" / "dataset.json").exists():
+        log("generating the synthetic dataset")
+        make_dataset(out / "data", cfg.data)
+    runs = train_members(out, cfg, log)
+    paths = predict_all(out, runs, log)
+    scores = fuse_all(out, cfg, paths, log)
+    zips = write_submissions(out, cfg, scores, log)
+    (out / "scores.json").write_text(json.dumps(scores, indent=1))
+    return {**scores, "zips": {k: str(v) for k, v in zips.items()}}
