@@ -1,6 +1,8 @@
 """The main job end to end with the smallest settings, as CI can afford it."""
 
+import base64
 import json
+import re
 import zipfile
 
 from test_cli import run_cli
@@ -16,6 +18,10 @@ def test_demo_runs_end_to_end_and_reuses_finished_steps(tmp_path):
     for task in ("expr", "va", "au"):
         with zipfile.ZipFile(out / "submissions" / task / "submission.zip") as zf:
             assert len(zf.namelist()) == 2  # one file per test video
+    page = (out / "report.html").read_text()
+    images = re.findall(r'<img alt="[^"]*" src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
+    assert len(images) == page.count("<img") == 5
+    assert all(base64.b64decode(b).startswith(b"\x89PNG") and len(b) > 1000 for b in images)
     scores = json.loads((out / "scores.json").read_text())
     assert {r["name"] for r in scores["test"]} >= {"cnn_rnn", "stack + post"}
     again = run_cli("demo", "--small", "--out", out)

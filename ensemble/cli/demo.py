@@ -30,8 +30,27 @@ def demo(
         err_console.print(f"[dim]{time.perf_counter() - start:6.0f} s[/dim]  {message}")
 
     result = run_demo(out, cfg, log)
+    from ensemble.report import write_report
+
+    log("writing the HTML report")
+    report_path = write_report(out, edition_year=cfg.data.edition)
     print_scores(result["val"], cfg.data.edition, "validation (tuned rows out-of-fold by video)")
     print_scores(result["test"], cfg.data.edition, "test (held-out labels)")
     for task, path in result["zips"].items():
         console.print(f"{task} submission: {path}")
+    console.print(f"report: {report_path}")
     console.print(f"done in {time.perf_counter() - start:.0f} s; everything is under {out}")
+
+
+@app.command()
+def report(
+    run: Path = typer.Argument(
+        ..., help="Run folder laid out like the demo's (scores.json, predictions/, fusions/, data/)."
+    ),
+    out: Path = typer.Option(None, "--out", help="HTML file to write [default: RUN/report.html]."),
+    edition: int = typer.Option(2025, help="ABAW edition of the labels."),
+) -> None:
+    """Write a self-contained HTML report with plots (scores, confusion matrix, VA over time, ...)."""
+    from ensemble.report import write_report
+
+    console.print(f"wrote {write_report(run, out, edition)}")
