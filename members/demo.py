@@ -18,6 +18,7 @@ from ensemble.labels import read_labels
 from ensemble.pipeline import fit_fusion, fused_table, member_rows, score_row
 from ensemble.tasks import TASKS, get_edition
 from members.cnn import CnnConfig, CnnMember
+from members.committee import CommitteeConfig, CommitteeMember, train_committee
 from members.predict import extract_features, predict_member
 from members.synthetic import SyntheticConfig, make_dataset
 from members.temporal import CnnRnnMember, CnnTransformerMember, TemporalConfig
@@ -35,6 +36,7 @@ class DemoConfig:
     temporal_epochs: int = 15
     image_size: int = 48
     fusions: tuple[tuple[str, dict], ...] = (("vote", {}), ("average", {"tune": True}), ("stack", {"context": 8}))
+    committee: tuple[str, ...] = ("test_resnet", "test_efficientnet", "test_convnext")  # tiny stand-ins, first leads
 
     @classmethod
     def smallest(cls) -> DemoConfig:
@@ -60,6 +62,17 @@ def train_members(out: Path, cfg: DemoConfig, log: Log) -> list[Path]:
             run,
         )
         runs.append(run)
+    log(f"training the committee ({', '.join(cfg.committee)}; ties by {cfg.committee[0]})")
+    committee = CommitteeConfig(
+        backbones=cfg.committee,
+        lead=cfg.committee[0],
+        tasks=TASKS,
+        image_size=cfg.image_size,
+        epochs=cfg.cnn_epochs,
+        lr=3e-3,
+    )
+    train_committee(CommitteeMember, committee, data, out / "runs" / "committee")
+    runs.append(out / "runs" / "committee")
     feats = out / "features"
     for split in ("train", "val", "test"):
         if not (feats / f"{split}.npz").exists():

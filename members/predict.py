@@ -87,6 +87,8 @@ def predict_member(
 ) -> tuple[PredictionTable, int]:
     """Write the run's prediction table for every frame of ``split``; returns it and the filled count."""
     member_cls, cfg = load_config(run_dir)
+    if hasattr(member_cls, "predict"):
+        return member_cls.predict(cfg, run_dir, data_root, split, out, frames, progress)
     if getattr(member_cls, "on_features", False):
         from members.temporal_train import predict_temporal
 

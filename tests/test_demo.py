@@ -13,7 +13,15 @@ def test_demo_runs_end_to_end_and_reuses_finished_steps(tmp_path):
     first = run_cli("demo", "--small", "--out", out)
     assert first.returncode == 0, first.stderr[-2000:]
     assert "validation (tuned rows out-of-fold by video)" in first.stdout and "test (held-out labels)" in first.stdout
-    for name in ("cnn_test_resnet", "cnn_rnn", "cnn_transformer", "vote + post", "average + post", "stack + post"):
+    for name in (
+        "cnn_test_resnet",
+        "committee",
+        "cnn_rnn",
+        "cnn_transformer",
+        "vote + post",
+        "average + post",
+        "stack + post",
+    ):
         assert name in first.stdout
     for task in ("expr", "va", "au"):
         with zipfile.ZipFile(out / "submissions" / task / "submission.zip") as zf:

@@ -18,7 +18,7 @@ def demo(
     ),
     small: bool = typer.Option(False, "--small", help="CI-sized run: tiny data, one epoch, timm's tiny test backbone."),
 ) -> None:
-    """Generate data, train members (cnn x2, cnn_rnn, cnn_transformer), predict, fuse (vote, average, stack
+    """Generate data, train members (cnn x2, committee, cnn_rnn, cnn_transformer), predict, fuse (vote, average, stack
     with smoothing and thresholds), score on validation (out-of-fold) and test, write submissions."""
     from members.demo import DemoConfig, run_demo
     from members.synthetic import SyntheticConfig

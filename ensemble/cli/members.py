@@ -76,6 +76,11 @@ def train_member_cmd(
     stats: int = typer.Option(
         None, min=0, help="cnn_rnn, cnn_transformer: temporal-statistics half-window, 0 off [default: 0]."
     ),
+    backbones: str = typer.Option(
+        None,
+        help="committee: comma-separated timm backbones [default: vgg16,xception41,resnetv2_50x1_bit,efficientnet_b1].",
+    ),
+    lead: str = typer.Option(None, help="committee: the backbone deciding ties [default: vgg16]."),
     config: Path = typer.Option(None, "--config", help="JSON config file; options given here override it."),
 ) -> None:
     """Train a member (resumes from RUN/last.pt if it exists), validating each epoch."""
@@ -102,14 +107,18 @@ def train_member_cmd(
         "window": window,
         "stride": stride,
         "stats": stats,
+        "backbones": tuple(backbones.split(",")) if backbones else None,
+        "lead": lead,
     }
     cfg = resolve_config(member_cls.config_class, config, overrides)
     get_edition(cfg.edition)
     trainer = train_temporal if getattr(member_cls, "on_features", False) else train_member
+    trainer = getattr(member_cls, "train", trainer)
     with progress_bar("training") as advance:
         history = trainer(member_cls, cfg, data, out, lambda phase, done, total: advance(done, total))
     for row in history:
-        console.print(f"epoch {row['epoch']}: loss {row['loss']:.4f}, validation score {row['score']:.4f}")
+        who = f"{row['backbone']} (best epoch)" if "backbone" in row else f"epoch {row['epoch']}"
+        console.print(f"{who}: loss {row['loss']:.4f}, validation score {row['score']:.4f}")
 
 
 @app.command("predict-member")
