@@ -38,8 +38,9 @@ def score_bars(rows: list[dict]) -> str:
     for ax, task in zip(axes, TASKS):
         names = [r["name"].replace(" (out-of-fold)", "") for r in rows]
         ax.barh(names, [r.get(f"{task}_score", np.nan) for r in rows], color="tab:blue")
-        ax.set_title(f"{task.upper()} score (validation, tuned rows out-of-fold)")
+        ax.set_title(f"{task.upper()} score (validation, tuned rows out-of-fold)", fontsize=9)
         ax.invert_yaxis()
+        ax.tick_params(labelleft=ax is axes[0])  # the same rows in every panel: label them once
     return _png(fig)
 
 
