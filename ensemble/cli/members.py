@@ -48,15 +48,28 @@ def resolve_config(config_class, config_file: Path | None, overrides: dict):
     return config_class(**values)
 
 
+def parse_range(text: str) -> tuple[float, float]:
+    """'-1,1' -> (-1.0, 1.0); anything else is a one-line error."""
+    try:
+        low, high = (float(v) for v in text.split(","))
+    except ValueError:
+        raise AffectEnsError(f"--pixel-range {text!r}: expected two numbers 'black,white', e.g. -1,1") from None
+    return low, high
+
+
 @app.command("train-member")
 def train_member_cmd(
-    member: str = typer.Argument(..., help="Member type (cnn, ...)."),
+    member: str = typer.Argument(..., help="Member type: cnn, cnn_rnn, cnn_transformer, committee or keras."),
     data: Path = DATA,
     out: Path = typer.Option(..., "--out", help="Run folder: config.json, last.pt (resume), best.pt, history.json."),
     task: str = typer.Option(None, "--task", help="expr, va, au or mtl (all three) [default: expr]."),
     backbone: str = typer.Option(None, help="timm backbone name [default: resnet18]."),
-    weights: Path = typer.Option(None, help="Local file of pretrained backbone weights (nothing is downloaded)."),
-    epochs: int = typer.Option(None, min=1, help="Training epochs [default: 5]."),
+    weights: Path = typer.Option(
+        None,
+        help="cnn, committee: local file of pretrained backbone weights (nothing is downloaded); "
+        "keras: the Keras .h5 model file.",
+    ),
+    epochs: int = typer.Option(None, min=0, help="Training epochs [default: 5; keras: 0, import only]."),
     batch_size: int = typer.Option(None, min=1, help="Batch size [default: 64]."),
     lr: float = typer.Option(None, help="Peak learning rate (one-cycle schedule) [default: 1e-3]."),
     image_size: int = typer.Option(None, min=16, help="Input side in pixels [default: 112]."),
@@ -81,6 +94,15 @@ def train_member_cmd(
         help="committee: comma-separated timm backbones [default: vgg16,xception41,resnetv2_50x1_bit,efficientnet_b1].",
     ),
     lead: str = typer.Option(None, help="committee: the backbone deciding ties [default: vgg16]."),
+    classes: str = typer.Option(
+        None,
+        help="keras: the model's output classes in order, comma-separated; 'name=Class' maps a name onto an "
+        "ABAW class [default: FER2013's angry,disgust,fear,happy,sad,surprise,neutral].",
+    ),
+    pixel_range: str = typer.Option(
+        None, help="keras: the model's input values for black,white pixels [default: -1,1 as in fer]."
+    ),
+    bgr: bool = typer.Option(None, "--bgr/--rgb", help="keras: colour models trained on BGR images [default: rgb]."),
     config: Path = typer.Option(None, "--config", help="JSON config file; options given here override it."),
 ) -> None:
     """Train a member (resumes from RUN/last.pt if it exists), validating each epoch."""
@@ -109,6 +131,9 @@ def train_member_cmd(
         "stats": stats,
         "backbones": tuple(backbones.split(",")) if backbones else None,
         "lead": lead,
+        "classes": tuple(c.strip() for c in classes.split(",")) if classes else None,
+        "pixel_range": parse_range(pixel_range) if pixel_range else None,
+        "bgr": bgr,
     }
     cfg = resolve_config(member_cls.config_class, config, overrides)
     get_edition(cfg.edition)
@@ -118,7 +143,8 @@ def train_member_cmd(
         history = trainer(member_cls, cfg, data, out, lambda phase, done, total: advance(done, total))
     for row in history:
         who = f"{row['backbone']} (best epoch)" if "backbone" in row else f"epoch {row['epoch']}"
-        console.print(f"{who}: loss {row['loss']:.4f}, validation score {row['score']:.4f}")
+        loss = f"loss {row['loss']:.4f}, " if "loss" in row else "imported, "
+        console.print(f"{who}: {loss}validation score {row['score']:.4f}")
 
 
 @app.command("predict-member")

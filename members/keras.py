@@ -1,0 +1,176 @@
+"""The ``keras`` member: a Keras ``.h5`` expression model (fer's mini-Xception, ...) as a torch member.
+
+``train-member keras --weights model.h5`` rebuilds the model in torch (``members.keras_import``), maps
+its classes onto the edition's expression classes, scores it on validation and saves the run like any
+other member; ``--epochs N`` fine-tunes it on Aff-Wild2 first. The run folder is self-contained: the
+architecture is kept in config.json and the weights in best.pt, so predicting no longer needs the file.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from ensemble.errors import DataError
+from ensemble.tasks import Edition, get_edition
+from members.keras_import import architecture, build_graph, read_keras_h5
+from members.registry import MEMBERS
+
+FER2013_CLASSES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
+"""FER2013's label order, used by fer's mini-Xception and most models trained on FER2013."""
+
+SYNONYMS = {
+    "neutral": "Neutral",
+    "anger": "Anger",
+    "angry": "Anger",
+    "disgust": "Disgust",
+    "disgusted": "Disgust",
+    "fear": "Fear",
+    "fearful": "Fear",
+    "scared": "Fear",
+    "happy": "Happiness",
+    "happiness": "Happiness",
+    "joy": "Happiness",
+    "sad": "Sadness",
+    "sadness": "Sadness",
+    "surprise": "Surprise",
+    "surprised": "Surprise",
+    "other": "Other",
+}
+GREY = (0.299, 0.587, 0.114)  # ITU-R 601 luma, as OpenCV's and PIL's RGB -> grey conversion
+
+
+@dataclass
+class KerasConfig:
+    """A Keras model imported as a member; saved as config.json in the run folder."""
+
+    weights: str | None = None  # the Keras .h5 file (a whole model, saved with model.save)
+    classes: tuple[str, ...] = FER2013_CLASSES  # the model's output classes in order; 'name=AbawClass' to map
+    pixel_range: tuple[float, float] = (-1.0, 1.0)  # model input for black and white pixels (fer: -1, 1)
+    bgr: bool = False  # colour models trained on BGR images (OpenCV order)
+    tasks: tuple[str, ...] = ("expr",)
+    edition: int = 2025
+    image_size: int = 64  # taken from the model's input on import
+    epochs: int = 0  # 0: import only, scored on validation; N: fine-tune N epochs on the training split
+    batch_size: int = 64
+    lr: float = 1e-4
+    weight_decay: float = 1e-4
+    seed: int = 0
+    checkpoint_every: int = 0
+    amp: bool = True
+    architecture: dict | None = None  # the Keras config and weight shapes, filled on import
+
+
+def class_mapping(classes, edition: Edition) -> np.ndarray:
+    """(model classes x edition classes) 0/1 matrix: each model class feeds one edition class; edition
+    classes the model lacks (e.g. Other) get probability 0."""
+    ours = {c.lower(): j for j, c in enumerate(edition.expr_classes)}
+    mapping = np.zeros((len(classes), len(ours)), np.float32)
+    for i, name in enumerate(classes):
+        target = name.split("=", 1)[1] if "=" in name else SYNONYMS.get(name.lower(), name)
+        if target.lower() not in ours:
+            raise DataError(
+                f"keras member: class {name!r} maps to no {edition.year} expression class "
+                f"({', '.join(edition.expr_classes)}); write it as '{name.split('=')[0]}=<class>'"
+            )
+        mapping[i, ours[target.lower()]] = 1.0
+    return mapping
+
+
+class KerasNet(nn.Module):
+    """Our normalised RGB faces -> the Keras model's input -> its class probabilities mapped onto ours
+    (returned as log-probabilities, the 'logits' of the expression head)."""
+
+    def __init__(self, cfg: KerasConfig, edition: Edition):
+        super().__init__()
+        if tuple(cfg.tasks) != ("expr",):
+            raise DataError(f"keras member: only the expr task is supported, not {'+'.join(cfg.tasks)}")
+        if cfg.architecture is not None:  # a finished run: the weights come from its checkpoint
+            self.graph = build_graph(cfg.architecture)
+        elif cfg.weights:
+            config, weights = read_keras_h5(cfg.weights)
+            self.graph = build_graph(architecture(config, weights), weights)
+        else:
+            raise DataError("keras member: name the Keras .h5 model file with --weights")
+        h, w, channels = self.graph.input_shape
+        if h != w or channels not in (1, 3):
+            raise DataError(f"keras member: the model's input is {h}x{w}x{channels}; square grey or RGB is needed")
+        if self.graph.output_shape != (len(cfg.classes),):
+            raise DataError(
+                f"keras member: the model outputs {self.graph.output_shape} values per face, "
+                f"--classes names {len(cfg.classes)}"
+            )
+        self.grey, self.bgr = channels == 1, cfg.bgr
+        self.low, self.high = cfg.pixel_range
+        self.register_buffer("mapping", torch.from_numpy(class_mapping(cfg.classes, edition)))
+        self.register_buffer("luma", torch.tensor(GREY).view(1, 3, 1, 1))
+
+    def keras_input(self, images: torch.Tensor) -> torch.Tensor:
+        """Undo our (x - 0.5) / 0.5 normalisation, convert the colours, rescale to the model's range."""
+        x = images * 0.5 + 0.5
+        if self.grey:
+            x = (x * self.luma).sum(1, keepdim=True)
+        elif self.bgr:
+            x = x.flip(1)
+        return self.low + (self.high - self.low) * x
+
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        return self.graph.features(self.keras_input(images))
+
+    def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        out = self.graph(self.keras_input(images))
+        probs = out if self.graph.ends_in_softmax else out.softmax(1)
+        return {"expr": (probs @ self.mapping).clamp_min(1e-7).log()}
+
+
+def imported_config(cfg: KerasConfig) -> KerasConfig:
+    """The config with the model's architecture and input size, read from the .h5 file."""
+    if not cfg.weights:
+        raise DataError("keras member: name the Keras .h5 model file with --weights")
+    config, weights = read_keras_h5(cfg.weights)
+    arch = architecture(config, weights)
+    return replace(cfg, architecture=arch, image_size=build_graph(arch).input_shape[0])
+
+
+def score_import(member_cls, cfg: KerasConfig, data_root: Path, run_dir: Path) -> list[dict]:
+    """Save the imported weights as the run's best.pt, with the validation score as epoch 0."""
+    from members.data import FrameDataset
+    from members.train import evaluate_member, pick_device
+
+    edition = get_edition(cfg.edition)
+    model = member_cls.network(replace(cfg, architecture=None), edition).to(pick_device())
+    val_set = FrameDataset(data_root, "val", tuple(cfg.tasks), edition, cfg.image_size, train=False)
+    metrics = evaluate_member(model, val_set, pick_device(), cfg.batch_size)
+    torch.save({"model": model.state_dict(), "epoch": 0, "metrics": metrics}, run_dir / "best.pt")
+    history = [{"epoch": 0, **metrics}]
+    (run_dir / "history.json").write_text(json.dumps(history, indent=1))
+    return history
+
+
+def train_keras(member_cls, cfg: KerasConfig, data_root: Path, run_dir: Path, progress=None) -> list[dict]:
+    """Import (and, with epochs, fine-tune) the Keras model; config.json keeps its architecture."""
+    from members.train import train_member
+
+    cfg = imported_config(cfg)
+    member_cls.network(cfg, get_edition(cfg.edition))  # classes, input and tasks checked before writing
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if cfg.epochs:
+        history = train_member(member_cls, replace(cfg, architecture=None), data_root, run_dir, progress)
+    else:
+        history = score_import(member_cls, cfg, data_root, run_dir)
+    (run_dir / "config.json").write_text(json.dumps({"member": member_cls.__name__, **asdict(cfg)}, indent=1))
+    return history
+
+
+@MEMBERS.register("keras")
+class KerasMember:
+    """A Keras .h5 expression model, imported without TensorFlow."""
+
+    config_class = KerasConfig
+    network = KerasNet
+    train = staticmethod(train_keras)

