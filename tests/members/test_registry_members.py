@@ -8,8 +8,13 @@ import pytest
 from ensemble.cli.members import resolve_config
 from members import MEMBERS
 
-TRAINED_IN_TESTS = {"cnn": "test_cnn.py", "cnn_rnn": "test_temporal.py", "cnn_transformer": "test_temporal.py",
-                    "committee": "test_committee.py", "keras": "test_keras.py"}
+TRAINED_IN_TESTS = {
+    "cnn": "test_cnn.py",
+    "cnn_rnn": "test_temporal.py",
+    "cnn_transformer": "test_temporal.py",
+    "committee": "test_committee.py",
+    "keras": "test_keras.py",
+}
 
 
 def test_no_registered_member_escapes_the_training_tests():
