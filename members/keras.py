@@ -173,4 +173,5 @@ class KerasMember:
 
     config_class = KerasConfig
     network = KerasNet
+    min_epochs = 0  # 0 epochs: the model as imported
     train = staticmethod(train_keras)

@@ -46,3 +46,22 @@ def test_unknown_edition_is_one_line_error(tmp_path):
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "unknown ABAW edition 1999; choose one of: 2020, 2021, 2022, 2023, 2024, 2025" in result.stderr
     assert not (tmp_path / "x").exists()
+
+
+def test_no_help_text_is_eaten_as_rich_markup():
+    """Rich reads '[word ...]' in a help text as a markup tag and drops it (this hid every default)."""
+    import re
+
+    import typer
+
+    from ensemble.cli import app
+
+    root = typer.main.get_command(app)
+    texts = [(f"{name} {p.name}", p.help or "") for name, cmd in root.commands.items() for p in cmd.params] + [
+        (name, cmd.help or "") for name, cmd in root.commands.items()
+    ]
+    assert len(texts) > 50
+    eaten = [(where, text) for where, text in texts if re.search(r"\[[a-z/]", text)]
+    assert not eaten
+    result = run_cli("train-member", "--help")
+    assert "(default:" in result.stdout

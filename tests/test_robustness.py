@@ -250,6 +250,10 @@ CORPUS = {
         "unknown member 'resnet'; choose one of: cnn",
     ),
     "corrupt jpeg": (_corrupt_jpeg, "unreadable image"),
+    "zero epochs": (
+        lambda s, t: (["train-member", "cnn", "--data", s[0], "--out", t / "run", "--epochs", "0"], [t / "run"]),
+        "--epochs 0: member cnn trains at least 1 epoch(s)",
+    ),
     "keras file not hdf5": (_keras(_text_as_h5), "model.h5: not an HDF5 file (a Keras .h5 model is expected)"),
     "keras classes vs outputs": (
         _keras(_fer_model, "--classes", "angry,happy,neutral"),

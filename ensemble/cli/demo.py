@@ -47,7 +47,7 @@ def report(
     run: Path = typer.Argument(
         ..., help="Run folder laid out like the demo's (scores.json, predictions/, fusions/, data/)."
     ),
-    out: Path = typer.Option(None, "--out", help="HTML file to write [default: RUN/report.html]."),
+    out: Path = typer.Option(None, "--out", help="HTML file to write (default: RUN/report.html)."),
     edition: int = typer.Option(2025, help="ABAW edition of the labels."),
 ) -> None:
     """Write a self-contained HTML report with plots (scores, confusion matrix, VA over time, ...)."""

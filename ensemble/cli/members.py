@@ -62,47 +62,47 @@ def train_member_cmd(
     member: str = typer.Argument(..., help="Member type: cnn, cnn_rnn, cnn_transformer, committee or keras."),
     data: Path = DATA,
     out: Path = typer.Option(..., "--out", help="Run folder: config.json, last.pt (resume), best.pt, history.json."),
-    task: str = typer.Option(None, "--task", help="expr, va, au or mtl (all three) [default: expr]."),
-    backbone: str = typer.Option(None, help="timm backbone name [default: resnet18]."),
+    task: str = typer.Option(None, "--task", help="expr, va, au or mtl (all three) (default: expr)."),
+    backbone: str = typer.Option(None, help="timm backbone name (default: resnet18)."),
     weights: Path = typer.Option(
         None,
         help="cnn, committee: local file of pretrained backbone weights (nothing is downloaded); "
         "keras: the Keras .h5 model file.",
     ),
-    epochs: int = typer.Option(None, min=0, help="Training epochs [default: 5; keras: 0, import only]."),
-    batch_size: int = typer.Option(None, min=1, help="Batch size [default: 64]."),
-    lr: float = typer.Option(None, help="Peak learning rate (one-cycle schedule) [default: 1e-3]."),
-    image_size: int = typer.Option(None, min=16, help="Input side in pixels [default: 112]."),
-    seed: int = typer.Option(None, help="Random seed [default: 0]."),
-    edition: int = typer.Option(None, help="ABAW edition of the labels [default: 2025]."),
-    checkpoint_every: int = typer.Option(None, min=0, help="Also checkpoint every N steps [default: 0, epoch ends]."),
+    epochs: int = typer.Option(None, min=0, help="Training epochs (default: 5; keras: 0, import only)."),
+    batch_size: int = typer.Option(None, min=1, help="Batch size (default: 64)."),
+    lr: float = typer.Option(None, help="Peak learning rate (one-cycle schedule) (default: 1e-3)."),
+    image_size: int = typer.Option(None, min=16, help="Input side in pixels (default: 112)."),
+    seed: int = typer.Option(None, help="Random seed (default: 0)."),
+    edition: int = typer.Option(None, help="ABAW edition of the labels (default: 2025)."),
+    checkpoint_every: int = typer.Option(None, min=0, help="Also checkpoint every N steps (default: 0, epoch ends)."),
     features: Path = typer.Option(
         None, help="cnn_rnn, cnn_transformer: folder with train.npz and val.npz from extract-features."
     ),
-    rnn: str = typer.Option(None, help="cnn_rnn: gru or lstm [default: gru]."),
+    rnn: str = typer.Option(None, help="cnn_rnn: gru or lstm (default: gru)."),
     bidirectional: bool = typer.Option(
-        None, "--bidirectional/--unidirectional", help="cnn_rnn: direction [default: bidirectional]."
+        None, "--bidirectional/--unidirectional", help="cnn_rnn: direction (default: bidirectional)."
     ),
-    hidden: int = typer.Option(None, min=4, help="cnn_rnn, cnn_transformer: hidden size [default: 128]."),
-    window: int = typer.Option(None, min=2, help="cnn_rnn, cnn_transformer: frames per window [default: 64]."),
-    stride: int = typer.Option(None, min=1, help="cnn_rnn, cnn_transformer: step between windows [default: 32]."),
+    hidden: int = typer.Option(None, min=4, help="cnn_rnn, cnn_transformer: hidden size (default: 128)."),
+    window: int = typer.Option(None, min=2, help="cnn_rnn, cnn_transformer: frames per window (default: 64)."),
+    stride: int = typer.Option(None, min=1, help="cnn_rnn, cnn_transformer: step between windows (default: 32)."),
     stats: int = typer.Option(
-        None, min=0, help="cnn_rnn, cnn_transformer: temporal-statistics half-window, 0 off [default: 0]."
+        None, min=0, help="cnn_rnn, cnn_transformer: temporal-statistics half-window, 0 off (default: 0)."
     ),
     backbones: str = typer.Option(
         None,
-        help="committee: comma-separated timm backbones [default: vgg16,xception41,resnetv2_50x1_bit,efficientnet_b1].",
+        help="committee: comma-separated timm backbones (default: vgg16,xception41,resnetv2_50x1_bit,efficientnet_b1).",
     ),
-    lead: str = typer.Option(None, help="committee: the backbone deciding ties [default: vgg16]."),
+    lead: str = typer.Option(None, help="committee: the backbone deciding ties (default: vgg16)."),
     classes: str = typer.Option(
         None,
         help="keras: the model's output classes in order, comma-separated; 'name=Class' maps a name onto an "
-        "ABAW class [default: FER2013's angry,disgust,fear,happy,sad,surprise,neutral].",
+        "ABAW class (default: FER2013's angry,disgust,fear,happy,sad,surprise,neutral).",
     ),
     pixel_range: str = typer.Option(
-        None, help="keras: the model's input values for black,white pixels [default: -1,1 as in fer]."
+        None, help="keras: the model's input values for black,white pixels (default: -1,1 as in fer)."
     ),
-    bgr: bool = typer.Option(None, "--bgr/--rgb", help="keras: colour models trained on BGR images [default: rgb]."),
+    bgr: bool = typer.Option(None, "--bgr/--rgb", help="keras: colour models trained on BGR images (default: rgb)."),
     config: Path = typer.Option(None, "--config", help="JSON config file; options given here override it."),
 ) -> None:
     """Train a member (resumes from RUN/last.pt if it exists), validating each epoch."""
@@ -137,6 +137,9 @@ def train_member_cmd(
     }
     cfg = resolve_config(member_cls.config_class, config, overrides)
     get_edition(cfg.edition)
+    least = getattr(member_cls, "min_epochs", 1)
+    if cfg.epochs < least:
+        raise AffectEnsError(f"--epochs {cfg.epochs}: member {member} trains at least {least} epoch(s)")
     trainer = train_temporal if getattr(member_cls, "on_features", False) else train_member
     trainer = getattr(member_cls, "train", trainer)
     with progress_bar("training") as advance:
