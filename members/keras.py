@@ -53,6 +53,7 @@ class KerasConfig:
     classes: tuple[str, ...] = FER2013_CLASSES  # the model's output classes in order; 'name=AbawClass' to map
     pixel_range: tuple[float, float] = (-1.0, 1.0)  # model input for black and white pixels (fer: -1, 1)
     bgr: bool = False  # colour models trained on BGR images (OpenCV order)
+    pixel_mean: tuple[float, ...] | None = None  # caffe style (keras-vggface): 0-255 pixels minus these means
     tasks: tuple[str, ...] = ("expr",)
     edition: int = 2025
     image_size: int = 64  # taken from the model's input on import
@@ -107,16 +108,23 @@ class KerasNet(nn.Module):
             )
         self.grey, self.bgr = channels == 1, cfg.bgr
         self.low, self.high = cfg.pixel_range
+        self.centred = cfg.pixel_mean is not None
+        if self.centred and len(cfg.pixel_mean) != channels:
+            raise DataError(f"keras member: {len(cfg.pixel_mean)} pixel mean(s) for a {channels}-channel model input")
+        self.register_buffer("mean", torch.tensor(cfg.pixel_mean or [0.0] * channels).view(1, channels, 1, 1))
         self.register_buffer("mapping", torch.from_numpy(class_mapping(cfg.classes, edition)))
         self.register_buffer("luma", torch.tensor(GREY).view(1, 3, 1, 1))
 
     def keras_input(self, images: torch.Tensor) -> torch.Tensor:
-        """Undo our (x - 0.5) / 0.5 normalisation, convert the colours, rescale to the model's range."""
+        """Undo our (x - 0.5) / 0.5 normalisation, convert the colours, then rescale to the model's range or
+        (caffe style) subtract the per-channel means from 0-255 pixels."""
         x = images * 0.5 + 0.5
         if self.grey:
             x = (x * self.luma).sum(1, keepdim=True)
         elif self.bgr:
             x = x.flip(1)
+        if self.centred:
+            return x * 255.0 - self.mean
         return self.low + (self.high - self.low) * x
 
     def features(self, images: torch.Tensor) -> torch.Tensor:

@@ -259,6 +259,11 @@ CORPUS = {
         _keras(_fer_model, "--classes", "angry,happy,neutral"),
         "the model outputs (7,) values per face, --classes names 3",
     ),
+    "keras pixel options clash": (
+        _keras(_fer_model, "--pixel-range", "0,1", "--pixel-mean", "128"),
+        "--pixel-range and --pixel-mean exclude each other",
+    ),
+    "keras pixel range not two numbers": (_keras(_fer_model, "--pixel-range", "0"), "--pixel-range '0': expected 2"),
     "keras class unknown": (
         _keras(_fer_model, "--classes", "angry,disgust,fear,happy,sad,surprise,contempt"),
         "class 'contempt' maps to no 2025 expression class",

@@ -48,13 +48,15 @@ def resolve_config(config_class, config_file: Path | None, overrides: dict):
     return config_class(**values)
 
 
-def parse_range(text: str) -> tuple[float, float]:
-    """'-1,1' -> (-1.0, 1.0); anything else is a one-line error."""
+def parse_numbers(text: str, option: str, count: int | None = None) -> tuple[float, ...]:
+    """'-1,1' -> (-1.0, 1.0); anything else (or another count than ``count``) is a one-line error."""
     try:
-        low, high = (float(v) for v in text.split(","))
+        values = tuple(float(v) for v in text.split(","))
     except ValueError:
-        raise AffectEnsError(f"--pixel-range {text!r}: expected two numbers 'black,white', e.g. -1,1") from None
-    return low, high
+        values = ()
+    if not values or (count and len(values) != count):
+        raise AffectEnsError(f"{option} {text!r}: expected {count or 'some'} comma-separated numbers")
+    return values
 
 
 @app.command("train-member")
@@ -103,6 +105,11 @@ def train_member_cmd(
         None, help="keras: the model's input values for black,white pixels (default: -1,1 as in fer)."
     ),
     bgr: bool = typer.Option(None, "--bgr/--rgb", help="keras: colour models trained on BGR images (default: rgb)."),
+    pixel_mean: str = typer.Option(
+        None,
+        help="keras: caffe-style input, 0-255 pixels minus these per-channel means in the model's channel "
+        "order, e.g. 93.594,104.762,129.186 for keras-vggface (replaces --pixel-range).",
+    ),
     config: Path = typer.Option(None, "--config", help="JSON config file; options given here override it."),
 ) -> None:
     """Train a member (resumes from RUN/last.pt if it exists), validating each epoch."""
@@ -111,6 +118,8 @@ def train_member_cmd(
     from members.train import train_member
 
     member_cls = MEMBERS.get(member)
+    if pixel_range and pixel_mean:
+        raise AffectEnsError("--pixel-range and --pixel-mean exclude each other: a model takes one of the two")
     overrides = {
         "tasks": parse_tasks(task) if task else None,
         "backbone": backbone,
@@ -132,8 +141,9 @@ def train_member_cmd(
         "backbones": tuple(backbones.split(",")) if backbones else None,
         "lead": lead,
         "classes": tuple(c.strip() for c in classes.split(",")) if classes else None,
-        "pixel_range": parse_range(pixel_range) if pixel_range else None,
+        "pixel_range": parse_numbers(pixel_range, "--pixel-range", 2) if pixel_range else None,
         "bgr": bgr,
+        "pixel_mean": parse_numbers(pixel_mean, "--pixel-mean") if pixel_mean else None,
     }
     cfg = resolve_config(member_cls.config_class, config, overrides)
     get_edition(cfg.edition)

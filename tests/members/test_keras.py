@@ -15,6 +15,8 @@ from test_cli import run_cli
 
 from ensemble.contract import read_table
 from ensemble.errors import DataError
+from ensemble.tasks import get_edition
+from members.keras import KerasConfig, KerasNet
 from members.keras_import import load_keras_model
 
 FER_CLASSES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
@@ -305,3 +307,20 @@ def test_unsupported_or_foreign_files_are_one_line_errors(tmp_path):
     (tmp_path / "notes.h5").write_text("not hdf5")
     with pytest.raises(DataError, match="not an HDF5 file"):
         load_keras_model(tmp_path / "notes.h5")
+
+
+def test_colour_models_get_their_channel_order_and_pixel_scale(tmp_path):
+    """Our faces arrive RGB in [-1, 1]; a model is fed 'tf' style (a range) or caffe style (BGR minus means)."""
+    path, _ = _functional(tmp_path / "m.h5", np.random.default_rng(0))
+    rgb = torch.rand(2, 3, 9, 9) * 2 - 1
+    pixels = (rgb * 0.5 + 0.5) * 255
+    classes = ("happy", "sad", "neutral")
+    ranged = KerasNet(KerasConfig(weights=str(path), classes=classes, pixel_range=(0, 1)), get_edition(2025))
+    torch.testing.assert_close(ranged.keras_input(rgb), pixels / 255)
+    mean = (93.594, 104.762, 129.186)
+    caffe = KerasNet(KerasConfig(weights=str(path), classes=classes, bgr=True, pixel_mean=mean), get_edition(2025))
+    torch.testing.assert_close(caffe.keras_input(rgb), pixels.flip(1) - torch.tensor(mean).view(1, 3, 1, 1))
+    probs = caffe.eval()(rgb)["expr"].softmax(1)  # 2025 order: Neutral, Anger, ..., Happiness, Sadness, ...
+    assert probs[:, [1, 2, 3, 6, 7]].max() < 1e-5 and probs[:, [0, 4, 5]].sum(1).min() > 0.9999
+    with pytest.raises(DataError, match="2 pixel mean"):
+        KerasNet(KerasConfig(weights=str(path), classes=classes, pixel_mean=(1.0, 2.0)), get_edition(2025))
