@@ -198,35 +198,16 @@ def _write_keras_h5(path, class_name, layers, weights, output=None):
 
 def _functional(path, rng):
     conv = {"use_bias": True, "activation": "relu", "dilation_rate": [1, 1]}
+    lin = {"strides": [1, 1], "use_bias": True, "activation": "linear"}
+    sep = {"strides": [1, 1], "use_bias": True, "activation": "tanh", "depth_multiplier": 1}
     layers = [
         _layer("InputLayer", "in", None, batch_input_shape=[None, 9, 9, 3]),
         _layer("ZeroPadding2D", "pad", ["in"], padding=[[1, 0], [0, 1]]),
         _layer("Conv2D", "c1", ["pad"], filters=4, kernel_size=[3, 3], strides=[2, 2], padding="same", **conv),
-        _layer(
-            "DepthwiseConv2D",
-            "dw",
-            ["c1"],
-            kernel_size=[3, 3],
-            strides=[1, 1],
-            padding="same",
-            depth_multiplier=2,
-            use_bias=True,
-            activation="linear",
-        ),
+        _layer("DepthwiseConv2D", "dw", ["c1"], kernel_size=[3, 3], padding="same", depth_multiplier=2, **lin),
         _layer("BatchNormalization", "bn", ["dw"], axis=-1, epsilon=1e-3),
         _layer("AveragePooling2D", "avg", ["bn"], pool_size=[2, 2], strides=[2, 2], padding="same"),
-        _layer(
-            "SeparableConv2D",
-            "sep",
-            ["avg"],
-            filters=6,
-            kernel_size=[2, 2],
-            strides=[1, 1],
-            padding="valid",
-            depth_multiplier=1,
-            use_bias=True,
-            activation="tanh",
-        ),
+        _layer("SeparableConv2D", "sep", ["avg"], filters=6, kernel_size=[2, 2], padding="valid", **sep),
         _layer("Conv2D", "c2", ["avg"], filters=6, kernel_size=[2, 2], strides=[1, 1], padding="valid", **conv),
         _layer("Concatenate", "cat", ["sep", "c2"], axis=-1),
         _layer("MaxPooling2D", "max", ["cat"], pool_size=[3, 3], strides=[1, 1], padding="same"),
