@@ -108,12 +108,12 @@ class KerasNet(nn.Module):
             )
         self.grey, self.bgr = channels == 1, cfg.bgr
         self.low, self.high = cfg.pixel_range
-        self.centred = cfg.pixel_mean is not None
+        self.centred = cfg.pixel_mean is not None  # the buffers below follow from the config: not saved
         if self.centred and len(cfg.pixel_mean) != channels:
             raise DataError(f"keras member: {len(cfg.pixel_mean)} pixel mean(s) for a {channels}-channel model input")
-        self.register_buffer("mean", torch.tensor(cfg.pixel_mean or [0.0] * channels).view(1, channels, 1, 1))
-        self.register_buffer("mapping", torch.from_numpy(class_mapping(cfg.classes, edition)))
-        self.register_buffer("luma", torch.tensor(GREY).view(1, 3, 1, 1))
+        self.register_buffer("mean", torch.tensor(cfg.pixel_mean or [0.0] * channels).view(1, channels, 1, 1), False)
+        self.register_buffer("mapping", torch.from_numpy(class_mapping(cfg.classes, edition)), False)
+        self.register_buffer("luma", torch.tensor(GREY).view(1, 3, 1, 1), False)
 
     def keras_input(self, images: torch.Tensor) -> torch.Tensor:
         """Undo our (x - 0.5) / 0.5 normalisation, convert the colours, then rescale to the model's range or

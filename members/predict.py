@@ -40,7 +40,11 @@ def load_run(run_dir: Path):
     member_cls, cfg = load_config(run_dir)
     best = run_dir / "best.pt"
     model = member_cls.network(cfg, get_edition(cfg.edition))
-    model.load_state_dict(torch.load(best, map_location="cpu", weights_only=False)["model"])
+    try:
+        model.load_state_dict(torch.load(best, map_location="cpu", weights_only=False)["model"])
+    except RuntimeError as exc:  # a best.pt from another config or version of the member
+        detail = " ".join(str(exc).split())[:160]
+        raise DataError(f"{best}: the weights do not fit the run's config.json ({detail})") from None
     return member_cls, cfg, model.eval()
 
 

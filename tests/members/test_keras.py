@@ -3,6 +3,7 @@ independent numpy forward pass and against the TFLite model fer ships, then run 
 
 import importlib.util
 import json
+import shutil
 from pathlib import Path
 
 import cv2
@@ -305,3 +306,15 @@ def test_colour_models_get_their_channel_order_and_pixel_scale(tmp_path):
     assert probs[:, [1, 2, 3, 6, 7]].max() < 1e-5 and probs[:, [0, 4, 5]].sum(1).min() > 0.9999
     with pytest.raises(DataError, match="2 pixel mean"):
         KerasNet(KerasConfig(weights=str(path), classes=classes, pixel_mean=(1.0, 2.0)), get_edition(2025))
+
+
+def test_a_checkpoint_that_does_not_fit_its_config_is_a_one_line_error(fer_run, tiny_dataset, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(fer_run, run)
+    state = torch.load(run / "best.pt", weights_only=False)
+    state["model"].pop(next(iter(state["model"])))
+    torch.save(state, run / "best.pt")
+    out = tmp_path / "val.parquet"
+    result = run_cli("predict-member", run, "--split", "val", "--data", tiny_dataset[0], "--out", out)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "best.pt: the weights do not fit the run's config.json (" in result.stderr and not out.exists()
