@@ -87,17 +87,16 @@ class KerasNet(nn.Module):
     """Our normalised RGB faces -> the Keras model's input -> its class probabilities mapped onto ours
     (returned as log-probabilities, the 'logits' of the expression head)."""
 
-    def __init__(self, cfg: KerasConfig, edition: Edition):
+    def __init__(self, cfg: KerasConfig, edition: Edition, weights: dict[str, list[np.ndarray]] | None = None):
+        """Built from ``cfg.architecture`` with ``weights`` (zeros without: a finished run's checkpoint fills
+        them), or read from the ``.h5`` file when the config has no architecture yet (fine-tuning)."""
         super().__init__()
         if tuple(cfg.tasks) != ("expr",):
             raise DataError(f"keras member: only the expr task is supported, not {'+'.join(cfg.tasks)}")
-        if cfg.architecture is not None:  # a finished run: the weights come from its checkpoint
-            self.graph = build_graph(cfg.architecture)
-        elif cfg.weights:
-            config, weights = read_keras_h5(cfg.weights)
-            self.graph = build_graph(architecture(config, weights), weights)
-        else:
-            raise DataError("keras member: name the Keras .h5 model file with --weights")
+        arch = cfg.architecture
+        if arch is None:
+            arch, weights = read_model(cfg)
+        self.graph = build_graph(arch, weights)
         h, w, channels = self.graph.input_shape
         if h != w or channels not in (1, 3):
             raise DataError(f"keras member: the model's input is {h}x{w}x{channels}; square grey or RGB is needed")
@@ -136,24 +135,21 @@ class KerasNet(nn.Module):
         return {"expr": (probs @ self.mapping).clamp_min(1e-7).log()}
 
 
-def imported_config(cfg: KerasConfig) -> KerasConfig:
-    """The config with the model's architecture and input size, read from the .h5 file."""
+def read_model(cfg: KerasConfig) -> tuple[dict, dict[str, list[np.ndarray]]]:
+    """The architecture and weights of the ``.h5`` file the config names."""
     if not cfg.weights:
         raise DataError("keras member: name the Keras .h5 model file with --weights")
     config, weights = read_keras_h5(cfg.weights)
-    arch = architecture(config, weights)
-    return replace(cfg, architecture=arch, image_size=build_graph(arch).input_shape[0])
+    return architecture(config, weights), weights
 
 
-def score_import(member_cls, cfg: KerasConfig, data_root: Path, run_dir: Path) -> list[dict]:
+def score_import(model: KerasNet, cfg: KerasConfig, data_root: Path, run_dir: Path) -> list[dict]:
     """Save the imported weights as the run's best.pt, with the validation score as epoch 0."""
     from members.data import FrameDataset
     from members.train import evaluate_member, pick_device
 
-    edition = get_edition(cfg.edition)
-    model = member_cls.network(replace(cfg, architecture=None), edition).to(pick_device())
-    val_set = FrameDataset(data_root, "val", tuple(cfg.tasks), edition, cfg.image_size, train=False)
-    metrics = evaluate_member(model, val_set, pick_device(), cfg.batch_size)
+    val_set = FrameDataset(data_root, "val", tuple(cfg.tasks), get_edition(cfg.edition), cfg.image_size, train=False)
+    metrics = evaluate_member(model.to(pick_device()), val_set, pick_device(), cfg.batch_size)
     torch.save({"model": model.state_dict(), "epoch": 0, "metrics": metrics}, run_dir / "best.pt")
     history = [{"epoch": 0, **metrics}]
     (run_dir / "history.json").write_text(json.dumps(history, indent=1))
@@ -164,13 +160,14 @@ def train_keras(member_cls, cfg: KerasConfig, data_root: Path, run_dir: Path, pr
     """Import (and, with epochs, fine-tune) the Keras model; config.json keeps its architecture."""
     from members.train import train_member
 
-    cfg = imported_config(cfg)
-    member_cls.network(cfg, get_edition(cfg.edition))  # classes, input and tasks checked before writing
+    arch, weights = read_model(cfg)
+    model = member_cls.network(replace(cfg, architecture=arch), get_edition(cfg.edition), weights)  # checks first
+    cfg = replace(cfg, architecture=arch, image_size=model.graph.input_shape[0])
     run_dir.mkdir(parents=True, exist_ok=True)
-    if cfg.epochs:
+    if cfg.epochs:  # train_member builds its network from the file (no architecture in the config)
         history = train_member(member_cls, replace(cfg, architecture=None), data_root, run_dir, progress)
     else:
-        history = score_import(member_cls, cfg, data_root, run_dir)
+        history = score_import(model, cfg, data_root, run_dir)
     (run_dir / "config.json").write_text(json.dumps({"member": member_cls.__name__, **asdict(cfg)}, indent=1))
     return history
 

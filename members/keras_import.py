@@ -229,7 +229,7 @@ def _padding(cfg: dict, kernel, value: float = 0.0) -> nn.Module:
         return nn.Identity()
     if cfg["padding"] != "same":
         raise DataError(f"Keras layer {cfg['name']!r}: padding {cfg['padding']!r} is not supported")
-    return SamePad(kernel, _pair(cfg.get("strides") or kernel), _pair(cfg.get("dilation_rate", 1)), value)
+    return SamePad(kernel, _pair(cfg.get("strides", 1)), _pair(cfg.get("dilation_rate", 1)), value)
 
 
 def _param(array: np.ndarray) -> nn.Parameter:
