@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from ensemble.align import align
-from ensemble.contract import PredictionTable, TableMeta, read_table, write_table
+from ensemble.contract import PredictionTable, TableMeta, write_table
 from ensemble.errors import AffectEnsError
 from ensemble.fusion.vote import VoteFuser
 from members.cnn import CnnConfig, CnnMember
@@ -95,10 +95,8 @@ def predict_committee(
     tables, filled = [], 0
     for backbone in cfg.backbones:
         path = out.with_name(f"{out.stem}_{backbone}{out.suffix}")
-        _, filled = predict_member(run_dir / backbone, data_root, split, path, frames=frames, progress=progress)
-        table = read_table(path)
-        table.meta.member = backbone
-        tables.append(table)
+        table, filled = predict_member(run_dir / backbone, data_root, split, path, frames=frames, progress=progress)
+        tables.append(table)  # its member name is its run folder's: the backbone
     voted = committee_vote(tables, cfg.lead)
     voted.meta = TableMeta(
         tuple(cfg.tasks),

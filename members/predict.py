@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader
 from ensemble.contract import PredictionTable, TableMeta, write_table
 from ensemble.errors import DataError
 from ensemble.frames import fill_missing_frames, read_manifest
+from ensemble.io import atomic_path
 from ensemble.labels import annotation_frame_counts, track_dir
 from ensemble.tasks import get_edition
 from members.data import ImageListDataset
@@ -79,6 +80,14 @@ def run_images(model, data_root: Path, videos: list[str], size: int, batch_size:
     return dataset.keys, {k: np.concatenate(v) for k, v in parts.items()}
 
 
+def run_split(run_dir: Path, data_root: Path, split: str, frames: Path | None, batch_size: int, fn, progress):
+    """A finished image run's config, the split's frame counts, and ``fn(model, images)`` on every face image."""
+    _, cfg, model = load_run(run_dir)
+    counts = split_frame_counts(data_root, split, tuple(cfg.tasks), cfg.edition, frames)
+    keys, outs = run_images(model, data_root, list(counts), cfg.image_size, batch_size, fn, progress)
+    return cfg, counts, keys, outs
+
+
 def predict_member(
     run_dir: Path,
     data_root: Path,
@@ -97,12 +106,10 @@ def predict_member(
         from members.temporal_train import predict_temporal
 
         return predict_temporal(member_cls, cfg, run_dir, split, out)
-    member_cls, cfg, model = load_run(run_dir)
-    edition = get_edition(cfg.edition)
-    counts = split_frame_counts(data_root, split, tuple(cfg.tasks), cfg.edition, frames)
-    keys, outs = run_images(
-        model, data_root, list(counts), cfg.image_size, batch_size, lambda m, x: probabilities(m(x)), progress
+    cfg, counts, keys, outs = run_split(
+        run_dir, data_root, split, frames, batch_size, lambda m, x: probabilities(m(x)), progress
     )
+    edition = get_edition(cfg.edition)
     columns = {c: outs[t][:, j] for t in cfg.tasks for j, c in enumerate(edition.output_columns(t))}
     data = pd.concat([keys, pd.DataFrame(columns)], axis=1)
     meta = TableMeta(
@@ -129,22 +136,18 @@ def extract_features(
 ) -> int:
     """Cache the CNN's per-frame embeddings of every face image of ``split`` as ``.npz``
     (``video``, ``frame``, ``features``, plus the frame counts); returns the number of frames."""
-    _, cfg, model = load_run(run_dir)
-    counts = split_frame_counts(data_root, split, tuple(cfg.tasks), cfg.edition, frames)
-    keys, outs = run_images(
-        model, data_root, list(counts), cfg.image_size, batch_size, lambda m, x: {"features": m.features(x)}, progress
+    _, counts, keys, outs = run_split(
+        run_dir, data_root, split, frames, batch_size, lambda m, x: {"features": m.features(x)}, progress
     )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp.npz")
-    np.savez(
-        tmp,
-        video=keys["video"].to_numpy(str),
-        frame=keys["frame"].to_numpy(np.int64),
-        features=outs["features"].astype(np.float32),
-        count_videos=np.array(list(counts), dtype=str),
-        count_frames=np.array(list(counts.values()), dtype=np.int64),
-        split=split,
-        run=str(run_dir),
-    )
-    tmp.replace(out)
+    with atomic_path(out) as tmp, open(tmp, "wb") as file:  # a file object: savez adds no '.npz' to it
+        np.savez(
+            file,
+            video=keys["video"].to_numpy(str),
+            frame=keys["frame"].to_numpy(np.int64),
+            features=outs["features"].astype(np.float32),
+            count_videos=np.array(list(counts), dtype=str),
+            count_frames=np.array(list(counts.values()), dtype=np.int64),
+            split=split,
+            run=str(run_dir),
+        )
     return len(keys)
