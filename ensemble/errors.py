@@ -1,4 +1,4 @@
-"""Typed errors. Library code raises these; the CLI turns each into a one-line message and exit code 1."""
+"""Typed errors. Library code raises these; the CLI turns each into a one-line message and exit code 2."""
 
 
 class AffectEnsError(Exception):

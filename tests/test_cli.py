@@ -34,7 +34,7 @@ def test_make_demo_data_then_refuse_to_overwrite(tmp_path):
     assert "wrote" in first.stdout and (out / "cropped_aligned").is_dir()
     counts = pd.read_csv(out / "test_frames.csv")["frames"].tolist()
     again = run_cli(*args)
-    assert again.returncode == 1
+    assert again.returncode == 2
     assert again.stderr.strip().splitlines()[-1] == f"error: {out}: output exists; pass --force to overwrite it"
     assert "Traceback" not in again.stderr
     assert pd.read_csv(out / "test_frames.csv")["frames"].tolist() == counts
@@ -43,7 +43,7 @@ def test_make_demo_data_then_refuse_to_overwrite(tmp_path):
 
 def test_unknown_edition_is_one_line_error(tmp_path):
     result = run_cli("make-demo-data", tmp_path / "x", "--edition", 1999)
-    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "unknown ABAW edition 1999; choose one of: 2020, 2021, 2022, 2023, 2024, 2025" in result.stderr
     assert not (tmp_path / "x").exists()
 

@@ -1,4 +1,4 @@
-"""The malformed-input corpus: every case runs the real CLI and must end with exit code 1, a one-line
+"""The malformed-input corpus: every case runs the real CLI and must end with exit code 2, a one-line
 ``error:`` message naming the problem, no traceback, and no output file."""
 
 import importlib.util
@@ -280,7 +280,7 @@ def test_malformed_input_gives_one_line_error_and_no_output(sim, tmp_path, case)
     build, message = CORPUS[case]
     args, outputs = build(sim, tmp_path)
     result = run_cli(*args)
-    assert result.returncode == 1, result.stdout + result.stderr
+    assert result.returncode == 2, result.stdout + result.stderr
     assert "Traceback" not in result.stderr
     error_lines = [ln for ln in result.stderr.splitlines() if ln.startswith("error: ")]
     assert len(error_lines) == 1 and message in error_lines[0], result.stderr

@@ -60,7 +60,7 @@ def test_fuse_errors_are_one_line_and_write_nothing(sim_root, tmp_path, args, me
     root, paths = sim_root
     out = tmp_path / "fused.parquet"
     result = run_cli("fuse", *paths, "--labels", root, "--out", out, *args)
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert message in result.stderr and "Traceback" not in result.stderr
     assert not out.exists()
 
@@ -68,6 +68,6 @@ def test_fuse_errors_are_one_line_and_write_nothing(sim_root, tmp_path, args, me
 def test_fuse_without_labels_or_with_existing_output(sim_root, tmp_path):
     root, paths = sim_root
     result = run_cli("fuse", *paths, "--out", tmp_path / "f.parquet")
-    assert result.returncode == 1 and "fitting a fusion needs --labels" in result.stderr
+    assert result.returncode == 2 and "fitting a fusion needs --labels" in result.stderr
     result = run_cli("fuse", *paths, "--labels", root, "--out", paths[0])
-    assert result.returncode == 1 and "output exists; pass --force" in result.stderr
+    assert result.returncode == 2 and "output exists; pass --force" in result.stderr

@@ -316,5 +316,5 @@ def test_a_checkpoint_that_does_not_fit_its_config_is_a_one_line_error(fer_run, 
     torch.save(state, run / "best.pt")
     out = tmp_path / "val.parquet"
     result = run_cli("predict-member", run, "--split", "val", "--data", tiny_dataset[0], "--out", out)
-    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "best.pt: the weights do not fit the run's config.json (" in result.stderr and not out.exists()

@@ -23,7 +23,7 @@ def test_submit_then_validate(tmp_path):
     ok = run_cli("validate-submission", out / "submission.zip", "--track", "au", "--frames", manifest)
     assert ok.returncode == 0 and "valid au submission for ABAW 2025" in ok.stdout
     wrong = run_cli("validate-submission", out, "--track", "va", "--frames", manifest)
-    assert wrong.returncode == 1 and "v1.txt: wrong header: expected 'valence,arousal'" in wrong.stdout
+    assert wrong.returncode == 2 and "v1.txt: wrong header: expected 'valence,arousal'" in wrong.stdout
     assert "error: " in wrong.stderr and "2 problem(s)" in wrong.stderr
 
 
@@ -43,7 +43,7 @@ def test_submit_errors_are_one_line(tmp_path):
     for args, message in cases:
         track = [] if "--track" in args else ["--track", "va"]
         result = run_cli("submit", fused, *track, "--out", tmp_path / "out", *args)
-        assert result.returncode == 1 and message in result.stderr and "Traceback" not in result.stderr, (
+        assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr, (
             args,
             result.stderr,
         )
