@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,11 +54,26 @@ def load_run(run_dir: Path):
     best = run_dir / "best.pt"
     model = member_cls.network(cfg, get_edition(cfg.edition))
     try:
-        model.load_state_dict(torch.load(best, map_location="cpu", weights_only=False)["model"])
-    except RuntimeError as exc:  # a best.pt from another config or version of the member
+        model.load_state_dict(load_weights(best)["model"])
+    except (RuntimeError, KeyError, TypeError) as exc:  # a best.pt from another config or version of the member
         detail = " ".join(str(exc).split())[:160]
         raise DataError(f"{best}: the weights do not fit the run's config.json ({detail})") from None
     return member_cls, cfg, model.eval()
+
+
+def load_weights(path: Path) -> dict:
+    """A checkpoint's tensors and plain values, never unpickled code: anything else is a one-line error."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise DataError(
+            f"{path}: holds more than weights and plain values; refused (loading it could run code)"
+        ) from None
+    except (RuntimeError, OSError, EOFError) as exc:
+        raise DataError(f"{path}: not a readable torch checkpoint ({type(exc).__name__})") from None
+    if not isinstance(state, dict):
+        raise DataError(f"{path}: not a checkpoint of affect-ens (expected a dict, got {type(state).__name__})")
+    return state
 
 
 def split_frame_counts(
