@@ -44,13 +44,16 @@ def _text(image: np.ndarray, text: str, x: int, y: int, scale: float, colour, ab
     cv2.putText(image, text, (x + 2, y + h + 2), FONT, scale, colour, thick, cv2.LINE_AA)
 
 
-def draw_box(image: np.ndarray, box: np.ndarray, label: str, colour, scale: float) -> None:
+def draw_box(image: np.ndarray, box: np.ndarray, prediction: Mapping[str, float], colour, scale: float) -> None:
+    """The face's box, its expression above it and its active action units below."""
     import cv2
 
     x1, y1, x2, y2 = (int(round(v)) for v in box)
     cv2.rectangle(image, (x1, y1), (x2, y2), colour, max(2, round(scale * 3)), cv2.LINE_AA)
-    if label:
-        _text(image, label, x1, y1 - 2, scale, colour, above=True)
+    if expression(prediction):
+        _text(image, expression(prediction), x1, y1 - 2, scale, colour, above=True)
+    if active_units(prediction):
+        _text(image, active_units(prediction), x1, y2 + 2, scale * 0.8, colour)
 
 
 def draw_va(image: np.ndarray, valence: float, arousal: float, corner: tuple[int, int], side: int, colour) -> None:
@@ -75,16 +78,15 @@ def draw_subject(image: np.ndarray, slot: int, face_box: np.ndarray | None, pred
     h, w = image.shape[:2]
     scale = max(h, 360) / 720
     colour = COLOURS[slot % len(COLOURS)] if face_box is not None else GREY
-    label = " ".join(filter(None, [expression(prediction), active_units(prediction)]))
     if face_box is not None:
-        draw_box(image, face_box, label, colour, scale)
+        draw_box(image, face_box, prediction, colour, scale)
     side = max(64, h // 5)
     x, y = (8 if slot % 2 == 0 else w - side - 8), 8 + (slot // 2) * (side + round(90 * scale))
     if "valence" in prediction:
         draw_va(image, prediction["valence"], prediction["arousal"], (x, y), side, colour)
         y += side + round(30 * scale)
-    if face_box is None and label:
-        _text(image, f"no face: {label}", x, y, scale * 0.8, colour)
+    if face_box is None and expression(prediction):
+        _text(image, f"no face: {expression(prediction)}", x, y, scale * 0.8, colour)
 
 
 def draw_fps(image: np.ndarray, fps: float) -> None:

@@ -72,12 +72,18 @@ def phase_bars(unit: str) -> Iterator[Callable[[str, int, int], None]]:
         TimeElapsedColumn(),
         RateColumn(unit),
     )
-    with Progress(*columns, console=err_console, transient=False) as bar:
-        tasks: dict[str, int] = {}
+    bar = Progress(*columns, console=err_console, transient=False)
+    tasks: dict[str, int] = {}
 
-        def update(phase: str, done: int, total: int) -> None:
-            if phase not in tasks:
-                tasks[phase] = bar.add_task(phase, total=total or None)
-            bar.update(tasks[phase], completed=done, total=total or None)
+    def update(phase: str, done: int, total: int) -> None:
+        if not tasks:
+            bar.start()  # at the first update: an error before any progress prints just its one line
+        if phase not in tasks:
+            tasks[phase] = bar.add_task(phase, total=total or None)
+        bar.update(tasks[phase], completed=done, total=total or None)
 
+    try:
         yield update
+    finally:
+        if tasks:
+            bar.stop()

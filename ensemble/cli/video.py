@@ -33,6 +33,21 @@ MIN_FACE = typer.Option(
     40, "--min-face", min=12, help="Smallest face side searched, in the video's pixels (smaller: slower)."
 )
 FORCE = typer.Option(False, "--force", help="Replace outputs that affect-ens wrote before.")
+TABLE_OUT = typer.Option(
+    ...,
+    "--out",
+    help="Prediction table to write (.parquet): a row for every frame of every face folder "
+    "(<video>, or <video>_left and <video>_right).",
+)
+FUSION = typer.Option(
+    None,
+    "--fusion",
+    help="Fusion saved by 'fuse --save-fusion' on these members (same run names, same order), applied with its "
+    "smoothing and thresholds. Without it each task is the mean of the members predicting it.",
+)
+OVERLAY = typer.Option(
+    None, "--overlay", help="Also write the video with each face's box, expression and a valence/arousal disc (.mp4)."
+)
 MEMBERS_HELP = "Run folder of an image member (cnn or keras, from train-member); repeat the option for several."
 
 
@@ -76,12 +91,12 @@ def crop_faces_cmd(
     force: bool = FORCE,
 ) -> None:
     """Find, align and crop the faces of every frame in Aff-Wild2's layout (frames without a face are absent)."""
-    from members.video import video_files
-    from members.video_faces import FaceSearch, crop_faces
-
-    videos = video_files(source)
     with Outputs(force=force, inputs=[source]) as outs, phase_bars("frames") as bar:
-        folder = outs.folder(out)
+        folder = outs.folder(out)  # first: a refused output is answered before torch is imported
+        from members.video import video_files
+        from members.video_faces import FaceSearch, crop_faces
+
+        videos = video_files(source)
         report = crop_faces(
             videos, folder, FaceSearch(min_face, max_faces, detect_every), size, lambda d, t: bar("faces", d, t)
         )
@@ -98,26 +113,10 @@ def crop_faces_cmd(
 def predict_video_cmd(
     video: Path = typer.Argument(..., help="Video file (any format FFmpeg decodes)."),
     member: list[Path] = typer.Option(..., "--member", help=MEMBERS_HELP),
-    out: Path = typer.Option(
-        ...,
-        "--out",
-        help="Prediction table to write (.parquet): a row for every frame of every face folder "
-        "(<video>, or <video>_left and <video>_right).",
-    ),
-    fusion: Path = typer.Option(
-        None,
-        "--fusion",
-        help="Fusion saved by 'fuse --save-fusion' on these members (same run names, same order), applied "
-        "with its smoothing and thresholds. Without it each task is the mean of the members predicting it.",
-    ),
-    overlay: Path = typer.Option(
-        None,
-        "--overlay",
-        help="Also write the video with each face's box, expression and a valence/arousal disc (.mp4).",
-    ),
-    plot: Path = typer.Option(
-        None, "--plot", help="Also write a page of the per-frame curves (.html, self-contained)."
-    ),
+    out: Path = TABLE_OUT,
+    fusion: Path = FUSION,
+    overlay: Path = OVERLAY,
+    plot: Path = typer.Option(None, "--plot", help="Also write a self-contained page of the per-frame curves (.html)."),
     size: int = CROP_SIZE,
     max_faces: int = MAX_FACES,
     min_face: int = MIN_FACE,
@@ -126,36 +125,41 @@ def predict_video_cmd(
     force: bool = FORCE,
 ) -> None:
     """Predict every frame of a video: faces as crop-faces finds them, members, fusion, faceless frames filled."""
-    from ensemble.contract import write_table
-    from members.overlay import write_overlay
-    from members.video import video_files
-    from members.video_faces import FaceSearch
-    from members.video_plot import plot_html
-    from members.video_predict import predict_video
-
     if video.is_dir():
         raise AffectEnsError(f"{video}: predict-video takes one video file (crop-faces takes folders)")
     _check_suffix(out, (".parquet", ".pq"), "--out")
     _check_suffix(overlay, (".mp4",), "--overlay")
     _check_suffix(plot, (".html",), "--plot")
-    ((video_id, path),) = video_files(video).items()
     with Outputs(force=force, inputs=[video, *member, fusion]) as outs, phase_bars("frames") as bar:
-        table_file = outs.file(out)
-        overlay_file, plot_file = (outs.file(p) if p else None for p in (overlay, plot))
+        files = [outs.file(p) if p else None for p in (out, overlay, plot)]  # refusals come before torch's import
+        from members.video import video_files
+        from members.video_faces import FaceSearch
+        from members.video_predict import predict_video
+
+        ((video_id, path),) = video_files(video).items()
         search = FaceSearch(min_face, max_faces, detect_every)
         result = predict_video(
             path, video_id, member, fusion_path=fusion, search=search, size=size, batch_size=batch_size, progress=bar
         )
-        write_table(result.table, table_file)
-        if overlay_file:
-            write_overlay(result, overlay_file, lambda d, t: bar("drawing", d, t))
-        if plot_file:
-            plot_file.write_text(plot_html(result), encoding="utf-8")
-    faces = result.faces
-    for subject, track in faces.subjects.items():
-        _say(f"{subject}: face found on {len(track)} of {faces.frames} frames")
+        _write_results(result, files, bar)
+    for subject, track in result.faces.subjects.items():
+        _say(f"{subject}: face found on {len(track)} of {result.faces.frames} frames")
     err_console.print(f"filled {result.filled} frame(s) without a face from their neighbours")
     _say(f"wrote {', '.join(str(p) for p in (out, overlay, plot) if p)}")
+
+
+def _write_results(result, files: list[Path | None], bar) -> None:
+    """The table, and where asked the overlay video and the plot page, into the command's temporary files."""
+    from ensemble.contract import write_table
+    from members.overlay import write_overlay
+    from members.video_plot import plot_html
+
+    table_file, overlay_file, plot_file = files
+    write_table(result.table, table_file)
+    if overlay_file:
+        write_overlay(result, overlay_file, lambda d, t: bar("drawing", d, t))
+    if plot_file:
+        plot_file.write_text(plot_html(result), encoding="utf-8")
 
 
 @app.command()
@@ -177,26 +181,17 @@ def webcam(
     force: bool = FORCE,
 ) -> None:
     """The live demo: faces, expressions and valence/arousal drawn on a camera's frames, with the frame rate."""
-    from members.video import parse_source
-    from members.video_faces import FaceSearch
-    from members.video_predict import load_members
-    from members.webcam import display_available, open_window, run_live
-
     _check_suffix(overlay, (".mp4",), "--overlay")
-    stream = parse_source(source)
-    members = load_members(member) if member else []
-    show = None
-    if window or (window is None and display_available()):
-        try:
-            show = open_window()
-        except AffectEnsError as exc:
-            if window:
-                raise
-            _warn(f"{exc}; running without a window")
-    inputs = [stream if isinstance(stream, Path) else None, *(member or [])]
+    inputs = [None if source.isdigit() else Path(source), *(member or [])]
     with Outputs(force=force, inputs=inputs) as outs, phase_bars("frames") as bar:
-        record = outs.file(overlay) if overlay else None
-        search = FaceSearch(min_face, max_faces, detect_every)
+        record = outs.file(overlay) if overlay else None  # refusals come before torch's import
+        from members.video import parse_source
+        from members.video_faces import FaceSearch
+        from members.video_predict import load_members
+        from members.webcam import run_live
+
+        stream, members = parse_source(source), load_members(member) if member else []
+        search, show = FaceSearch(min_face, max_faces, detect_every), _window(window)
         report = run_live(
             stream, members, search, limit=frames, show=show, record=record, progress=lambda d, t: bar("live", d, t)
         )
@@ -206,3 +201,18 @@ def webcam(
     )
     if overlay:
         _say(f"wrote {overlay}")
+
+
+def _window(asked: bool | None):
+    """The window's ``show``, or None: asked for and impossible is an error; by default, a warning."""
+    from members.webcam import display_available, open_window
+
+    if asked is False or (asked is None and not display_available()):
+        return None
+    try:
+        return open_window()
+    except AffectEnsError as exc:
+        if asked:
+            raise
+        _warn(f"{exc}; running without a window")
+        return None
