@@ -41,6 +41,7 @@ def _panel(ax, task: str, frames: np.ndarray, values: np.ndarray, edition: Editi
         for j, name in enumerate(names):
             ax.plot(frames, values[:, j], label=name)
         ax.axhline(0, color="k", lw=0.5)
+        ax.set_ylabel("valence, arousal")
         ax.set_ylim(-1.05, 1.05)
         ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=7)
     else:

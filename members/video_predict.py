@@ -43,13 +43,11 @@ class ImageMember:
         return get_edition(self.cfg.edition)
 
 
-def _image_members() -> str:
-    names = [n for n in MEMBERS.names() if not hasattr(MEMBERS.get(n), "predict") and _on_images(MEMBERS.get(n))]
-    return ", ".join(names)
-
-
-def _on_images(member_cls) -> bool:
-    return not getattr(member_cls, "on_features", False) and hasattr(member_cls, "network")
+def reads_images(member_cls) -> bool:
+    """Members whose network reads face images (cnn, keras); not the committee (it votes over other runs)
+    nor the temporal members (they read cached CNN features)."""
+    plain = hasattr(member_cls, "network") and not hasattr(member_cls, "predict")
+    return plain and not getattr(member_cls, "on_features", False)
 
 
 def load_member(run: Path) -> ImageMember:
@@ -60,25 +58,26 @@ def load_member(run: Path) -> ImageMember:
         raise DataError(
             f"{run}: a {kind} run votes over its backbones' runs; pass those (RUN/<backbone>) as members instead"
         )
-    if not _on_images(member_cls):
-        raise DataError(
-            f"{run}: a {kind} member predicts from cached CNN features; use image members ({_image_members()})"
-        )
+    if not reads_images(member_cls):
+        names = ", ".join(n for n in MEMBERS.names() if reads_images(MEMBERS.get(n)))
+        raise DataError(f"{run}: a {kind} member predicts from cached CNN features; use image members ({names})")
     _, cfg, model = load_run(run)
     return ImageMember(run.name, cfg, model)
 
 
 def load_members(runs: list[Path]) -> list[ImageMember]:
-    """The members' networks; members predicting the same task must share its label set."""
+    """The members' networks; their tasks' label sets must be those of the first member's edition (the
+    table's)."""
     if not runs:
         raise DataError("no member given: pass --member RUN (a run folder written by train-member)")
     members = [load_member(Path(run)) for run in runs]
+    first = members[0]
     for member in members[1:]:
-        for task in set(member.cfg.tasks) & set(members[0].cfg.tasks):
-            if member.edition.output_columns(task) != members[0].edition.output_columns(task):
+        for task in member.cfg.tasks:
+            if member.edition.output_columns(task) != first.edition.output_columns(task):
                 raise DataError(
-                    f"members {members[0].name!r} and {member.name!r} predict {task} with different label sets "
-                    f"(editions {members[0].cfg.edition} and {member.cfg.edition})"
+                    f"member {member.name!r} predicts {task} with the label set of edition {member.cfg.edition}, "
+                    f"not that of {first.name!r}'s edition {first.cfg.edition}"
                 )
     return members
 
@@ -126,7 +125,8 @@ def run_on_video(
     batch_size: int,
     progress: Callable[[int, int], None] | None,
 ) -> tuple[pd.DataFrame, list[Outputs]]:
-    """Keys of every face found and each member's outputs on them, in batches of ``size`` aligned crops."""
+    """Keys of every face found and each member's outputs on them, in batches of ``batch_size`` crops of
+    side ``size``."""
     keys: list[tuple[str, int]] = []
     batch: list[np.ndarray] = []
     parts: list[list[Outputs]] = [[] for _ in members]
