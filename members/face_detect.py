@@ -53,8 +53,8 @@ def load_mtcnn(min_face: float):
 @contextmanager
 def torch_threads(n: int) -> Iterator[None]:
     """torch's intra-op threads set to ``n`` for the block. MTCNN runs many small operations: on two busy
-    cores two threads wait on each other (measured 1.1 frames/s against 11.5 with one thread at a load of
-    5; benchmarks/bench_video.py compares them on an idle machine)."""
+    cores two threads wait on each other (benchmarks/bench_video.py: 0.5 frames/s against 7.8 with one
+    thread, at a load of 10)."""
     import torch
 
     before = torch.get_num_threads()

@@ -33,6 +33,13 @@ MIN_FACE = typer.Option(
     40, "--min-face", min=12, help="Smallest face side searched, in the video's pixels (smaller: slower)."
 )
 FORCE = typer.Option(False, "--force", help="Replace outputs that affect-ens wrote before.")
+THREADS = typer.Option(
+    1,
+    "--threads",
+    min=1,
+    help="CPU threads for face search and members (torch). On a busy CPU more threads wait on each other "
+    "(measured 20x slower); raise it on an idle machine with many cores.",
+)
 TABLE_OUT = typer.Option(
     ...,
     "--out",
@@ -69,6 +76,14 @@ def _say(message: str) -> None:
     console.print(message, markup=False, highlight=False, soft_wrap=True)
 
 
+def _use_threads(threads: int) -> int:
+    """torch's threads for the rest of the command (the face search takes the same number)."""
+    import torch
+
+    torch.set_num_threads(threads)
+    return threads
+
+
 def _check_suffix(path: Path | None, suffixes: tuple[str, ...], option: str) -> None:
     if path is not None and path.suffix.lower() not in suffixes:
         raise AffectEnsError(f"{option} {path}: expected a {' or '.join(suffixes)} file")
@@ -88,6 +103,7 @@ def crop_faces_cmd(
     max_faces: int = MAX_FACES,
     min_face: int = MIN_FACE,
     detect_every: int = detect_every_option(1),
+    threads: int = THREADS,
     force: bool = FORCE,
 ) -> None:
     """Find, align and crop the faces of every frame in Aff-Wild2's layout (frames without a face are absent)."""
@@ -98,7 +114,11 @@ def crop_faces_cmd(
 
         videos = video_files(source)
         report = crop_faces(
-            videos, folder, FaceSearch(min_face, max_faces, detect_every), size, lambda d, t: bar("faces", d, t)
+            videos,
+            folder,
+            FaceSearch(min_face, max_faces, detect_every, threads),
+            size,
+            lambda d, t: bar("faces", d, t),
         )
     for video in report.faceless:
         _warn(f"{video}: no face found on any of its frames; it has no crops and no line in frames.csv")
@@ -122,6 +142,7 @@ def predict_video_cmd(
     min_face: int = MIN_FACE,
     detect_every: int = detect_every_option(1),
     batch_size: int = typer.Option(64, "--batch-size", min=1, help="Faces per batch through the members."),
+    threads: int = THREADS,
     force: bool = FORCE,
 ) -> None:
     """Predict every frame of a video: faces as crop-faces finds them, members, fusion, faceless frames filled."""
@@ -137,7 +158,7 @@ def predict_video_cmd(
         from members.video_predict import predict_video
 
         ((video_id, path),) = video_files(video).items()
-        search = FaceSearch(min_face, max_faces, detect_every)
+        search = FaceSearch(min_face, max_faces, detect_every, _use_threads(threads))
         result = predict_video(
             path, video_id, member, fusion_path=fusion, search=search, size=size, batch_size=batch_size, progress=bar
         )
@@ -178,6 +199,7 @@ def webcam(
         None, "--window/--no-window", help="Show the frames in a window (default: when a display is available)."
     ),
     overlay: Path = typer.Option(None, "--overlay", help="Also record the drawn frames as a video (.mp4)."),
+    threads: int = THREADS,
     force: bool = FORCE,
 ) -> None:
     """The live demo: faces, expressions and valence/arousal drawn on a camera's frames, with the frame rate."""
@@ -191,7 +213,7 @@ def webcam(
         from members.webcam import run_live
 
         stream, members = parse_source(source), load_members(member) if member else []
-        search, show = FaceSearch(min_face, max_faces, detect_every), _window(window)
+        search, show = FaceSearch(min_face, max_faces, detect_every, _use_threads(threads)), _window(window)
         report = run_live(
             stream, members, search, limit=frames, show=show, record=record, progress=lambda d, t: bar("live", d, t)
         )
