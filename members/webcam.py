@@ -21,7 +21,7 @@ from members.face_align import align_face
 from members.overlay import draw_frame
 from members.video import VideoWriter, source_frames
 from members.video_faces import FaceSearch
-from members.video_predict import ImageMember, average_outputs, member_outputs, outputs_frame
+from members.video_predict import ImageMember, average_outputs, member_outputs
 
 
 @dataclass
@@ -43,7 +43,8 @@ def live_predictions(members: list[ImageMember], crops: list[np.ndarray]) -> lis
     if not members or not crops:
         return [{} for _ in crops]
     mean = average_outputs([member_outputs(m, crops) for m in members])
-    return outputs_frame(mean, members[0].edition).to_dict("records")
+    columns = [(c, t, j) for t in mean for j, c in enumerate(members[0].edition.output_columns(t))]
+    return [{c: float(mean[t][i, j]) for c, t, j in columns} for i in range(len(crops))]  # no pandas per frame
 
 
 def run_live(
