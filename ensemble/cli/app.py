@@ -84,6 +84,9 @@ def phase_bars(unit: str) -> Iterator[Callable[[str, int, int], None]]:
 
     try:
         yield update
+    except BaseException:
+        bar.disable = True  # as in progress_bar: a failed command prints its one error line, not a half bar
+        raise
     finally:
         if tasks:
             bar.stop()
