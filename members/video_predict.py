@@ -150,20 +150,6 @@ def face_table(keys: pd.DataFrame, outputs: Outputs, edition: Edition, name: str
     return PredictionTable(data, TableMeta(tuple(outputs), edition.year, member=name, split="video", extra=extra))
 
 
-def load_fusion(path: Path):
-    """A fusion saved by ``fuse --save-fusion``; anything else is a one-line error."""
-    from ensemble.pipeline import Fusion
-
-    if not Path(path).is_file():
-        raise DataError(f"{path}: fusion file not found")
-    try:
-        return Fusion.load(path)
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise DataError(
-            f"{path}: not a fusion saved by 'affect-ens fuse --save-fusion' ({type(exc).__name__})"
-        ) from None
-
-
 def fuse_tables(tables: list[PredictionTable], fusion, source: Path) -> PredictionTable:
     """The members' tables fused and post-processed by a saved fusion."""
     from ensemble.align import align
@@ -202,12 +188,13 @@ def predict_video(
     progress: Progress | None = None,
 ) -> VideoPrediction:
     """Find, align and predict every face of ``path``; a row for every frame of every subject."""
+    from ensemble.pipeline import Fusion
     from members.train import pick_device
 
     members = load_members(runs)
     for member in members:
         member.model.to(pick_device())
-    fusion = load_fusion(fusion_path) if fusion_path else None
+    fusion = Fusion.load(fusion_path) if fusion_path else None
     faces = scan_video(path, video, search, _phase(progress, "finding faces"))
     if not faces.subjects:
         raise DataError(f"{path}: no face found on any of its {faces.frames} frames; nothing to predict")

@@ -146,13 +146,15 @@ def predict_video_cmd(
     force: bool = FORCE,
 ) -> None:
     """Predict every frame of a video: faces as crop-faces finds them, members, fusion, faceless frames filled."""
+    from ensemble.contract import check_table_path
+
     if video.is_dir():
         raise AffectEnsError(f"{video}: predict-video takes one video file (crop-faces takes folders)")
-    _check_suffix(out, (".parquet", ".pq"), "--out")
     _check_suffix(overlay, (".mp4",), "--overlay")
     _check_suffix(plot, (".html",), "--plot")
     with Outputs(force=force, inputs=[video, *member, fusion]) as outs, phase_bars("frames") as bar:
-        files = [outs.file(p) if p else None for p in (out, overlay, plot)]  # refusals come before torch's import
+        table = outs.file(check_table_path(out))  # refusals come before torch's import
+        files = [table] + [outs.file(p) if p else None for p in (overlay, plot)]
         from members.video import video_files
         from members.video_faces import FaceSearch
         from members.video_predict import predict_video
@@ -162,21 +164,21 @@ def predict_video_cmd(
         result = predict_video(
             path, video_id, member, fusion_path=fusion, search=search, size=size, batch_size=batch_size, progress=bar
         )
-        _write_results(result, files, bar)
+        _write_results(result, files, out, bar)
     for subject, track in result.faces.subjects.items():
         _say(f"{subject}: face found on {len(track)} of {result.faces.frames} frames")
     err_console.print(f"filled {result.filled} frame(s) without a face from their neighbours")
     _say(f"wrote {', '.join(str(p) for p in (out, overlay, plot) if p)}")
 
 
-def _write_results(result, files: list[Path | None], bar) -> None:
+def _write_results(result, files: list[Path | None], out: Path, bar) -> None:
     """The table, and where asked the overlay video and the plot page, into the command's temporary files."""
     from ensemble.contract import write_table
     from members.overlay import write_overlay
     from members.video_plot import plot_html
 
     table_file, overlay_file, plot_file = files
-    write_table(result.table, table_file)
+    write_table(result.table, table_file, name=str(out))
     if overlay_file:
         write_overlay(result, overlay_file, lambda d, t: bar("drawing", d, t))
     if plot_file:

@@ -250,7 +250,7 @@ def test_predict_video_refuses_what_it_cannot_use(gap_clip, fer_run, tmp_path):
     with pytest.raises(DataError, match="a cnn_rnn member predicts from cached CNN features; use image members"):
         load_members([temporal])
     line = _error_line(run_cli("predict-video", gap_clip, "--member", fer_run, "--out", tmp_path / "t.csv"))
-    assert line.endswith("expected a .parquet or .pq file")
+    assert line.endswith("t.csv: tables are written as Parquet; name the output <name>.parquet")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["blank.mp4", "gru"]
 
 
