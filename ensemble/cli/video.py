@@ -38,7 +38,7 @@ THREADS = typer.Option(
     "--threads",
     min=1,
     help="CPU threads for face search and members (torch). On a busy CPU more threads wait on each other "
-    "(measured 20x slower); raise it on an idle machine with many cores.",
+    "(measured 10x slower on this 2-core machine); raise it on an idle machine with many cores.",
 )
 TABLE_OUT = typer.Option(
     ...,
