@@ -1,8 +1,11 @@
-"""Prediction tables and feature caches from a trained run, covering every frame of every video."""
+"""Prediction tables and feature caches from a trained run, covering every frame of every video.
+
+Under torchrun the processes share the videos (each predicts a contiguous share, in batches that never mix
+two videos, so every frame's output is the one a single process computes) and rank 0 merges and writes.
+"""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,34 +21,32 @@ from ensemble.io import atomic_path
 from ensemble.labels import annotation_frame_counts, track_dir
 from ensemble.tasks import get_edition
 from members.data import ImageListDataset
+from members.distributed import Launch, gather_to_main, shard
 from members.heads import probabilities
 from members.registry import MEMBERS
-from members.train import pick_device
+from members.runs import BEST, CONFIG, config_values, load_checkpoint, member_name, read_config
+from members.train import load_weights
 
 Progress = Callable[[int, int], None]
 
 
 def load_config(run_dir: Path):
     """(member class, config) of a finished run."""
-    config_file, best = run_dir / "config.json", run_dir / "best.pt"
-    if not config_file.is_file() or not best.is_file():
-        raise DataError(f"{run_dir}: not a finished run (needs config.json and best.pt)")
-    raw = json.loads(config_file.read_text())
-    class_name = raw.pop("member")
-    member_cls = next(MEMBERS.get(n) for n in MEMBERS.names() if MEMBERS.get(n).__name__ == class_name)
-    return member_cls, member_cls.config_class(**{**raw, "tasks": tuple(raw["tasks"])})
+    doc = read_config(run_dir)
+    if doc is None or not (run_dir / BEST).is_file():
+        raise DataError(f"{run_dir}: not a finished run (needs {CONFIG} and {BEST})")
+    name = member_name(doc["member"])
+    if name not in MEMBERS:
+        raise DataError(f"{run_dir / CONFIG}: unknown member {doc['member']!r}; known: {', '.join(MEMBERS.names())}")
+    member_cls = MEMBERS.get(name)
+    return member_cls, member_cls.config_class(**config_values(doc, member_cls.config_class))
 
 
 def load_run(run_dir: Path):
     """(member class, config, network with the best weights) of a finished image-member run."""
     member_cls, cfg = load_config(run_dir)
-    best = run_dir / "best.pt"
     model = member_cls.network(cfg, get_edition(cfg.edition))
-    try:
-        model.load_state_dict(torch.load(best, map_location="cpu", weights_only=False)["model"])
-    except RuntimeError as exc:  # a best.pt from another config or version of the member
-        detail = " ".join(str(exc).split())[:160]
-        raise DataError(f"{best}: the weights do not fit the run's config.json ({detail})") from None
+    load_weights(model, load_checkpoint(run_dir / BEST)["model"], run_dir / BEST)
     return member_cls, cfg, model.eval()
 
 
@@ -63,16 +64,27 @@ def split_frame_counts(
     return annotation_frame_counts(track_dir(data_root, tasks[0], split, edition), tasks[0], edition)
 
 
+def video_batches(keys: pd.DataFrame, batch_size: int) -> list[list[int]]:
+    """Row indices in batches of at most ``batch_size`` that never mix two videos."""
+    starts = np.flatnonzero(np.r_[True, keys["video"].to_numpy()[1:] != keys["video"].to_numpy()[:-1]])
+    bounds = np.r_[starts, len(keys)]
+    return [
+        list(range(i, min(i + batch_size, stop)))
+        for start, stop in zip(bounds[:-1], bounds[1:])
+        for i in range(start, stop, batch_size)
+    ]
+
+
 @torch.no_grad()
-def run_images(model, data_root: Path, videos: list[str], size: int, batch_size: int, fn, progress: Progress | None):
+def run_images(model, data_root: Path, videos: list[str], size: int, batch_size: int, fn, progress, launch: Launch):
     """Keys of every face image of ``videos`` and ``fn(model, images)`` stacked per output name."""
     dataset = ImageListDataset(data_root, videos, size)
-    device = pick_device()
-    model = model.to(device)
+    model = model.to(launch.device)
     parts: dict[str, list[np.ndarray]] = {}
     done = 0
-    for images, _ in DataLoader(dataset, batch_size=batch_size):
-        for name, value in fn(model, images.to(device)).items():
+    batches = video_batches(dataset.keys, batch_size)
+    for images, _ in DataLoader(dataset, batch_sampler=batches, num_workers=launch.workers):
+        for name, value in fn(model, images.to(launch.device)).items():
             parts.setdefault(name, []).append(value.float().cpu().numpy())
         done += len(images)
         if progress:
@@ -80,12 +92,18 @@ def run_images(model, data_root: Path, videos: list[str], size: int, batch_size:
     return dataset.keys, {k: np.concatenate(v) for k, v in parts.items()}
 
 
-def run_split(run_dir: Path, data_root: Path, split: str, frames: Path | None, batch_size: int, fn, progress):
-    """A finished image run's config, the split's frame counts, and ``fn(model, images)`` on every face image."""
+def run_split(run_dir: Path, data_root: Path, split: str, frames: Path | None, batch_size: int, fn, progress, launch):
+    """A finished image run's config, the split's frame counts, and ``fn(model, images)`` on every face image;
+    the processes share the videos and rank 0 gets every output, in video order (the others get None)."""
     _, cfg, model = load_run(run_dir)
     counts = split_frame_counts(data_root, split, tuple(cfg.tasks), cfg.edition, frames)
-    keys, outs = run_images(model, data_root, list(counts), cfg.image_size, batch_size, fn, progress)
-    return cfg, counts, keys, outs
+    mine = list(counts)[shard(list(counts.values()), launch)]
+    parts = gather_to_main(launch, run_images(model, data_root, mine, cfg.image_size, batch_size, fn, progress, launch))
+    if parts is None:
+        return cfg, counts, None, None
+    parts = [(keys, outs) for keys, outs in parts if len(keys)]
+    keys = pd.concat([k for k, _ in parts], ignore_index=True)
+    return cfg, counts, keys, {name: np.concatenate([o[name] for _, o in parts]) for name in parts[0][1]}
 
 
 def predict_member(
@@ -97,18 +115,23 @@ def predict_member(
     frames: Path | None = None,
     batch_size: int = 128,
     progress: Progress | None = None,
-) -> tuple[PredictionTable, int]:
-    """Write the run's prediction table for every frame of ``split``; returns it and the filled count."""
+    launch: Launch | None = None,
+) -> tuple[PredictionTable | None, int]:
+    """Write the run's prediction table for every frame of ``split``; returns it and the filled count (rank 0
+    writes and returns the table; other processes return None)."""
+    launch = launch or Launch()
     member_cls, cfg = load_config(run_dir)
     if hasattr(member_cls, "predict"):
-        return member_cls.predict(cfg, run_dir, data_root, split, out, frames, progress)
+        return member_cls.predict(cfg, run_dir, data_root, split, out, frames, progress, launch)
     if getattr(member_cls, "on_features", False):
         from members.temporal_train import predict_temporal
 
-        return predict_temporal(member_cls, cfg, run_dir, split, out)
+        return predict_temporal(member_cls, cfg, run_dir, split, out, launch)
     cfg, counts, keys, outs = run_split(
-        run_dir, data_root, split, frames, batch_size, lambda m, x: probabilities(m(x)), progress
+        run_dir, data_root, split, frames, batch_size, lambda m, x: probabilities(m(x)), progress, launch
     )
+    if keys is None:
+        return None, 0
     edition = get_edition(cfg.edition)
     columns = {c: outs[t][:, j] for t in cfg.tasks for j, c in enumerate(edition.output_columns(t))}
     data = pd.concat([keys, pd.DataFrame(columns)], axis=1)
@@ -117,7 +140,7 @@ def predict_member(
         cfg.edition,
         member=run_dir.name,
         split=split,
-        extra={"config": json.loads((run_dir / "config.json").read_text())},
+        extra={"config": read_config(run_dir)},
     )
     table, filled = fill_missing_frames(PredictionTable(data, meta), counts, str(out))
     write_table(table, out)
@@ -133,12 +156,23 @@ def extract_features(
     frames: Path | None = None,
     batch_size: int = 128,
     progress: Progress | None = None,
+    launch: Launch | None = None,
 ) -> int:
     """Cache the CNN's per-frame embeddings of every face image of ``split`` as ``.npz``
-    (``video``, ``frame``, ``features``, plus the frame counts); returns the number of frames."""
+    (``video``, ``frame``, ``features``, plus the frame counts); returns the number of frames (rank 0 writes;
+    the other processes return 0)."""
     _, counts, keys, outs = run_split(
-        run_dir, data_root, split, frames, batch_size, lambda m, x: {"features": m.features(x)}, progress
+        run_dir,
+        data_root,
+        split,
+        frames,
+        batch_size,
+        lambda m, x: {"features": m.features(x)},
+        progress,
+        launch or Launch(),
     )
+    if keys is None:
+        return 0
     with atomic_path(out) as tmp, open(tmp, "wb") as file:  # a file object: savez adds no '.npz' to it
         np.savez(
             file,

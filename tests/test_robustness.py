@@ -163,7 +163,7 @@ def _corrupt_jpeg(sim, tmp):
         "24",
         "--epochs",
         "1",
-    ], [run / "best.pt"]
+    ], [run]  # a new run that failed before its first checkpoint leaves no folder
 
 
 def _keras(make_model, *extra):

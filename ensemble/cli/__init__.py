@@ -5,6 +5,7 @@ Every command module registers itself on ``app``; ``main`` turns every user erro
 
 from __future__ import annotations
 
+import os
 import sys
 
 import typer
@@ -24,7 +25,10 @@ USER_ERROR = 2
 
 
 def fail(message: str) -> None:
-    """Print ``error: <message>`` as one line on stderr and exit with ``USER_ERROR``."""
+    """Print ``error: <message>`` as one line on stderr and exit with ``USER_ERROR`` (under torchrun every
+    process exits so, and rank 0 alone prints)."""
+    if os.environ.get("RANK", "0") != "0":
+        sys.exit(USER_ERROR)
     one_line = " ".join(str(message).split())
     err_console.print(f"[red]error:[/red] {escape(one_line)}", highlight=False, soft_wrap=True)
     sys.exit(USER_ERROR)

@@ -1,11 +1,16 @@
 """``train-member``, ``predict-member`` and ``extract-features``: the member side of the pipeline.
 
+Each runs as one process, or as several under torchrun (``torchrun --nproc-per-node N -m ensemble.cli ...``):
+the processes share the work and rank 0 alone writes and prints.
+
 torch and timm are imported inside the commands, so the fusion commands start without them.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import fields
 from pathlib import Path
 
@@ -25,13 +30,35 @@ FRAMES = typer.Option(
 )
 
 
-def resolve_config(config_class, config_file: Path | None, overrides: dict):
-    """Defaults < config file (JSON) < command-line options that were given."""
+PRECISION = typer.Option(
+    "auto",
+    "--precision",
+    help="Training arithmetic: auto (bf16 on a GPU that has it, else fp16; fp32 on CPUs), fp32, bf16 or fp16 "
+    "(mixed precision; fp16 on GPUs only).",
+)
+COMPILE = typer.Option(False, "--compile", help="Compile the network with torch.compile (slow start, faster steps).")
+SYNC_BN = typer.Option(
+    False, "--sync-bn", help="Under torchrun on GPUs: BatchNorm statistics over the global batch (SyncBatchNorm)."
+)
+WORKERS = typer.Option(0, "--workers", min=0, help="Data-loader worker processes per training process (default: 0).")
+
+
+def resolve_config(config_class, config_file: Path | None, overrides: dict, base: dict | None = None):
+    """Defaults < the run's own options (``base``, when resuming) < config file (JSON) < command-line options
+    that were given. A config file may be a run's config.json: its record keys are skipped."""
+    from members.runs import RECORD_KEYS
+
     values = {}
     if config_file:
         if not config_file.is_file():
             raise AffectEnsError(f"{config_file}: config file not found")
-        values = json.loads(config_file.read_text())
+        try:
+            values = json.loads(config_file.read_text())
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise AffectEnsError(f"{config_file}: not a JSON config ({type(exc).__name__})") from None
+        if not isinstance(values, dict):
+            raise AffectEnsError(f"{config_file}: not a JSON config (expected an object of option: value)")
+        values = {k: v for k, v in values.items() if k not in RECORD_KEYS}
     known = {f.name for f in fields(config_class)}
     unknown = sorted(set(values) - known)
     if unknown:
@@ -42,7 +69,7 @@ def resolve_config(config_class, config_file: Path | None, overrides: dict):
         raise AffectEnsError(
             f"option(s) --{', --'.join(f.replace('_', '-') for f in foreign)} do not apply to this member"
         )
-    values.update(given)
+    values = {**(base or {}), **values, **given}
     if "tasks" in values:
         values["tasks"] = tuple(values["tasks"])
     return config_class(**values)
@@ -71,8 +98,12 @@ def train_member_cmd(
         help="cnn, committee: local file of pretrained backbone weights (nothing is downloaded); "
         "keras: the Keras .h5 model file.",
     ),
-    epochs: int = typer.Option(None, min=0, help="Training epochs (default: 5; keras: 0, import only)."),
-    batch_size: int = typer.Option(None, min=1, help="Batch size (default: 64)."),
+    epochs: int = typer.Option(
+        None, min=0, help="Training epochs; more than a finished run's extends it (default: 5; keras: 0, import only)."
+    ),
+    batch_size: int = typer.Option(
+        None, min=1, help="Batch size per process; under torchrun the global batch is this x processes (default: 64)."
+    ),
     lr: float = typer.Option(None, help="Peak learning rate (one-cycle schedule) (default: 1e-3)."),
     image_size: int = typer.Option(None, min=16, help="Input side in pixels (default: 112)."),
     seed: int = typer.Option(None, help="Random seed (default: 0)."),
@@ -110,50 +141,115 @@ def train_member_cmd(
         help="keras: caffe-style input, 0-255 pixels minus these per-channel means in the model's channel "
         "order, e.g. 93.594,104.762,129.186 for keras-vggface (replaces --pixel-range).",
     ),
+    dropout: float = typer.Option(
+        None, min=0.0, max=0.9, help="cnn, cnn_rnn, cnn_transformer: dropout before the task heads (default: 0.2, 0.1)."
+    ),
     config: Path = typer.Option(None, "--config", help="JSON config file; options given here override it."),
+    precision: str = PRECISION,
+    compile_: bool = COMPILE,
+    sync_bn: bool = SYNC_BN,
+    workers: int = WORKERS,
 ) -> None:
-    """Train a member (resumes from RUN/last.pt if it exists), validating each epoch."""
+    """Train a member (resumes from RUN/last.pt if it exists; a larger --epochs extends a finished run),
+    validating each epoch.
+
+    --batch-size is per process: under torchrun the global batch is batch size x processes. A re-run resumes
+    the run with its own options (name only those you change: a larger --epochs); another number of processes
+    keeps the run's global batch. Extending a finished run trains the added epochs with a new one-cycle
+    schedule (warm-up, then annealing), keeping weights, optimiser state and history.
+    """
     from members import MEMBERS
-    from members.temporal_train import train_temporal
-    from members.train import train_member
+    from members.distributed import launch_from_env
+    from members.runs import resumed_config
 
     member_cls = MEMBERS.get(member)
     if pixel_range and pixel_mean:
         raise AffectEnsError("--pixel-range and --pixel-mean exclude each other: a model takes one of the two")
-    overrides = {
-        "tasks": parse_tasks(task) if task else None,
-        "backbone": backbone,
-        "weights": str(weights) if weights else None,
-        "epochs": epochs,
-        "batch_size": batch_size,
-        "lr": lr,
-        "image_size": image_size,
-        "seed": seed,
-        "edition": edition,
-        "checkpoint_every": checkpoint_every,
-        "features": str(features) if features else None,
-        "rnn": rnn,
-        "bidirectional": bidirectional,
-        "hidden": hidden,
-        "window": window,
-        "stride": stride,
-        "stats": stats,
-        "backbones": tuple(backbones.split(",")) if backbones else None,
-        "lead": lead,
-        "classes": tuple(c.strip() for c in classes.split(",")) if classes else None,
-        "pixel_range": parse_numbers(pixel_range, "--pixel-range", 2) if pixel_range else None,
-        "bgr": bgr,
-        "pixel_mean": parse_numbers(pixel_mean, "--pixel-mean") if pixel_mean else None,
-    }
-    cfg = resolve_config(member_cls.config_class, config, overrides)
+    overrides = {k: v for k, v in locals().items() if k in OPTION_FIELDS}
+    cfg = resolve_config(member_cls.config_class, config, parse_overrides(overrides), base=run_options(out, member_cls))
     get_edition(cfg.edition)
     least = getattr(member_cls, "min_epochs", 1)
     if cfg.epochs < least:
         raise AffectEnsError(f"--epochs {cfg.epochs}: member {member} trains at least {least} epoch(s)")
+    launch = launch_from_env(precision, compile_, sync_bn, workers)
+    cfg = resumed_config(out, member_cls, cfg, launch)  # a re-run that differs fails before any output
+    with training_folder(out, [data, config, weights, features], launch) as run:
+        with main_progress(launch, "training") as advance:
+            progress = advance and (lambda phase, done, total: advance(done, total))
+            history = trainer_of(member_cls)(member_cls, cfg, data, run, progress, launch=launch)
+    if launch.main:
+        print_history(history)
+
+
+OPTION_FIELDS = (
+    "task backbone weights epochs batch_size lr image_size seed edition checkpoint_every features rnn bidirectional "
+    "hidden window stride stats backbones lead classes pixel_range bgr pixel_mean dropout"
+).split()
+"""train-member options that set a field of a member's config (``task`` sets ``tasks``)."""
+
+
+def parse_overrides(options: dict) -> dict:
+    """The config fields the command-line options set (None: not given)."""
+    values = dict(options)
+    task, backbones, classes = values.pop("task"), values["backbones"], values["classes"]
+    values["tasks"] = parse_tasks(task) if task else None
+    values["weights"] = str(values["weights"]) if values["weights"] else None
+    values["features"] = str(values["features"]) if values["features"] else None
+    values["backbones"] = tuple(backbones.split(",")) if backbones else None
+    values["classes"] = tuple(c.strip() for c in classes.split(",")) if classes else None
+    if values["pixel_range"]:
+        values["pixel_range"] = parse_numbers(values["pixel_range"], "--pixel-range", 2)
+    if values["pixel_mean"]:
+        values["pixel_mean"] = parse_numbers(values["pixel_mean"], "--pixel-mean")
+    return values
+
+
+def run_options(out: Path, member_cls) -> dict:
+    """The options of the run at ``out`` (a re-run names only what it changes); {} for a new run."""
+    from members.runs import check_member, config_values, read_config
+
+    doc = read_config(out) if out.is_dir() else None
+    if doc is None:
+        return {}
+    check_member(out, doc, member_cls)
+    return config_values(doc, member_cls.config_class)
+
+
+def trainer_of(member_cls):
+    from members.temporal_train import train_temporal
+    from members.train import train_member
+
     trainer = train_temporal if getattr(member_cls, "on_features", False) else train_member
-    trainer = getattr(member_cls, "train", trainer)
-    with progress_bar("training") as advance:
-        history = trainer(member_cls, cfg, data, out, lambda phase, done, total: advance(done, total))
+    return getattr(member_cls, "train", trainer)
+
+
+@contextmanager
+def training_folder(out: Path, inputs: list, launch) -> Iterator[Path]:
+    """The run folder, changed in place and locked by rank 0 (the only writer). If the command fails, a new
+    folder is removed unless it holds a checkpoint to resume from; stale temporary files are cleared first."""
+    if not launch.main:
+        yield out
+        return
+    from ensemble.outputs import Outputs
+    from members.runs import has_checkpoint, remove_stale_temps
+
+    with Outputs(inputs=inputs) as outs:
+        run = outs.update_folder(out, keep=has_checkpoint)
+        remove_stale_temps(run)
+        yield run
+
+
+@contextmanager
+def main_progress(launch, description: str) -> Iterator:
+    """A progress bar's ``advance(done, total)`` on rank 0; None on the other ranks."""
+    if not launch.main:
+        yield None
+        return
+    with progress_bar(description) as advance:
+        yield advance
+
+
+def print_history(history: list[dict]) -> None:
     for row in history:
         who = f"{row['backbone']} (best epoch)" if "backbone" in row else f"epoch {row['epoch']}"
         loss = f"loss {row['loss']:.4f}, " if "loss" in row else "imported, "
@@ -168,15 +264,20 @@ def predict_member_cmd(
     out: Path = typer.Option(..., "--out", help="Prediction table to write (.parquet)."),
     frames: Path = FRAMES,
     force: bool = typer.Option(False, "--force", help="Overwrite OUT."),
+    workers: int = WORKERS,
 ) -> None:
-    """Write a prediction table with a row for every frame of every video of the split."""
+    """Write a prediction table with a row for every frame of every video of the split (under torchrun the
+    processes share the videos and rank 0 writes the table)."""
+    from members.distributed import launch_from_env
     from members.predict import predict_member
 
     check_output(out, force)
-    with progress_bar("predicting") as advance:
-        table, filled = predict_member(run, data, split, out, frames=frames, progress=advance)
-    err_console.print(f"filled {filled} frame(s) without a face image from their neighbours")
-    console.print(f"wrote {out}: {len(table.data)} frames of {table.data['video'].nunique()} videos")
+    launch = launch_from_env(workers=workers)
+    with main_progress(launch, "predicting") as advance:
+        table, filled = predict_member(run, data, split, out, frames=frames, progress=advance, launch=launch)
+    if launch.main:
+        err_console.print(f"filled {filled} frame(s) without a face image from their neighbours")
+        console.print(f"wrote {out}: {len(table.data)} frames of {table.data['video'].nunique()} videos")
 
 
 @app.command("extract-features")
@@ -187,11 +288,16 @@ def extract_features_cmd(
     out: Path = typer.Option(..., "--out", help="Feature cache to write (.npz)."),
     frames: Path = FRAMES,
     force: bool = typer.Option(False, "--force", help="Overwrite OUT."),
+    workers: int = WORKERS,
 ) -> None:
-    """Cache per-frame CNN embeddings so temporal members train on vectors, not images."""
+    """Cache per-frame CNN embeddings so temporal members train on vectors, not images (under torchrun the
+    processes share the videos and rank 0 writes the cache)."""
+    from members.distributed import launch_from_env
     from members.predict import extract_features
 
     check_output(out, force)
-    with progress_bar("extracting") as advance:
-        n = extract_features(run, data, split, out, frames=frames, progress=advance)
-    console.print(f"wrote {out}: {n} frames")
+    launch = launch_from_env(workers=workers)
+    with main_progress(launch, "extracting") as advance:
+        n = extract_features(run, data, split, out, frames=frames, progress=advance, launch=launch)
+    if launch.main:
+        console.print(f"wrote {out}: {n} frames")
