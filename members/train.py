@@ -105,6 +105,8 @@ def resume(path: Path, model: nn.Module, opt, cfg, steps: int, device) -> tuple[
         at = Progression(cycle=(0, cfg.epochs))
         return at, one_cycle(opt, cfg, steps, at.cycle)
     state = load_checkpoint(path, device)
+    if not isinstance(state.get("progress"), dict):
+        raise DataError(f"{path}: holds no training progress (an older affect-ens wrote it?); train into a new --out")
     at = Progression(**{**state["progress"], "cycle": tuple(state["progress"]["cycle"])})
     load_weights(model, state["model"], path)
     if at.epoch == at.cycle[1] < cfg.epochs:

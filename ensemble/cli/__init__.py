@@ -25,12 +25,12 @@ USER_ERROR = 2
 
 
 def fail(message: str) -> None:
-    """Print ``error: <message>`` as one line on stderr and exit with ``USER_ERROR`` (under torchrun every
-    process exits so, and rank 0 alone prints)."""
-    if os.environ.get("RANK", "0") != "0":
-        sys.exit(USER_ERROR)
+    """Print ``error: <message>`` as one line on stderr and exit with ``USER_ERROR``. Under torchrun a
+    process other than rank 0 says which it is (an error may happen in one process only: its data share)."""
     one_line = " ".join(str(message).split())
-    err_console.print(f"[red]error:[/red] {escape(one_line)}", highlight=False, soft_wrap=True)
+    rank = os.environ.get("RANK", "0")
+    where = f" (rank {escape(rank)})" if rank != "0" else ""
+    err_console.print(f"[red]error{where}:[/red] {escape(one_line)}", highlight=False, soft_wrap=True)
     sys.exit(USER_ERROR)
 
 

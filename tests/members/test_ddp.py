@@ -3,8 +3,9 @@
 The model is the cnn member on timm's ``test_convnext``, which has no BatchNorm (LayerNorm only), with
 ``--dropout 0``, trained on EXPR and AU of a synthetic set where every frame is labelled: each process's
 loss is then a mean over the same number of samples, so two processes of 8 average to the gradient of one
-process of 16. torchrun starts slowly, so the module launches it twice: one training, and one prediction
-running predict-member and extract-features in the same processes (``torchrun_commands.py``).
+process of 16. torchrun starts slowly (seconds), so the module launches it once, running train-member,
+predict-member and extract-features one after another in the same two processes (``torchrun_commands.py``
+runs each exactly as ``torchrun ... -m ensemble.cli ARGS`` does).
 """
 
 import json
@@ -18,7 +19,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from test_cli import run_cli
 
 from ensemble.cli.common import load_stack, load_truths
 from ensemble.contract import read_table
@@ -33,6 +33,10 @@ REPO = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 MODEL = ["--backbone", "test_convnext", "--dropout", "0", "--task", "expr,au", "--image-size", "32"]
 SCHEDULE = ["--epochs", "1", "--seed", "2", "--lr", "3e-3"]
+CONFIG = CnnConfig(
+    backbone="test_convnext", dropout=0.0, tasks=("expr", "au"), image_size=32, epochs=1, seed=2, lr=3e-3
+)
+"""The config of ``MODEL`` and ``SCHEDULE``, for runs in this process."""
 
 AUDIT = """
 import os, sys
@@ -81,19 +85,24 @@ def data(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def ddp_run(data, tmp_path_factory):
-    """A one-epoch run trained by two processes of batch 8 under torchrun; (run, result, audit log prefix)."""
+def ddp(data, tmp_path_factory) -> dict:
+    """Under one torchrun launch of two processes: a one-epoch run trained with batch 8 per process, then its
+    test predictions and training features. Paths, the launch's result and the audit logs' prefix."""
     tmp = tmp_path_factory.mktemp("ddp")
-    run = tmp / "run"
-    args = ["train-member", "cnn", "--data", str(data), "--out", str(run), *MODEL, *SCHEDULE, "--batch-size", "8"]
-    result = torchrun(tmp, "-m", "ensemble.cli", *args, audit_under=run)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return run, result, tmp / "audit"
+    run, pred, feats = tmp / "run", tmp / "test.parquet", tmp / "train.npz"
+    commands = [
+        ["train-member", "cnn", "--data", str(data), "--out", str(run), *MODEL, *SCHEDULE, "--batch-size", "8"],
+        ["predict-member", str(run), "--split", "test", "--data", str(data), "--out", str(pred)],
+        ["extract-features", str(run), "--split", "train", "--data", str(data), "--out", str(feats)],
+    ]
+    result = torchrun(tmp, str(HERE / "torchrun_commands.py"), json.dumps(commands), audit_under=run)
+    assert result.returncode == 0, result.stderr[:3000]
+    return {"run": run, "pred": pred, "feats": feats, "result": result, "audit": tmp / "audit"}
 
 
-def test_two_processes_train_and_rank_0_alone_writes_and_prints(ddp_run):
-    run, result, audit = ddp_run
-    assert result.stdout.count("epoch 1: loss") == 1
+def test_two_processes_train_and_rank_0_alone_writes_and_prints(ddp):
+    run, result, audit = ddp["run"], ddp["result"], ddp["audit"]
+    assert result.stdout.count("epoch 1: loss") == 1 and result.stdout.count("wrote ") == 2
     config = json.loads((run / "config.json").read_text())
     assert config["batch_size"] == 8 and config["launch"]["world_size"] == 2
     assert config["launch"]["global_batch_size"] == 16
@@ -103,12 +112,9 @@ def test_two_processes_train_and_rank_0_alone_writes_and_prints(ddp_run):
     assert Path(f"{audit}.1").read_text() == ""  # rank 1 wrote nothing under the run
 
 
-def test_two_processes_of_8_reach_the_weights_of_one_process_of_16(data, ddp_run, tmp_path):
-    run, _, _ = ddp_run
-    cfg = CnnConfig(
-        backbone="test_convnext", dropout=0.0, tasks=("expr", "au"), image_size=32, epochs=1, seed=2, lr=3e-3
-    )
-    history = train_member(CnnMember, CnnConfig(**{**cfg.__dict__, "batch_size": 16}), data, tmp_path / "one")
+def test_two_processes_of_8_reach_the_weights_of_one_process_of_16(data, ddp, tmp_path):
+    run = ddp["run"]
+    history = train_member(CnnMember, CnnConfig(**{**CONFIG.__dict__, "batch_size": 16}), data, tmp_path / "one")
     one = load_checkpoint(tmp_path / "one" / "last.pt")["model"]
     two = load_checkpoint(run / "last.pt")["model"]
     for key in one:
@@ -116,9 +122,9 @@ def test_two_processes_of_8_reach_the_weights_of_one_process_of_16(data, ddp_run
     assert json.loads((run / "history.json").read_text())[0]["loss"] == pytest.approx(history[0]["loss"], abs=1e-5)
 
 
-def test_the_validation_score_is_evaluate_on_the_saved_weights_in_one_process(data, ddp_run, tmp_path):
+def test_the_validation_score_is_evaluate_on_the_saved_weights_in_one_process(data, ddp, tmp_path):
     """Scores over every validation frame gathered from both processes, not averages of per-process scores."""
-    run, _, _ = ddp_run
+    run = ddp["run"]
     predict_member(run, data, "val", tmp_path / "val.parquet")
     stack = load_stack([tmp_path / "val.parquet"], 2025, "strict")
     row = member_rows(stack, load_truths(data, "val", stack))[0]
@@ -127,30 +133,26 @@ def test_the_validation_score_is_evaluate_on_the_saved_weights_in_one_process(da
         assert trained[key] == pytest.approx(row[key], abs=1e-9), key
 
 
-def test_one_process_resumes_and_extends_the_run(data, ddp_run, tmp_path):
+def test_one_process_resumes_and_extends_the_run(data, ddp, tmp_path):
     run = tmp_path / "run"
-    shutil.copytree(ddp_run[0], run)
-    result = run_cli("train-member", "cnn", "--data", data, "--out", run, "--epochs", "2")
-    assert result.returncode == 0, result.stderr
+    shutil.copytree(ddp["run"], run)
+    history = train_member(CnnMember, CnnConfig(**{**CONFIG.__dict__, "batch_size": 8, "epochs": 2}), data, run)
     config = json.loads((run / "config.json").read_text())
-    assert config["batch_size"] == 16 and config["launch"] == {**config["launch"], "world_size": 1}
-    assert [row["epoch"] for row in json.loads((run / "history.json").read_text())] == [1, 2]
+    assert config["batch_size"] == 16 and config["launch"]["world_size"] == 1  # the run's global batch of 16
+    assert [row["epoch"] for row in history] == [1, 2]
 
 
-def test_prediction_and_features_under_torchrun_equal_one_process(data, ddp_run, tmp_path):
-    run = ddp_run[0]
-    commands = [
-        ["predict-member", str(run), "--split", "test", "--data", str(data), "--out", str(tmp_path / "two.parquet")],
-        ["extract-features", str(run), "--split", "train", "--data", str(data), "--out", str(tmp_path / "two.npz")],
-    ]
-    result = torchrun(tmp_path, str(HERE / "torchrun_commands.py"), json.dumps(commands))
-    assert result.returncode == 0, result.stderr[:3000]
-    assert result.stdout.count("wrote ") == 2  # rank 0 alone
-    _, filled = predict_member(run, data, "test", tmp_path / "one.parquet")
-    two, one = read_table(tmp_path / "two.parquet"), read_table(tmp_path / "one.parquet")
+def test_prediction_and_features_under_torchrun_equal_one_process(data, ddp, tmp_path):
+    _, filled = predict_member(ddp["run"], data, "test", tmp_path / "one.parquet")
+    two, one = read_table(ddp["pred"]), read_table(tmp_path / "one.parquet")
     pd.testing.assert_frame_equal(two.data, one.data, check_exact=True)
     assert two.meta.extra["filled_frames"] == filled > 0
-    extract_features(run, data, "train", tmp_path / "one.npz")
-    with np.load(tmp_path / "two.npz") as a, np.load(tmp_path / "one.npz") as b:
+    extract_features(ddp["run"], data, "train", tmp_path / "one.npz")
+    with np.load(ddp["feats"]) as a, np.load(tmp_path / "one.npz") as b:
         for key in ("video", "frame", "features", "count_videos", "count_frames"):
             np.testing.assert_array_equal(a[key], b[key])
+
+
+def test_python_m_ensemble_cli_is_the_command_line():
+    result = subprocess.run([sys.executable, "-m", "ensemble.cli", "train-member", "--help"], capture_output=True)
+    assert result.returncode == 0 and b"--precision" in result.stdout

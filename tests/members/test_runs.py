@@ -2,7 +2,9 @@
 extends a finished run, checkpoints never unpickle code, failed runs leave nothing half-made, and a run
 killed with SIGKILL at any point resumes to the weights of an uninterrupted run."""
 
+import contextlib
 import hashlib
+import io
 import json
 import shutil
 import signal
@@ -12,14 +14,32 @@ import time
 
 import pytest
 import torch
-from test_cli import run_cli
 
+from ensemble.cli import main
 from ensemble.errors import DataError
 from members.cnn import CnnConfig, CnnMember
 from members.runs import load_checkpoint
+from members.temporal import CnnRnnMember, TemporalConfig
+from members.temporal_train import train_temporal
 from members.train import train_member
 
 TINY = ["--backbone", "test_resnet", "--image-size", "32", "--batch-size", "8", "--seed", "1", "--lr", "3e-3"]
+
+
+def run_here(*args) -> subprocess.CompletedProcess:
+    """The command line run in this process (torch is imported once for all the tests), as the console
+    script runs it: exit code, stdout and stderr."""
+    out, err = io.StringIO(), io.StringIO()
+    argv, sys.argv = sys.argv, ["affect-ens", *map(str, args)]
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            main()
+        code = 0
+    except SystemExit as done:
+        code = done.code or 0
+    finally:
+        sys.argv = argv
+    return subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue())
 
 
 def train_args(root, run, *extra):
@@ -43,49 +63,42 @@ def one_error_line(result, alone: bool = True) -> str:
     return lines[0]
 
 
+RUN_ARGS = ["--epochs", "2", "--checkpoint-every", "1"]
+
+
 @pytest.fixture(scope="module")
 def finished(tiny_dataset, tmp_path_factory):
-    """A finished one-epoch cnn run, trained through the CLI."""
+    """A finished two-epoch cnn run trained through the CLI (also the uninterrupted run of the SIGKILL test)."""
     run = tmp_path_factory.mktemp("runs") / "cnn"
-    result = run_cli(*train_args(tiny_dataset[0], run, "--epochs", "1"))
+    result = run_here(*train_args(tiny_dataset[0], run, *RUN_ARGS))
     assert result.returncode == 0, result.stderr
     return run
 
 
 def test_a_rerun_with_other_options_is_refused_and_changes_nothing(tiny_dataset, finished):
     before = checksums(finished)
-    result = run_cli(*train_args(tiny_dataset[0], finished, "--lr", "0.01", "--task", "va"))
+    result = run_here(*train_args(tiny_dataset[0], finished, *RUN_ARGS, "--lr", "0.01", "--task", "va"))
     line = one_error_line(result)
     assert "exists with other options: --task va (the run's: expr), --lr 0.01 (the run's: 0.003);" in line
-    assert checksums(finished) == before
-    result = run_cli("train-member", "cnn_rnn", "--data", tiny_dataset[0], "--out", finished)
-    assert "is a cnn run, not cnn_rnn" in one_error_line(result)
+    with pytest.raises(DataError, match="exists with other options: --epochs 1 \\(the run's: 2\\)"):
+        train_member(CnnMember, tiny_config(epochs=1, checkpoint_every=1), tiny_dataset[0], finished)
+    with pytest.raises(DataError, match="is a cnn run, not cnn_rnn"):
+        train_temporal(CnnRnnMember, TemporalConfig(), tiny_dataset[0], finished)
     assert checksums(finished) == before
 
 
 def test_a_larger_epochs_extends_a_finished_run_with_a_new_cycle(tiny_dataset, finished, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(finished, run)
-    steps = load_checkpoint(run / "last.pt")["sched"]["total_steps"]
-    result = run_cli("train-member", "cnn", "--data", tiny_dataset[0], "--out", run, "--epochs", "3")
+    steps = load_checkpoint(run / "last.pt")["sched"]["total_steps"] // 2
+    result = run_here("train-member", "cnn", "--data", tiny_dataset[0], "--out", run, "--epochs", "3")
     assert result.returncode == 0, result.stderr
     assert "epoch 3: loss" in result.stdout
     state = load_checkpoint(run / "last.pt")
-    assert state["progress"]["cycle"] == (1, 3) and state["sched"]["total_steps"] == 2 * steps
+    assert state["progress"]["cycle"] == (2, 3) and state["sched"]["total_steps"] == steps
+    assert state["opt"]["param_groups"][0]["initial_lr"] == pytest.approx(3e-3 / 25)  # warmed up again from lr/25
     assert [row["epoch"] for row in json.loads((run / "history.json").read_text())] == [1, 2, 3]
     assert json.loads((run / "config.json").read_text())["epochs"] == 3
-
-
-def test_the_extension_matches_training_the_added_epochs_as_a_cycle_of_their_own(tiny_dataset, tmp_path):
-    """The rule, by hand: one epoch, then a one-cycle over epochs 2-3 from those weights and moments."""
-    root, _ = tiny_dataset
-    train_member(CnnMember, tiny_config(epochs=1), root, tmp_path / "run")
-    extended = train_member(CnnMember, tiny_config(epochs=3), root, tmp_path / "run")
-    steps = load_checkpoint(tmp_path / "run" / "last.pt")["sched"]["total_steps"] // 2
-    lrs = load_checkpoint(tmp_path / "run" / "last.pt")["opt"]["param_groups"][0]
-    assert len(extended) == 3 and lrs["initial_lr"] == pytest.approx(3e-3 / 25) and steps > 0
-    with pytest.raises(DataError, match="exists with other options: --epochs 2 \\(the run's: 3\\)"):
-        train_member(CnnMember, tiny_config(epochs=2), root, tmp_path / "run")
 
 
 class Code:
@@ -105,13 +118,13 @@ def test_a_checkpoint_holding_code_is_refused(tiny_dataset, finished, tmp_path):
     state = load_checkpoint(run / "best.pt")
     torch.save({**state, "metrics": Code(marker)}, run / "best.pt")
     out = tmp_path / "val.parquet"
-    result = run_cli("predict-member", run, "--split", "val", "--data", tiny_dataset[0], "--out", out)
+    result = run_here("predict-member", run, "--split", "val", "--data", tiny_dataset[0], "--out", out)
     line = one_error_line(result, alone=False)  # after the progress bar's first line
     assert "best.pt: refused: it holds a Python object (io.open) that could run code when loaded" in line
     assert not marker.exists() and not out.exists()
     torch.save({**load_checkpoint(run / "last.pt"), "progress": Code(marker)}, run / "last.pt")
     with pytest.raises(DataError, match="last.pt: refused: it holds a Python object"):
-        train_member(CnnMember, tiny_config(epochs=2), tiny_dataset[0], run)
+        train_member(CnnMember, tiny_config(epochs=2, checkpoint_every=1), tiny_dataset[0], run)
     assert not marker.exists()
 
 
@@ -123,7 +136,7 @@ def test_a_failed_new_run_keeps_its_folder_once_it_has_a_checkpoint(tiny_dataset
         for image in (data / "cropped_aligned" / video).glob("*.jpg"):
             image.write_bytes(b"\xff\xd8 not a jpeg")
     run = tmp_path / "run"
-    result = run_cli(*train_args(data, run, "--epochs", "1", "--checkpoint-every", "1"))
+    result = run_here(*train_args(data, run, "--epochs", "1", "--checkpoint-every", "1"))
     assert "unreadable image" in one_error_line(result, alone=False)  # in validation, after the checkpoints
     assert (run / "last.pt").is_file() and not (run / "best.pt").exists()
 
@@ -153,10 +166,9 @@ def mtime(path) -> int | None:
     return path.stat().st_mtime_ns if path.exists() else None
 
 
-def test_sigkill_at_several_points_then_resume_gives_the_uninterrupted_weights(tiny_dataset, tmp_path):
-    root, _ = tiny_dataset
+def test_sigkill_at_several_points_then_resume_gives_the_uninterrupted_weights(tiny_dataset, finished, tmp_path):
     run = tmp_path / "killed"
-    args = train_args(root, run, "--epochs", "2", "--checkpoint-every", "1")
+    args = train_args(tiny_dataset[0], run, *RUN_ARGS)
 
     def next_checkpoint():  # made when the process starts: fires once it has written a checkpoint of its own
         before = mtime(run / "last.pt")
@@ -172,12 +184,11 @@ def test_sigkill_at_several_points_then_resume_gives_the_uninterrupted_weights(t
         killed += wait_then_kill(args, point())
         assert_whole(run)
     assert killed >= 2  # at least two kills landed before the run could finish on its own
-    result = run_cli(*args)
+    result = run_here(*args)
     assert result.returncode == 0, result.stderr
     assert not [p for p in run.iterdir() if "-tmp-" in p.name]  # no temporary file left behind
-    history = train_member(CnnMember, tiny_config(epochs=2, checkpoint_every=1), root, tmp_path / "straight")
-    a = load_checkpoint(tmp_path / "straight" / "last.pt")["model"]
-    b = load_checkpoint(run / "last.pt")["model"]
+    a, b = load_checkpoint(finished / "last.pt")["model"], load_checkpoint(run / "last.pt")["model"]
     for key in a:
         torch.testing.assert_close(b[key], a[key], rtol=0, atol=0)
-    assert json.loads((run / "history.json").read_text()) == [pytest.approx(row) for row in history]
+    uninterrupted = json.loads((finished / "history.json").read_text())
+    assert json.loads((run / "history.json").read_text()) == [pytest.approx(row) for row in uninterrupted]
