@@ -165,8 +165,33 @@ def train_member_cmd(
     member_cls = MEMBERS.get(member)
     if pixel_range and pixel_mean:
         raise AffectEnsError("--pixel-range and --pixel-mean exclude each other: a model takes one of the two")
-    overrides = {k: v for k, v in locals().items() if k in OPTION_FIELDS}
-    cfg = resolve_config(member_cls.config_class, config, parse_overrides(overrides), base=run_options(out, member_cls))
+    overrides = {
+        "tasks": parse_tasks(task) if task else None,
+        "backbone": backbone,
+        "weights": str(weights) if weights else None,
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "lr": lr,
+        "image_size": image_size,
+        "seed": seed,
+        "edition": edition,
+        "checkpoint_every": checkpoint_every,
+        "features": str(features) if features else None,
+        "rnn": rnn,
+        "bidirectional": bidirectional,
+        "hidden": hidden,
+        "window": window,
+        "stride": stride,
+        "stats": stats,
+        "backbones": tuple(backbones.split(",")) if backbones else None,
+        "lead": lead,
+        "classes": tuple(c.strip() for c in classes.split(",")) if classes else None,
+        "pixel_range": parse_numbers(pixel_range, "--pixel-range", 2) if pixel_range else None,
+        "bgr": bgr,
+        "pixel_mean": parse_numbers(pixel_mean, "--pixel-mean") if pixel_mean else None,
+        "dropout": dropout,
+    }
+    cfg = resolve_config(member_cls.config_class, config, overrides, base=run_options(out, member_cls))
     get_edition(cfg.edition)
     least = getattr(member_cls, "min_epochs", 1)
     if cfg.epochs < least:
@@ -179,29 +204,6 @@ def train_member_cmd(
             history = trainer_of(member_cls)(member_cls, cfg, data, run, progress, launch=launch)
     if launch.main:
         print_history(history)
-
-
-OPTION_FIELDS = (
-    "task backbone weights epochs batch_size lr image_size seed edition checkpoint_every features rnn bidirectional "
-    "hidden window stride stats backbones lead classes pixel_range bgr pixel_mean dropout"
-).split()
-"""train-member options that set a field of a member's config (``task`` sets ``tasks``)."""
-
-
-def parse_overrides(options: dict) -> dict:
-    """The config fields the command-line options set (None: not given)."""
-    values = dict(options)
-    task, backbones, classes = values.pop("task"), values["backbones"], values["classes"]
-    values["tasks"] = parse_tasks(task) if task else None
-    values["weights"] = str(values["weights"]) if values["weights"] else None
-    values["features"] = str(values["features"]) if values["features"] else None
-    values["backbones"] = tuple(backbones.split(",")) if backbones else None
-    values["classes"] = tuple(c.strip() for c in classes.split(",")) if classes else None
-    if values["pixel_range"]:
-        values["pixel_range"] = parse_numbers(values["pixel_range"], "--pixel-range", 2)
-    if values["pixel_mean"]:
-        values["pixel_mean"] = parse_numbers(values["pixel_mean"], "--pixel-mean")
-    return values
 
 
 def run_options(out: Path, member_cls) -> dict:
