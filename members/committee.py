@@ -17,7 +17,7 @@ from ensemble.fusion.vote import VoteFuser
 from members.cnn import CnnConfig, CnnMember
 from members.distributed import Launch
 from members.registry import MEMBERS
-from members.runs import BEST, resumed_config, save_checkpoint, write_config
+from members.runs import BEST, make_run_folder, resumed_config, save_checkpoint, write_config
 
 DEFAULT_BACKBONES = ("vgg16", "xception41", "resnetv2_50x1_bit", "efficientnet_b1")
 
@@ -68,7 +68,7 @@ def train_committee(
     launch = launch or Launch()
     cfg = resumed_config(run_dir, member_cls, cfg, launch)
     if launch.main:
-        run_dir.mkdir(parents=True, exist_ok=True)
+        make_run_folder(run_dir)
         write_config(run_dir, member_cls, cfg, launch)
     rows = []
     for i, backbone in enumerate(cfg.backbones):

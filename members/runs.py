@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from ensemble.errors import DataError
-from ensemble.outputs import STAMP, TMP_TAG, atomic_file
+from ensemble.outputs import STAMP, TMP_TAG, atomic_file, write_marker
 from members.distributed import Launch
 
 CONFIG, LAST, BEST, HISTORY = "config.json", "last.pt", "best.pt", "history.json"
@@ -149,6 +149,13 @@ def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict:
 def save_checkpoint(path: Path, state: dict) -> None:
     with atomic_file(path) as tmp:
         torch.save(state, tmp)
+
+
+def make_run_folder(run: Path) -> None:
+    """Create the run folder, marked as the tool's (so train-member may resume it), unless it exists."""
+    if not run.exists():
+        run.mkdir(parents=True)
+        write_marker(run)
 
 
 def has_checkpoint(run: Path) -> bool:

@@ -36,7 +36,17 @@ from ensemble.tasks import Edition, get_edition
 from members.data import FrameDataset, derived_seed
 from members.distributed import Launch, gather, pick_device, split_range, sum_over_ranks
 from members.heads import masked_loss, probabilities
-from members.runs import BEST, HISTORY, LAST, load_checkpoint, resumed_config, save_checkpoint, write_config, write_json
+from members.runs import (
+    BEST,
+    HISTORY,
+    LAST,
+    load_checkpoint,
+    make_run_folder,
+    resumed_config,
+    save_checkpoint,
+    write_config,
+    write_json,
+)
 
 Progress = Callable[[str, int, int], None]  # (phase, done, total)
 
@@ -293,6 +303,6 @@ def train_member(
     launch = launch or Launch()
     cfg = resumed_config(run_dir, member_cls, cfg, launch)
     if launch.main:
-        run_dir.mkdir(parents=True, exist_ok=True)
+        make_run_folder(run_dir)
     seed_everything(cfg.seed)
     return fit_member(member_cls, build(member_cls, cfg, data_root, launch), cfg, run_dir, launch, progress)
