@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ensemble.align import align
-from ensemble.contract import PredictionTable, TableMeta, write_table
+from ensemble.contract import PredictionTable, TableMeta
 from ensemble.errors import AffectEnsError
 from ensemble.fusion.vote import VoteFuser
 from members.cnn import CnnConfig, CnnMember
@@ -93,22 +93,19 @@ def committee_vote(tables: list[PredictionTable], lead: str) -> PredictionTable:
 
 
 def predict_committee(
-    cfg: CommitteeConfig, run_dir: Path, data_root: Path, split: str, out: Path, frames=None, progress=None, launch=None
-) -> tuple[PredictionTable | None, int]:
-    """Each backbone's table (``<out stem>_<backbone>.parquet``), then the committee's own at ``out`` (rank 0
-    writes them and returns the committee's; the other processes return None)."""
-    from members.predict import predict_member
+    cfg: CommitteeConfig, run_dir: Path, data_root: Path, split: str, frames=None, progress=None, launch=None
+):
+    """The committee's voted table, with each backbone's own table as a part (under torchrun rank 0 gets them;
+    the other processes get an empty ``Prediction``)."""
+    from members.predict import Prediction, predict_member
 
-    tables, filled = [], 0
+    parts, filled = {}, 0
     for backbone in cfg.backbones:
-        path = out.with_name(f"{out.stem}_{backbone}{out.suffix}")
-        table, filled = predict_member(
-            run_dir / backbone, data_root, split, path, frames=frames, progress=progress, launch=launch
-        )
-        tables.append(table)  # its member name is its run folder's: the backbone
-    if tables[0] is None:
-        return None, 0
-    voted = committee_vote(tables, cfg.lead)
+        done = predict_member(run_dir / backbone, data_root, split, frames=frames, progress=progress, launch=launch)
+        parts[backbone], filled = done.table, done.filled  # its member name is its run folder's: the backbone
+    if done.table is None:
+        return Prediction(None, 0)
+    voted = committee_vote(list(parts.values()), cfg.lead)
     voted.meta = TableMeta(
         tuple(cfg.tasks),
         cfg.edition,
@@ -116,8 +113,7 @@ def predict_committee(
         split,
         {**voted.meta.extra, "config": asdict(cfg), "filled_frames": filled},
     )
-    write_table(voted, out)
-    return voted, filled
+    return Prediction(voted, filled, parts)
 
 
 @MEMBERS.register("committee")

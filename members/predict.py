@@ -7,6 +7,7 @@ two videos, so every frame's output is the one a single process computes) and ra
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -17,8 +18,8 @@ from torch.utils.data import DataLoader
 from ensemble.contract import PredictionTable, TableMeta, write_table
 from ensemble.errors import DataError
 from ensemble.frames import fill_missing_frames, read_manifest
-from ensemble.io import atomic_path
 from ensemble.labels import annotation_frame_counts, track_dir
+from ensemble.outputs import STAMP, atomic_file, safe_join, safe_name
 from ensemble.tasks import get_edition
 from members.data import ImageListDataset
 from members.distributed import Launch, gather_to_main, shard
@@ -37,14 +38,22 @@ def load_config(run_dir: Path):
         raise DataError(f"{run_dir}: not a finished run (needs {CONFIG} and {BEST})")
     name = member_name(doc["member"])
     if name not in MEMBERS:
-        raise DataError(f"{run_dir / CONFIG}: unknown member {doc['member']!r}; known: {', '.join(MEMBERS.names())}")
+        raise DataError(f"{run_dir / CONFIG}: names no known member ({doc['member']!r})")
     member_cls = MEMBERS.get(name)
-    return member_cls, member_cls.config_class(**config_values(doc, member_cls.config_class))
+    try:
+        return member_cls, member_cls.config_class(**config_values(doc, member_cls.config_class, strict=True))
+    except (KeyError, TypeError):
+        raise DataError(f"{run_dir / CONFIG}: does not fit member {doc['member']} (fields differ)") from None
 
 
 def load_run(run_dir: Path):
     """(member class, config, network with the best weights) of a finished image-member run."""
     member_cls, cfg = load_config(run_dir)
+    if not hasattr(member_cls, "network") or getattr(member_cls, "on_features", False):
+        raise DataError(
+            f"{run_dir}: a {member_cls.__name__} run has no per-frame image network; "
+            "features come from an image member's run (cnn, keras)"
+        )
     model = member_cls.network(cfg, get_edition(cfg.edition))
     load_weights(model, load_checkpoint(run_dir / BEST)["model"], run_dir / BEST)
     return member_cls, cfg, model.eval()
@@ -55,6 +64,8 @@ def split_frame_counts(
 ) -> dict[str, int]:
     """Frames per video of ``split``: a manifest if given (or ``<split>_frames.csv`` in the data root),
     else the line counts of the annotation files."""
+    if frames is not None and not Path(frames).is_file():
+        raise DataError(f"{frames}: frame manifest not found")
     manifest = frames or data_root / f"{split}_frames.csv"
     if manifest.is_file():
         return read_manifest(manifest)
@@ -106,45 +117,60 @@ def run_split(run_dir: Path, data_root: Path, split: str, frames: Path | None, b
     return cfg, counts, keys, {name: np.concatenate([o[name] for _, o in parts]) for name in parts[0][1]}
 
 
+@dataclass
+class Prediction:
+    """A member's table of a split, how many frames were filled, and (committee) each part's own table. Under
+    torchrun rank 0 holds them; the other processes get ``table`` None."""
+
+    table: PredictionTable | None
+    filled: int
+    parts: dict[str, PredictionTable] = field(default_factory=dict)
+
+
 def predict_member(
     run_dir: Path,
     data_root: Path,
     split: str,
-    out: Path,
     *,
     frames: Path | None = None,
     batch_size: int = 128,
     progress: Progress | None = None,
     launch: Launch | None = None,
-) -> tuple[PredictionTable | None, int]:
-    """Write the run's prediction table for every frame of ``split``; returns it and the filled count (rank 0
-    writes and returns the table; other processes return None)."""
+) -> Prediction:
+    """The run's prediction table for every frame of ``split`` (nothing is written: see ``write_prediction``).
+    Under torchrun the processes share the videos and rank 0 gets the table."""
     launch = launch or Launch()
     member_cls, cfg = load_config(run_dir)
     if hasattr(member_cls, "predict"):
-        return member_cls.predict(cfg, run_dir, data_root, split, out, frames, progress, launch)
+        return member_cls.predict(cfg, run_dir, data_root, split, frames, progress, launch)
     if getattr(member_cls, "on_features", False):
         from members.temporal_train import predict_temporal
 
-        return predict_temporal(member_cls, cfg, run_dir, split, out, launch)
+        return predict_temporal(member_cls, cfg, run_dir, split, launch)
     cfg, counts, keys, outs = run_split(
         run_dir, data_root, split, frames, batch_size, lambda m, x: probabilities(m(x)), progress, launch
     )
     if keys is None:
-        return None, 0
+        return Prediction(None, 0)
     edition = get_edition(cfg.edition)
     columns = {c: outs[t][:, j] for t in cfg.tasks for j, c in enumerate(edition.output_columns(t))}
     data = pd.concat([keys, pd.DataFrame(columns)], axis=1)
     meta = TableMeta(
-        tuple(cfg.tasks),
-        cfg.edition,
-        member=run_dir.name,
-        split=split,
-        extra={"config": read_config(run_dir)},
+        tuple(cfg.tasks), cfg.edition, member=run_dir.name, split=split, extra={"config": read_config(run_dir)}
     )
-    table, filled = fill_missing_frames(PredictionTable(data, meta), counts, str(out))
-    write_table(table, out)
-    return table, filled
+    return Prediction(*fill_missing_frames(PredictionTable(data, meta), counts, f"{run_dir} ({split})"))
+
+
+def part_paths(out: Path, parts: dict[str, PredictionTable]) -> dict[str, Path]:
+    """Where each part's table goes beside ``out``: ``<out stem>_<part><suffix>``."""
+    return {name: safe_join(out.parent, f"{out.stem}_{safe_name(name, 'part name')}", out.suffix) for name in parts}
+
+
+def write_prediction(prediction: Prediction, out: Path) -> Path:
+    """Write the table at ``out`` and each part's beside it (each file atomically)."""
+    for name, path in part_paths(out, prediction.parts).items():
+        write_table(prediction.parts[name], path)
+    return write_table(prediction.table, out)
 
 
 def extract_features(
@@ -173,7 +199,7 @@ def extract_features(
     )
     if keys is None:
         return 0
-    with atomic_path(out) as tmp, open(tmp, "wb") as file:  # a file object: savez adds no '.npz' to it
+    with atomic_file(out) as tmp, open(tmp, "wb") as file:  # a file object: savez adds no '.npz' to it
         np.savez(
             file,
             video=keys["video"].to_numpy(str),
@@ -183,5 +209,6 @@ def extract_features(
             count_frames=np.array(list(counts.values()), dtype=np.int64),
             split=split,
             run=str(run_dir),
+            generator=STAMP,
         )
     return len(keys)

@@ -22,6 +22,8 @@ from members.distributed import Launch
 CONFIG, LAST, BEST, HISTORY = "config.json", "last.pt", "best.pt", "history.json"
 RECORD_KEYS = ("generator", "member", "launch")
 """Keys of config.json that describe the run rather than configure the member."""
+RETIRED_KEYS = ("amp",)
+"""Config fields of earlier versions, ignored when read (``amp`` became the launch option --precision)."""
 
 
 class RunMismatchError(DataError):
@@ -55,9 +57,13 @@ def read_config(run: Path) -> dict | None:
     return doc
 
 
-def config_values(doc: dict, config_class) -> dict:
-    """The fields of ``config_class`` found in a config.json (older runs may lack newer fields)."""
+def config_values(doc: dict, config_class, strict: bool = False) -> dict:
+    """The fields of ``config_class`` found in a config.json (older runs may lack newer fields); ``strict``:
+    a key that is no field (nor a record or retired key) is a ``KeyError``."""
     known = {f.name for f in fields(config_class)}
+    foreign = set(doc) - known - set(RECORD_KEYS) - set(RETIRED_KEYS)
+    if strict and foreign:
+        raise KeyError(sorted(foreign)[0])
     return {k: tuple(v) if isinstance(v, list) else v for k, v in doc.items() if k in known}
 
 
@@ -137,8 +143,8 @@ def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict:
         found = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
         if found:
             raise DataError(
-                f"{path}: refused: it holds a Python object ({found.group(1)}) that could run code when loaded; "
-                "only tensors and plain values are read from checkpoints"
+                f"{path}: holds a Python object ({found.group(1)}), not only weights and plain values; "
+                "refused (loading it could run code)"
             ) from None
         raise DataError(f"{path}: not a readable checkpoint ({type(exc).__name__})") from None
     if not isinstance(state, dict) or "model" not in state:

@@ -12,7 +12,7 @@ import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
-from ensemble.contract import PredictionTable, TableMeta, write_table
+from ensemble.contract import PredictionTable, TableMeta
 from ensemble.tasks import get_edition
 from members.distributed import Launch, gather, gather_to_main, shard
 from members.heads import masked_loss, probabilities
@@ -139,11 +139,11 @@ def train_temporal(
     return train_member(member_cls, cfg, data_root, run_dir, progress, launch=launch, build=temporal_fit)
 
 
-def predict_temporal(
-    member_cls, cfg, run_dir: Path, split: str, out: Path, launch: Launch | None = None
-) -> tuple[PredictionTable | None, int]:
-    """Prediction table for every frame of every video in ``<features>/<split>.npz`` (the processes share the
-    videos; rank 0 writes the table and returns it, the others return None)."""
+def predict_temporal(member_cls, cfg, run_dir: Path, split: str, launch: Launch | None = None):
+    """The ``Prediction`` for every frame of every video in ``<features>/<split>.npz`` (the processes share the
+    videos; rank 0 gets the table, the others an empty ``Prediction``)."""
+    from members.predict import Prediction
+
     launch, edition = launch or Launch(), get_edition(cfg.edition)
     state = load_checkpoint(run_dir / BEST)
     model = member_cls.network(cfg, edition, state["in_dim"])
@@ -152,24 +152,14 @@ def predict_temporal(
     seqs = load_sequences(cache, None, split, tuple(cfg.tasks), edition)
     preds = shared_predictions(model, seqs, model_inputs(seqs, cfg.stats), cfg, launch, gather_to_main)
     if preds is None:
-        return None, 0
+        return Prediction(None, 0)
     parts = []
     for seq, pred in zip(seqs, preds):
         cols = {c: pred[t][:, j] for t in cfg.tasks for j, c in enumerate(edition.output_columns(t))}
         parts.append(pd.DataFrame({"video": seq.video, "frame": np.arange(1, len(seq.features) + 1), **cols}))
     faces = len(np.load(cache)["frame"])
     total = sum(len(s.features) for s in seqs)
-    meta = TableMeta(
-        tuple(cfg.tasks),
-        cfg.edition,
-        member=run_dir.name,
-        split=split,
-        extra={
-            "config": asdict(cfg),
-            "filled_frames": total - faces,
-            "fill": "features of frames without a face interpolated from neighbouring frames",
-        },
-    )
-    table = PredictionTable(pd.concat(parts, ignore_index=True), meta)
-    write_table(table, out)
-    return table, total - faces
+    fill = "features of frames without a face interpolated from neighbouring frames"
+    extra = {"config": asdict(cfg), "filled_frames": total - faces, "fill": fill}
+    meta = TableMeta(tuple(cfg.tasks), cfg.edition, member=run_dir.name, split=split, extra=extra)
+    return Prediction(PredictionTable(pd.concat(parts, ignore_index=True), meta), total - faces)

@@ -8,7 +8,6 @@ torch and timm are imported inside the commands, so the fusion commands start wi
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import fields
@@ -18,14 +17,17 @@ import typer
 
 from ensemble.cli.app import app, console, err_console, progress_bar
 from ensemble.errors import AffectEnsError
-from ensemble.io import check_output
-from ensemble.tasks import get_edition, parse_tasks
+from ensemble.io import read_json_object
+from ensemble.outputs import Outputs
+from ensemble.tasks import check_split, get_edition, parse_tasks
 
-SPLIT = typer.Option(..., "--split", help="Split to predict: train, val or test.")
+SPLIT = typer.Option(..., "--split", help="Split to predict: train, val or test.", callback=lambda v: check_split(v))
 DATA = typer.Option(..., "--data", help="Aff-Wild2 root: cropped_aligned/ and the annotation folders.")
 FRAMES = typer.Option(
     None,
     "--frames",
+    exists=True,
+    dir_okay=False,
     help="Frame-count manifest 'video,frames' (default: <split>_frames.csv in --data, else annotation line counts).",
 )
 
@@ -40,7 +42,7 @@ COMPILE = typer.Option(False, "--compile", help="Compile the network with torch.
 SYNC_BN = typer.Option(
     False, "--sync-bn", help="Under torchrun on GPUs: BatchNorm statistics over the global batch (SyncBatchNorm)."
 )
-WORKERS = typer.Option(0, "--workers", min=0, help="Data-loader worker processes per training process (default: 0).")
+WORKERS = typer.Option(0, "--workers", min=0, help="Data-loader worker processes per process (default: 0).")
 
 
 def resolve_config(config_class, config_file: Path | None, overrides: dict, base: dict | None = None):
@@ -48,17 +50,8 @@ def resolve_config(config_class, config_file: Path | None, overrides: dict, base
     that were given. A config file may be a run's config.json: its record keys are skipped."""
     from members.runs import RECORD_KEYS
 
-    values = {}
-    if config_file:
-        if not config_file.is_file():
-            raise AffectEnsError(f"{config_file}: config file not found")
-        try:
-            values = json.loads(config_file.read_text())
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise AffectEnsError(f"{config_file}: not a JSON config ({type(exc).__name__})") from None
-        if not isinstance(values, dict):
-            raise AffectEnsError(f"{config_file}: not a JSON config (expected an object of option: value)")
-        values = {k: v for k, v in values.items() if k not in RECORD_KEYS}
+    values = read_json_object(config_file, "config file") if config_file else {}
+    values = {k: v for k, v in values.items() if k not in RECORD_KEYS}
     known = {f.name for f in fields(config_class)}
     unknown = sorted(set(values) - known)
     if unknown:
@@ -70,9 +63,22 @@ def resolve_config(config_class, config_file: Path | None, overrides: dict, base
             f"option(s) --{', --'.join(f.replace('_', '-') for f in foreign)} do not apply to this member"
         )
     values = {**(base or {}), **values, **given}
-    if "tasks" in values:
-        values["tasks"] = tuple(values["tasks"])
-    return config_class(**values)
+    check_config_types(config_class, values, str(config_file or "options"))
+    return config_class(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+
+
+def check_config_types(config_class, values: dict, source: str) -> None:
+    """Each value has the type of its field's default (ints pass for floats, lists for tuples)."""
+    defaults = {f.name: f.default for f in fields(config_class)}
+    for key, value in values.items():
+        default = defaults[key]
+        if value is None or default is None or callable(default):
+            continue
+        expected = (
+            (int, float) if type(default) is float else (list, tuple) if isinstance(default, tuple) else type(default)
+        )
+        if not isinstance(value, expected) or (isinstance(value, bool) and type(default) is not bool):
+            raise AffectEnsError(f"{source}: {key} must be {type(default).__name__}, got {value!r}")
 
 
 def parse_numbers(text: str, option: str, count: int | None = None) -> tuple[float, ...]:
@@ -232,13 +238,22 @@ def training_folder(out: Path, inputs: list, launch) -> Iterator[Path]:
     if not launch.main:
         yield out
         return
-    from ensemble.outputs import Outputs
     from members.runs import has_checkpoint, remove_stale_temps
 
     with Outputs(inputs=inputs) as outs:
         run = outs.update_folder(out, keep=has_checkpoint)
         remove_stale_temps(run)
         yield run
+
+
+@contextmanager
+def main_outputs(launch, force: bool, inputs: list) -> Iterator[Outputs | None]:
+    """The command's outputs on rank 0, the only writer (see ``ensemble.outputs.Outputs``); None elsewhere."""
+    if not launch.main:
+        yield None
+        return
+    with Outputs(force=force, inputs=inputs) as outs:
+        yield outs
 
 
 @contextmanager
@@ -270,16 +285,23 @@ def predict_member_cmd(
 ) -> None:
     """Write a prediction table with a row for every frame of every video of the split (under torchrun the
     processes share the videos and rank 0 writes the table)."""
+    from ensemble.contract import check_table_path, write_table
     from members.distributed import launch_from_env
-    from members.predict import predict_member
+    from members.predict import part_paths, predict_member
 
-    check_output(out, force)
+    check_table_path(out)
     launch = launch_from_env(workers=workers)
-    with main_progress(launch, "predicting") as advance:
-        table, filled = predict_member(run, data, split, out, frames=frames, progress=advance, launch=launch)
+    with main_outputs(launch, force, [run, data, frames]) as outs:
+        table_tmp = outs and outs.file(out)
+        with main_progress(launch, "predicting") as advance:
+            done = predict_member(run, data, split, frames=frames, progress=advance, launch=launch)
+        if outs:
+            write_table(done.table, table_tmp, name=str(out))
+            for name, path in part_paths(out, done.parts).items():
+                write_table(done.parts[name], outs.file(path), name=str(path))
     if launch.main:
-        err_console.print(f"filled {filled} frame(s) without a face image from their neighbours")
-        console.print(f"wrote {out}: {len(table.data)} frames of {table.data['video'].nunique()} videos")
+        err_console.print(f"filled {done.filled} frame(s) without a face image from their neighbours")
+        console.print(f"wrote {out}: {len(done.table.data)} frames of {done.table.data['video'].nunique()} videos")
 
 
 @app.command("extract-features")
@@ -297,9 +319,11 @@ def extract_features_cmd(
     from members.distributed import launch_from_env
     from members.predict import extract_features
 
-    check_output(out, force)
+    if out.suffix.lower() != ".npz":
+        raise AffectEnsError(f"{out}: the feature cache is a NumPy archive; name it <name>.npz")
     launch = launch_from_env(workers=workers)
-    with main_progress(launch, "extracting") as advance:
-        n = extract_features(run, data, split, out, frames=frames, progress=advance, launch=launch)
+    with main_outputs(launch, force, [run, data, frames]) as outs, main_progress(launch, "extracting") as advance:
+        target = outs.file(out) if outs else out  # only rank 0 writes
+        n = extract_features(run, data, split, target, frames=frames, progress=advance, launch=launch)
     if launch.main:
         console.print(f"wrote {out}: {n} frames")

@@ -24,7 +24,7 @@ from ensemble.cli.common import load_stack, load_truths
 from ensemble.contract import read_table
 from ensemble.pipeline import member_rows
 from members.cnn import CnnConfig, CnnMember
-from members.predict import extract_features, predict_member
+from members.predict import extract_features, predict_member, write_prediction
 from members.runs import load_checkpoint
 from members.synthetic import SyntheticConfig, make_dataset
 from members.train import train_member
@@ -125,7 +125,7 @@ def test_two_processes_of_8_reach_the_weights_of_one_process_of_16(data, ddp, tm
 def test_the_validation_score_is_evaluate_on_the_saved_weights_in_one_process(data, ddp, tmp_path):
     """Scores over every validation frame gathered from both processes, not averages of per-process scores."""
     run = ddp["run"]
-    predict_member(run, data, "val", tmp_path / "val.parquet")
+    write_prediction(predict_member(run, data, "val"), tmp_path / "val.parquet")
     stack = load_stack([tmp_path / "val.parquet"], 2025, "strict")
     row = member_rows(stack, load_truths(data, "val", stack))[0]
     trained = json.loads((run / "history.json").read_text())[0]
@@ -143,10 +143,11 @@ def test_one_process_resumes_and_extends_the_run(data, ddp, tmp_path):
 
 
 def test_prediction_and_features_under_torchrun_equal_one_process(data, ddp, tmp_path):
-    _, filled = predict_member(ddp["run"], data, "test", tmp_path / "one.parquet")
+    done = predict_member(ddp["run"], data, "test")
+    write_prediction(done, tmp_path / "one.parquet")
     two, one = read_table(ddp["pred"]), read_table(tmp_path / "one.parquet")
     pd.testing.assert_frame_equal(two.data, one.data, check_exact=True)
-    assert two.meta.extra["filled_frames"] == filled > 0
+    assert two.meta.extra["filled_frames"] == done.filled > 0
     extract_features(ddp["run"], data, "train", tmp_path / "one.npz")
     with np.load(ddp["feats"]) as a, np.load(tmp_path / "one.npz") as b:
         for key in ("video", "frame", "features", "count_videos", "count_frames"):
