@@ -167,7 +167,8 @@ def part_paths(out: Path, parts: dict[str, PredictionTable]) -> dict[str, Path]:
 
 
 def write_prediction(prediction: Prediction, out: Path) -> Path:
-    """Write the table at ``out`` and each part's beside it (each file atomically)."""
+    """Write the table at ``out`` and each part's beside it (each file atomically; the folder is made if new)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
     for name, path in part_paths(out, prediction.parts).items():
         write_table(prediction.parts[name], path)
     return write_table(prediction.table, out)

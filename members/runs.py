@@ -9,6 +9,7 @@ A run folder holds ``config.json`` (the member, every field of its config, and h
 from __future__ import annotations
 
 import json
+import pickle
 import re
 from dataclasses import asdict, fields, replace
 from pathlib import Path
@@ -16,6 +17,7 @@ from pathlib import Path
 import torch
 
 from ensemble.errors import DataError
+from ensemble.io import read_json_object
 from ensemble.outputs import STAMP, TMP_TAG, atomic_file, write_marker
 from members.distributed import Launch
 
@@ -48,11 +50,8 @@ def read_config(run: Path) -> dict | None:
     path = run / CONFIG
     if not path.is_file():
         return None
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path}: not a readable config.json ({type(exc).__name__})") from None
-    if not isinstance(doc, dict) or "member" not in doc:
+    doc = read_json_object(path, "run config")
+    if "member" not in doc:
         raise DataError(f"{path}: not a run's config.json (no 'member')")
     return doc
 
@@ -139,13 +138,14 @@ def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict:
         state = torch.load(path, map_location=device, weights_only=True)
     except FileNotFoundError:
         raise DataError(f"{path}: checkpoint not found") from None
-    except Exception as exc:  # noqa: BLE001  torch raises many types for a foreign or damaged file
-        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
-        if found:
-            raise DataError(
-                f"{path}: holds a Python object ({found.group(1)}), not only weights and plain values; "
-                "refused (loading it could run code)"
-            ) from None
+    except pickle.UnpicklingError as exc:
+        found = re.search(r"GLOBAL (\S+)", str(exc))
+        held = f" ({found.group(1)})" if found else ""
+        raise DataError(
+            f"{path}: holds a Python object{held} or other data than weights and plain values; "
+            "refused (loading it could run code)"
+        ) from None
+    except Exception as exc:  # noqa: BLE001  torch raises many types for a damaged file
         raise DataError(f"{path}: not a readable checkpoint ({type(exc).__name__})") from None
     if not isinstance(state, dict) or "model" not in state:
         raise DataError(f"{path}: not a checkpoint of this tool (no 'model' weights)")

@@ -34,7 +34,7 @@ from ensemble.errors import DataError
 from ensemble.metrics import task_metrics
 from ensemble.tasks import Edition, get_edition
 from members.data import FrameDataset, derived_seed
-from members.distributed import Launch, gather, pick_device, split_range, sum_over_ranks
+from members.distributed import Launch, gather, split_range, sum_over_ranks
 from members.heads import masked_loss, probabilities
 from members.runs import (
     BEST,
@@ -50,7 +50,7 @@ from members.runs import (
 
 Progress = Callable[[str, int, int], None]  # (phase, done, total)
 
-__all__ = ["Fit", "Progress", "evaluate_member", "pick_device", "train_member"]
+__all__ = ["Fit", "Progress", "evaluate_member", "train_member"]
 
 
 @dataclass
@@ -287,7 +287,7 @@ def image_loss(net, batch) -> torch.Tensor:
 
 
 def image_fit(member_cls, cfg, data_root: Path, launch: Launch, model: nn.Module | None = None) -> Fit:
-    """Face images of the training split, validated on every face image of the validation split."""
+    """Face images of the training split, validated on every labelled face image of the validation split."""
     edition, tasks = get_edition(cfg.edition), tuple(cfg.tasks)
     train_set = FrameDataset(data_root, "train", tasks, edition, cfg.image_size, train=True, seed=cfg.seed)
     val_set = FrameDataset(data_root, "val", tasks, edition, cfg.image_size, train=False)

@@ -120,7 +120,7 @@ def test_a_checkpoint_holding_code_is_refused(tiny_dataset, finished, tmp_path):
     out = tmp_path / "val.parquet"
     result = run_here("predict-member", run, "--split", "val", "--data", tiny_dataset[0], "--out", out)
     line = one_error_line(result, alone=False)  # after the progress bar's first line
-    assert "best.pt: holds a Python object (io.open), not only weights and plain values; refused (loading it" in line
+    assert "best.pt: holds a Python object (io.open) or other data than weights and plain values; refused" in line
     assert not marker.exists() and not out.exists()
     torch.save({**load_checkpoint(run / "last.pt"), "progress": Code(marker)}, run / "last.pt")
     with pytest.raises(DataError, match="last.pt: holds a Python object .* refused"):
