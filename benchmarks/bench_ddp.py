@@ -71,12 +71,15 @@ def worker(args) -> None:
         print(json.dumps({**result, "images": images, "world": launch.world, "threads": threads, **vars(args)}))
 
 
-def launch(nproc: int, args, precision: str = "fp32") -> dict:
-    """Run this file under torchrun with ``nproc`` processes; rank 0's measurement."""
+def launch(nproc: int, args, precision: str = "fp32", threads: int | None = None) -> dict:
+    """Run this file under torchrun with ``nproc`` processes (``threads`` each: torchrun gives several
+    processes 1 each, a single one all cores); rank 0's measurement."""
     own = [f"--{k.replace('_', '-')}={v}" for k, v in vars(args).items() if k not in ("worker", "precision")]
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}"]
     cmd += [__file__, "--worker", f"--precision={precision}", *own]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    if threads:
+        env["OMP_NUM_THREADS"] = str(threads)
     out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True).stdout
     return json.loads([line for line in out.splitlines() if line.startswith("{")][-1])
 
@@ -97,8 +100,9 @@ def main(args) -> None:
     load = os.getloadavg()[0]
     print(f"cnn {args.backbone} at {args.image_size}px, batch {args.batch_size} per process, {args.steps} steps")
     print(f"CPU: {os.cpu_count()} cores, load average {load:.2f} at the start")
-    for nproc in (1, 2):
-        report(f"CPU, {nproc} process(es), fp32", launch(nproc, args))
+    report("CPU, 1 process, fp32", launch(1, args))
+    report("CPU, 1 process, fp32", launch(1, args, threads=1))
+    report("CPU, 2 processes, fp32", launch(2, args))
     if torch.cuda.is_available():
         report("1 GPU, bf16", launch(1, args, "bf16"))
     else:
