@@ -47,9 +47,11 @@ def smooth_within_videos(values: np.ndarray, codes: np.ndarray, kind: str, half:
     return out
 
 
-def renormalise(values: np.ndarray) -> np.ndarray:
-    """Rows rescaled to sum to 1 (median smoothing of probabilities breaks the sum)."""
-    return values / np.maximum(values.sum(axis=1, keepdims=True), 1e-12)
+def renormalise(values: np.ndarray, unsmoothed: np.ndarray) -> np.ndarray:
+    """Rows rescaled to sum to 1 (median smoothing of probabilities breaks the sum); a row the median emptied
+    (each class's median is 0 when the class changes at every frame of the window) keeps its unsmoothed values."""
+    sums = values.sum(axis=1, keepdims=True)
+    return np.where(sums > 1e-6, values / np.maximum(sums, 1e-12), unsmoothed)
 
 
 def tune_window(values: np.ndarray, codes: np.ndarray, scorer: Callable[[np.ndarray], float]) -> tuple[str, int]:
@@ -116,7 +118,7 @@ class PostProcess:
             out = np.column_stack(
                 [smooth_within_videos(values[:, [d]], codes, *w)[:, 0] for d, w in enumerate(windows)]
             )
-        return renormalise(out) if task == "expr" else out
+        return renormalise(out, values) if task == "expr" else out
 
     def apply(self, task: str, values: np.ndarray, codes: np.ndarray) -> np.ndarray:
         out = self._smooth(task, values, codes)

@@ -7,18 +7,17 @@ fusion can also use the backbones separately.
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
-
-import torch
 
 from ensemble.align import align
 from ensemble.contract import PredictionTable, TableMeta
 from ensemble.errors import AffectEnsError
 from ensemble.fusion.vote import VoteFuser
 from members.cnn import CnnConfig, CnnMember
+from members.distributed import Launch
 from members.registry import MEMBERS
+from members.runs import BEST, make_run_folder, resumed_config, save_checkpoint, write_config
 
 DEFAULT_BACKBONES = ("vgg16", "xception41", "resnetv2_50x1_bit", "efficientnet_b1")
 
@@ -59,19 +58,26 @@ def check_lead(cfg: CommitteeConfig) -> None:
         raise AffectEnsError(f"committee: lead {cfg.lead!r} is not one of its backbones: {', '.join(cfg.backbones)}")
 
 
-def train_committee(member_cls, cfg: CommitteeConfig, data_root: Path, run_dir: Path, progress=None) -> list[dict]:
+def train_committee(
+    member_cls, cfg: CommitteeConfig, data_root: Path, run_dir: Path, progress=None, *, launch=None
+) -> list[dict]:
     """Train every backbone in ``run_dir/<backbone>`` (each resumable); returns one history row per backbone."""
     from members.train import train_member
 
     check_lead(cfg)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.json").write_text(json.dumps({"member": member_cls.__name__, **asdict(cfg)}, indent=1))
+    launch = launch or Launch()
+    cfg = resumed_config(run_dir, member_cls, cfg, launch)
+    if launch.main:
+        make_run_folder(run_dir)
+        write_config(run_dir, member_cls, cfg, launch)
     rows = []
     for i, backbone in enumerate(cfg.backbones):
-        history = train_member(CnnMember, backbone_config(cfg, backbone), data_root, run_dir / backbone, progress)
+        sub = run_dir / backbone
+        history = train_member(CnnMember, backbone_config(cfg, backbone), data_root, sub, progress, launch=launch)
         best = max(history, key=lambda r: r["score"])
         rows.append({**best, "epoch": i + 1, "backbone": backbone})
-    torch.save({"backbones": list(cfg.backbones), "lead": cfg.lead}, run_dir / "best.pt")
+    if launch.main:
+        save_checkpoint(run_dir / BEST, {"backbones": list(cfg.backbones), "lead": cfg.lead})  # marks it finished
     return rows
 
 
@@ -86,14 +92,19 @@ def committee_vote(tables: list[PredictionTable], lead: str) -> PredictionTable:
     return table
 
 
-def predict_committee(cfg: CommitteeConfig, run_dir: Path, data_root: Path, split: str, frames=None, progress=None):
-    """The committee's voted table, with each backbone's own table as a part."""
+def predict_committee(
+    cfg: CommitteeConfig, run_dir: Path, data_root: Path, split: str, frames=None, progress=None, launch=None
+):
+    """The committee's voted table, with each backbone's own table as a part (under torchrun rank 0 gets them;
+    the other processes get an empty ``Prediction``)."""
     from members.predict import Prediction, predict_member
 
     parts, filled = {}, 0
     for backbone in cfg.backbones:
-        done = predict_member(run_dir / backbone, data_root, split, frames=frames, progress=progress)
+        done = predict_member(run_dir / backbone, data_root, split, frames=frames, progress=progress, launch=launch)
         parts[backbone], filled = done.table, done.filled  # its member name is its run folder's: the backbone
+    if done.table is None:
+        return Prediction(None, 0)
     voted = committee_vote(list(parts.values()), cfg.lead)
     voted.meta = TableMeta(
         tuple(cfg.tasks),

@@ -142,6 +142,8 @@ def run_demo(out: str | Path, cfg: DemoConfig, log: Log = lambda message: None) 
     if not (out / "data" / "dataset.json").exists():
         log("generating the synthetic dataset")
         make_dataset(out / "data", cfg.data)
+    for folder in ("features", "predictions", "fusions", "fused"):  # files inside are written with atomic_file
+        (out / folder).mkdir(exist_ok=True)
     runs = train_members(out, cfg, log)
     paths = predict_all(out, runs, log)
     scores = fuse_all(out, cfg, paths, log)

@@ -8,8 +8,7 @@ architecture is kept in config.json and the weights in best.pt, so predicting no
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -63,7 +62,6 @@ class KerasConfig:
     weight_decay: float = 1e-4
     seed: int = 0
     checkpoint_every: int = 0
-    amp: bool = True
     architecture: dict | None = None  # the Keras config and weight shapes, filled on import
 
 
@@ -143,33 +141,21 @@ def read_model(cfg: KerasConfig) -> tuple[dict, dict[str, list[np.ndarray]]]:
     return architecture(config, weights), weights
 
 
-def score_import(model: KerasNet, cfg: KerasConfig, data_root: Path, run_dir: Path) -> list[dict]:
-    """Save the imported weights as the run's best.pt, with the validation score as epoch 0."""
-    from members.data import FrameDataset
-    from members.train import evaluate_member, pick_device
-
-    val_set = FrameDataset(data_root, "val", tuple(cfg.tasks), get_edition(cfg.edition), cfg.image_size, train=False)
-    metrics = evaluate_member(model.to(pick_device()), val_set, pick_device(), cfg.batch_size)
-    torch.save({"model": model.state_dict(), "epoch": 0, "metrics": metrics}, run_dir / "best.pt")
-    history = [{"epoch": 0, **metrics}]
-    (run_dir / "history.json").write_text(json.dumps(history, indent=1))
-    return history
-
-
-def train_keras(member_cls, cfg: KerasConfig, data_root: Path, run_dir: Path, progress=None) -> list[dict]:
-    """Import (and, with epochs, fine-tune) the Keras model; config.json keeps its architecture."""
-    from members.train import train_member
+def train_keras(
+    member_cls, cfg: KerasConfig, data_root: Path, run_dir: Path, progress=None, *, launch=None
+) -> list[dict]:
+    """Import the Keras model and score it on validation (epochs 0, saved as epoch 0), or fine-tune it for
+    ``epochs``; config.json keeps its architecture."""
+    from members.train import image_fit, train_member
 
     arch, weights = read_model(cfg)
     model = member_cls.network(replace(cfg, architecture=arch), get_edition(cfg.edition), weights)  # checks first
     cfg = replace(cfg, architecture=arch, image_size=model.graph.input_shape[0])
-    run_dir.mkdir(parents=True, exist_ok=True)
-    if cfg.epochs:  # train_member builds its network from the file (no architecture in the config)
-        history = train_member(member_cls, replace(cfg, architecture=None), data_root, run_dir, progress)
-    else:
-        history = score_import(model, cfg, data_root, run_dir)
-    (run_dir / "config.json").write_text(json.dumps({"member": member_cls.__name__, **asdict(cfg)}, indent=1))
-    return history
+
+    def build(member_cls, cfg, data_root, launch):
+        return image_fit(member_cls, cfg, data_root, launch, model=model)
+
+    return train_member(member_cls, cfg, data_root, run_dir, progress, launch=launch, build=build)
 
 
 @MEMBERS.register("keras")

@@ -5,6 +5,7 @@ Every command module registers itself on ``app``; ``main`` turns every user erro
 
 from __future__ import annotations
 
+import os
 import sys
 
 import typer
@@ -24,9 +25,12 @@ USER_ERROR = 2
 
 
 def fail(message: str) -> None:
-    """Print ``error: <message>`` as one line on stderr and exit with ``USER_ERROR``."""
+    """Print ``error: <message>`` as one line on stderr and exit with ``USER_ERROR``. Under torchrun a
+    process other than rank 0 says which it is (an error may happen in one process only: its data share)."""
     one_line = " ".join(str(message).split())
-    err_console.print(f"[red]error:[/red] {escape(one_line)}", highlight=False, soft_wrap=True)
+    rank = os.environ.get("RANK", "0")
+    where = f" (rank {escape(rank)})" if rank != "0" else ""
+    err_console.print(f"[red]error{where}:[/red] {escape(one_line)}", highlight=False, soft_wrap=True)
     sys.exit(USER_ERROR)
 
 
