@@ -656,13 +656,18 @@ def test_malformed_input_gives_one_line_error_and_changes_nothing(sim, tmp_path,
     if args[0] == "__cwd__":
         monkeypatch.chdir(args[1])
         args = args[2:]
+    else:
+        monkeypatch.chdir(tmp_path)
     before = tree_state(sim[0], tmp_path)
     result = invoke(*args)
     _check_one_line_error(result, message, before, tree_state(sim[0], tmp_path))
 
 
 @pytest.mark.parametrize("case", IMAGE_CASES)
-def test_malformed_member_input_gives_one_line_error_and_changes_nothing(sim, run, tiny_dataset, tmp_path, case):
+def test_malformed_member_input_gives_one_line_error_and_changes_nothing(
+    sim, run, tiny_dataset, tmp_path, monkeypatch, case
+):
+    monkeypatch.chdir(tmp_path)  # a case that gets through anyway writes here, never into the repository
     build, message = IMAGE_CASES[case]
     args = build(sim, tmp_path, run, tiny_dataset[0])
     before = tree_state(tmp_path, run, tiny_dataset[0])
