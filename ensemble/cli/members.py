@@ -14,7 +14,7 @@ import typer
 from ensemble.cli.app import app, console, err_console, progress_bar
 from ensemble.errors import AffectEnsError
 from ensemble.io import check_output
-from ensemble.tasks import get_edition, parse_tasks
+from ensemble.tasks import DEFAULT_EDITION, get_edition, parse_tasks
 
 SPLIT = typer.Option(..., "--split", help="Split to predict: train, val or test.")
 DATA = typer.Option(..., "--data", help="Aff-Wild2 root: cropped_aligned/ and the annotation folders.")
@@ -76,7 +76,9 @@ def train_member_cmd(
     lr: float = typer.Option(None, help="Peak learning rate (one-cycle schedule) (default: 1e-3)."),
     image_size: int = typer.Option(None, min=16, help="Input side in pixels (default: 112)."),
     seed: int = typer.Option(None, help="Random seed (default: 0)."),
-    edition: int = typer.Option(None, help="ABAW edition of the labels (default: 2025)."),
+    edition: str = typer.Option(
+        None, help=f"ABAW edition of the labels, by year or ABAW number (default: {DEFAULT_EDITION})."
+    ),
     checkpoint_every: int = typer.Option(None, min=0, help="Also checkpoint every N steps (default: 0, epoch ends)."),
     features: Path = typer.Option(
         None, help="cnn_rnn, cnn_transformer: folder with train.npz and val.npz from extract-features."
@@ -129,7 +131,7 @@ def train_member_cmd(
         "lr": lr,
         "image_size": image_size,
         "seed": seed,
-        "edition": edition,
+        "edition": get_edition(edition).year if edition else None,
         "checkpoint_every": checkpoint_every,
         "features": str(features) if features else None,
         "rnn": rnn,
@@ -146,7 +148,7 @@ def train_member_cmd(
         "pixel_mean": parse_numbers(pixel_mean, "--pixel-mean") if pixel_mean else None,
     }
     cfg = resolve_config(member_cls.config_class, config, overrides)
-    get_edition(cfg.edition)
+    err_console.print(f"edition {get_edition(cfg.edition).name}", highlight=False)
     least = getattr(member_cls, "min_epochs", 1)
     if cfg.epochs < least:
         raise AffectEnsError(f"--epochs {cfg.epochs}: member {member} trains at least {least} epoch(s)")
