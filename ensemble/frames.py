@@ -47,6 +47,7 @@ class FrameSource:
     frames: np.ndarray  # int64 frame number, one per row
     images: list[str] | None = None
     left_out: int = 0  # videos of the source that --videos did not select
+    header: str | None = None  # an example file's first line: it names the track's columns
 
     def __len__(self) -> int:
         return len(self.frames)
@@ -148,15 +149,19 @@ def _text(path: Path) -> str:
     return text.removeprefix("\ufeff").replace("\r\n", "\n")
 
 
+def _text_head(path: Path) -> str:
+    """The first 64 kB of a file as text (no BOM, no carriage returns)."""
+    if not path.is_file():
+        raise DataError(f"{path}: frame source not found")
+    with open(path, "rb") as file:
+        return file.read(65536).removeprefix(b"\xef\xbb\xbf").decode("utf-8", "replace").replace("\r", "")
+
+
 def detect_kind(path: Path) -> str:
     """The kind of frame source at ``path``, from its content."""
     if path.is_dir():
         return FOLDERS
-    if not path.is_file():
-        raise DataError(f"{path}: frame source not found")
-    with open(path, "rb") as file:
-        head = file.read(65536).removeprefix(b"\xef\xbb\xbf").decode("utf-8", "replace").replace("\r", "")
-    lines = head.split("\n", 2)
+    lines = _text_head(path).split("\n", 2)
     first = lines[0].strip()
     if first.startswith(EXAMPLE_PREFIX):
         return EXAMPLE
@@ -239,7 +244,8 @@ def read_list(path: Path, kind: str) -> FrameSource:
     except UnicodeDecodeError as exc:
         raise DataError(f"{path}: not UTF-8 text (byte {exc.start} of the image names)") from None
     videos, codes, frames = parsed
-    source = FrameSource(kind, path, videos, codes, frames, images)
+    header = _text_head(path).split("\n", 1)[0].strip() if kind == EXAMPLE else None
+    source = FrameSource(kind, path, videos, codes, frames, images, header=header)
     _check_unique(source)
     return source
 

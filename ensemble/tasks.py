@@ -40,7 +40,7 @@ PER_VIDEO = "per-video"
 """Submission layout: one ``<video>.txt`` per test video, a line for every frame (submissions/formats.py)."""
 SINGLE_FILE = "single-file"
 """Submission layout: one file per track, a row ``video/00001.jpg,...`` per listed image."""
-MTL_FILE = "mtl-file"
+MTL_FILE = "multi-task"
 """Submission layout of the multi-task track: one file, a row per image of the organisers' list."""
 
 SINGLE = ("expr", "va", "au")

@@ -168,6 +168,8 @@ def write_video(root: Path, split: str, video: str, cfg: SyntheticConfig, rng: n
 # names_of_videos_in_each_test_set/Expression_Classification_Challenge_test_set_release.txt, ...);
 # khanhnd185/MTL-ABAW4 test.py (MTL_Challenge_test_set_release.txt: a header line, then video/00001.jpg).
 TEST_SET = "test_set"
+NAMES_DIR = "names_of_videos_in_each_test_set"
+EXAMPLES_DIR = "test_set_examples"
 NAME_LISTS = {
     "expr": "Expression_Classification_Challenge_test_set_release.txt",
     "va": "Valence_Arousal_Estimation_Challenge_test_set_release.txt",
@@ -198,12 +200,13 @@ def organiser_files(root: str | Path, edition: Edition) -> dict[str, tuple[Path,
     folder = Path(root) / TEST_SET
     files = {}
     for track in edition.tracks:
+        names = folder / NAMES_DIR / NAME_LISTS.get(track, "")
         if edition.track_layout(track) == MTL_FILE:
             files[track] = (folder / MTL_LIST, None)
         elif edition.layout == PER_VIDEO:
-            files[track] = (Path(root) / "test_frames.csv", folder / NAME_LISTS[track])
+            files[track] = (Path(root) / "test_frames.csv", names)
         else:
-            files[track] = (folder / example_name(track, edition), folder / NAME_LISTS[track])
+            files[track] = (folder / EXAMPLES_DIR / example_name(track, edition), names)
     return files
 
 
@@ -216,7 +219,8 @@ def write_organiser_files(root: Path, counts: dict[str, int], edition: Edition) 
     every frame, faces or not), and the multi-task image list (every third frame with a face)."""
     for track, (frames, names) in organiser_files(root, edition).items():
         videos = track_order(list(counts), track)
-        (root / TEST_SET).mkdir(exist_ok=True)
+        for folder in (frames.parent, names.parent if names else frames.parent):
+            folder.mkdir(parents=True, exist_ok=True)
         if names is not None:
             names.write_text("".join(f"{v}\n" for v in videos))
         if frames.name == MTL_LIST:

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ensemble.tasks import MTL_FILE, PER_VIDEO, Edition, get_edition
+from ensemble.errors import SubmissionError
+from ensemble.tasks import MTL_FILE, PER_VIDEO, TASKS, Edition, get_edition
 
 PER_VIDEO_SOURCES = (
     "kuhnkeF/ABAW2020TNT write_labelfile.py (2020)",
@@ -82,9 +83,25 @@ class TrackFormat:
         return f"{video}.txt" if self.layout == PER_VIDEO else PREDICTIONS
 
 
+def check_example_file(fmt: TrackFormat, source) -> None:
+    """An organisers' example file names its track's columns in its header: one for another track or label
+    set is a one-line error, not a silent mix-up."""
+    header = getattr(source, "header", None)
+    if header is None:
+        return
+    wanted = SINGLE_FILE_PREFIX + fmt.edition.header(fmt.track) if fmt.track in TASKS else None
+    if header != wanted:
+        expected = f"its {fmt.track} header is {wanted!r}" if wanted else "it takes the organisers' image list"
+        raise SubmissionError(
+            f"{source.path}: this example file is for another track or edition (header {header[:80]!r}); "
+            f"the {fmt.track} track of {fmt.edition.name}: {expected}"
+        )
+
+
 def get_format(track: str, edition: Edition | int | str) -> TrackFormat:
     """The submission format of ``track`` in ``edition``; a track the edition did not run lists where it ran."""
     ed = edition if isinstance(edition, Edition) else get_edition(edition)
+    track = track.strip().lower()
     layout = ed.track_layout(track)
     if layout == MTL_FILE:
         return TrackFormat(track, ed, layout, MTL_HEADER, ("va", "expr", "au"))

@@ -9,9 +9,10 @@ fast whole-block checks is not looked at line by line.
 
 from __future__ import annotations
 
+import csv
+import io
 import math
 import re
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,7 +21,7 @@ import numpy as np
 from ensemble.frames import FrameSource
 from ensemble.tasks import Edition
 from submissions.archive import Entry, EntryError, byte_blocks, open_submission
-from submissions.formats import PREDICTIONS, TrackFormat, get_format
+from submissions.formats import PREDICTIONS, TrackFormat, check_example_file, get_format
 
 DECIMAL_INT = re.compile(r"[-+]?\d+\.0*")
 FIELD_BYTES = 32
@@ -43,12 +44,18 @@ class ValidationReport:
         return not self.problems
 
 
-def _allowed_bytes(kind: str, fmt: TrackFormat) -> np.ndarray:
-    """Which single bytes a one-character value of ``kind`` may be (a class index or an AU bit)."""
-    top = len(fmt.edition.expr_classes) if kind == "class" else 2
-    allowed = np.zeros(256, dtype=bool)
-    allowed[ord("0") : ord("0") + top] = True
-    return allowed
+def _top(kind: str, fmt: TrackFormat) -> int:
+    """How many one-digit values a field of ``kind`` takes: the classes, or 0 and 1 for an AU."""
+    return len(fmt.edition.expr_classes) if kind == "class" else 2
+
+
+def _key_blob(keys: list[str]) -> tuple[bytes, np.ndarray]:
+    """The image names as one UTF-8 string and the byte offset where each starts (and the end)."""
+    blob = "".join(keys).encode("utf-8")
+    lengths = np.fromiter(map(len, keys), dtype=np.int64, count=len(keys))
+    if len(blob) != int(lengths.sum()):  # non-ASCII names: count bytes, not characters
+        lengths = np.fromiter((len(k.encode("utf-8")) for k in keys), dtype=np.int64, count=len(keys))
+    return blob, np.r_[0, np.cumsum(lengths)]
 
 
 class FileCheck:
@@ -60,9 +67,13 @@ class FileCheck:
 
     def __init__(self, where: str, fmt: TrackFormat, keys: list[str] | None, rows: int):
         self.where, self.fmt, self.keys, self.expected = where, fmt, keys, rows
-        self.digits = [j for j, k in enumerate(fmt.kinds) if k != "float"]
-        self.allowed = np.stack([_allowed_bytes(fmt.kinds[j], fmt) for j in self.digits]) if self.digits else None
+        digits = [j for j, k in enumerate(fmt.kinds) if k != "float"]  # one contiguous run in every layout
+        keyed = int(keys is not None)
+        self.digits = slice(digits[0] + keyed, digits[-1] + 1 + keyed) if digits else None
+        self.tops = np.array([_top(fmt.kinds[j], fmt) for j in digits], dtype=np.uint8)
         self.floats = [j for j, k in enumerate(fmt.kinds) if k == "float"]
+        if keys is not None:
+            self.key_blob, self.key_offsets = _key_blob(keys)
         self.rules: dict[str, list] = {}  # rule -> [count, first line, detail]
         self.head: list[str] = []
         self.row, self.line, self.crlf = 0, 1, 0
@@ -113,44 +124,50 @@ class FileCheck:
             return False
         starts = np.r_[0, seps + 1].reshape(n, per_line)
         ends = np.r_[seps, len(arr)].reshape(n, per_line)
-        if keyed and not self._keys_match(raw, arr, starts[:, 0], ends[:, 0]):
+        if keyed and not self._keys_match(arr, starts[:, 0], ends[:, 0]):
             return False
-        return self._digits_ok(arr, starts[:, keyed:], ends[:, keyed:]) and self._floats_ok(raw, arr, starts, n)
+        return self._digits_ok(arr, starts, ends) and self._floats_ok(raw, n)
 
-    def _keys_match(self, raw: bytes, arr: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> bool:
-        expected = "\n".join(self.keys[self.row : self.row + len(starts)]).encode("utf-8")
-        mask = np.zeros(len(arr) + 1, dtype=np.int8)
-        mask[starts] = 1
-        mask[ends] = -1  # after the starts: an empty name stays empty
-        keep = (np.cumsum(mask[:-1], dtype=np.int8) > 0) | (arr == NEWLINE)
-        return arr[keep].tobytes() == expected
+    def _keys_match(self, arr: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> bool:
+        """The block's image names are the source's, byte for byte, in order."""
+        offsets = self.key_offsets[self.row : self.row + len(starts) + 1]
+        lengths = ends - starts
+        if not np.array_equal(lengths, np.diff(offsets)):
+            return False
+        index = np.repeat(starts - (np.cumsum(lengths) - lengths), lengths) + np.arange(int(lengths.sum()))
+        return arr[index].tobytes() == self.key_blob[offsets[0] : offsets[-1]]
 
     def _digits_ok(self, arr: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> bool:
-        if ((ends - starts) == 0).any():
-            return False
-        if not self.digits:
+        """Class indices and AU bits are one allowed digit each."""
+        if self.digits is None:
             return True
-        first, last = starts[:, self.digits], ends[:, self.digits]
-        return bool((last - first == 1).all() and self.allowed[np.arange(len(self.digits)), arr[first]].all())
+        first = starts[:, self.digits]
+        if not (ends[:, self.digits] - first == 1).all():
+            return False
+        return bool((arr[first] - ord("0") < self.tops).all())  # bytes below '0' wrap around to large values
 
-    def _floats_ok(self, raw: bytes, arr: np.ndarray, starts: np.ndarray, n: int) -> bool:
+    def _floats_ok(self, raw: bytes, n: int) -> bool:
+        """Every float parses (pandas' C reader: no quotes, an empty field is NaN) and lies in [-1, 1]."""
         if not self.floats:
             return True
-        if self.keys is not None:  # drop each line's image name and the comma after it
-            drop = np.zeros(len(arr) + 1, dtype=np.int8)
-            drop[starts[:, 0]] = 1
-            drop[starts[:, 1]] = -1
-            raw = arr[np.cumsum(drop[:-1], dtype=np.int8) == 0].tobytes()
+        import pandas as pd
+
+        keyed = int(self.keys is not None)
+        columns = [j + keyed for j in self.floats]
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("error")
-                values = np.fromstring(raw.replace(b"\n", b","), sep=",")
-        except (ValueError, DeprecationWarning):
+            x = pd.read_csv(
+                io.BytesIO(raw),
+                header=None,
+                names=range(self.fmt.width + keyed),
+                usecols=columns,
+                dtype=dict.fromkeys(columns, np.float64),
+                quoting=csv.QUOTE_NONE,
+                skip_blank_lines=False,
+                engine="c",
+            ).to_numpy()
+        except (ValueError, pd.errors.ParserError):
             return False
-        if len(values) != n * self.fmt.width:
-            return False
-        x = values.reshape(n, self.fmt.width)[:, self.floats]
-        return bool((np.abs(x) <= 1).all())
+        return x.shape == (n, len(columns)) and bool((np.abs(x) <= 1).all())
 
     # line-by-line checks
 
@@ -315,6 +332,7 @@ def validate_submission(
     """Every problem of the submission at ``path`` (a folder, a zip or one .txt) for ``track`` against the
     frame source ``frames``; ``report.ok`` when there is none."""
     fmt = track if isinstance(track, TrackFormat) else get_format(track, edition)
+    check_example_file(fmt, frames)
     per_file, total = _limits(fmt, frames)
     report = ValidationReport()
     with open_submission(path, per_file, total) as found:

@@ -66,7 +66,8 @@ def submit(
 
     year = given_year(edition)
     table = read_table(fused)
-    fmt = get_format(track, year if year is not None else table.meta.edition)  # fails before the frames are read
+    fmt = get_format(track, year if year is not None else table.meta.edition)
+    track = fmt.track  # fails before the frames are read
     resolved, how = table_edition(year, [table], [str(fused)], fmt.tasks)
     say_edition(resolved, how)
     check_fill(fill, resolved)
@@ -103,6 +104,7 @@ def validate_submission_cmd(
     resolved, how = resolve_edition(edition)
     say_edition(resolved, how)
     fmt = get_format(track, resolved)
+    track = fmt.track
     report = validate_submission(source, fmt, _frame_source(frames, videos))
     for warning in report.warnings:
         err_console.print(f"warning: {warning}", highlight=False, markup=False, soft_wrap=True)

@@ -53,7 +53,7 @@ def test_tracks_and_layouts_per_edition():
     }
     layouts = {year: ed.track_layout("va") for year, ed in EDITIONS.items()}
     assert layouts == {y: "per-video" if y <= 2022 else "single-file" for y in EDITIONS}
-    assert get_edition("abaw7").track_layout("mtl") == get_edition(2022).track_layout("mtl") == "mtl-file"
+    assert get_edition("abaw7").track_layout("mtl") == get_edition(2022).track_layout("mtl") == "multi-task"
     with pytest.raises(
         SubmissionError, match=r"no mtl track in edition 2023 \(ABAW5\); it ran in: 2022 \(ABAW3, ABAW4\), 2024"
     ):

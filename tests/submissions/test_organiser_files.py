@@ -38,7 +38,10 @@ def test_2022_gets_name_lists_and_the_multi_task_image_list(tmp_path):
     files = organiser_files(tmp_path, get_edition(2022))
     assert files["expr"] == (
         tmp_path / "test_frames.csv",
-        tmp_path / "test_set" / "Expression_Classification_Challenge_test_set_release.txt",
+        tmp_path
+        / "test_set"
+        / "names_of_videos_in_each_test_set"
+        / "Expression_Classification_Challenge_test_set_release.txt",
     )
     assert files["mtl"] == (tmp_path / "test_set" / "MTL_Challenge_test_set_release.txt", None)
     lines = files["mtl"][0].read_text().splitlines()

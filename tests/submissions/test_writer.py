@@ -69,3 +69,21 @@ def test_a_killed_write_leaves_nothing(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         write_submission(table_for(2025, ROWS_12), "va", 2025, COUNTS, tmp_path / "sub")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_an_example_file_of_another_track_is_refused(tmp_path):
+    (tmp_path / "va_example.txt").write_text(
+        "image_location,valence,arousal\nv1/00001.jpg,\nv1/00002.jpg,\nv1/00003.jpg,\n"
+    )
+    source = read_frame_source(tmp_path / "va_example.txt")
+    table = table_for(2025, ROWS_12)
+    with pytest.raises(
+        SubmissionError, match=r"va_example.txt: this example file is for another track or edition .*expr track of 2025"
+    ):
+        write_submission(table, "expr", 2025, source, tmp_path / "a")
+    with pytest.raises(
+        SubmissionError, match=r"mtl track of 2024 \(ABAW6, ABAW7\): it takes the organisers' image list"
+    ):
+        write_submission(table, "mtl", 2024, source, tmp_path / "a")
+    report = write_submission(table, " VA ", "ABAW8", source, tmp_path / "a")  # a tired user's spelling
+    assert report.track == "va" and report.rows == 3 and report.dropped == 1
