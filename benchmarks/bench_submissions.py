@@ -4,9 +4,10 @@ Speed: 1,000,000 frames over 200 videos, 3% of them without a prediction. For ea
 edition (single-file layout) and of the last per-video edition: read the frame source (the organisers'
 example file and video-name list; a manifest for per-video), write (fill, decide, write, validate the written
 files, zip), then validate the zip again. Target (issue 14): written and validated in <= 5 s per track.
+Wall time depends on what else runs on the machine; the CPU time of this single-threaded work does not.
 
 Memory: the validator's peak resident memory (VmHWM of a fresh process) on the 1M-row file, and on a
-zip bomb (a ~1 MB zip whose one entry inflates to 1 GB), next to the same process's memory before validating.
+zip bomb (a 2.6 MB zip whose one entry inflates to 1 GB), next to the same process's memory before validating.
 
     python benchmarks/bench_submissions.py [--frames 1000000] [--videos 200]
 """
