@@ -83,6 +83,17 @@ class TrackFormat:
         return f"{video}.txt" if self.layout == PER_VIDEO else PREDICTIONS
 
 
+def check_source(fmt: TrackFormat, source) -> None:
+    """The frame source fits the layout: per-video files need every frame 1..n of each video, and an example
+    file must be the track's (``check_example_file``)."""
+    if fmt.layout == PER_VIDEO and (video := source.incomplete_video()) is not None:
+        raise SubmissionError(
+            f"{source.path}: per-video files need every frame 1..n of each video in order; the {source.kind} "
+            f"lists otherwise for video {video!r} (give a 'video,frames' manifest or a folder of frame folders)"
+        )
+    check_example_file(fmt, source)
+
+
 def check_example_file(fmt: TrackFormat, source) -> None:
     """An organisers' example file names its track's columns in its header: one for another track or label
     set is a one-line error, not a silent mix-up."""

@@ -21,7 +21,7 @@ import numpy as np
 from ensemble.frames import FrameSource
 from ensemble.tasks import Edition
 from submissions.archive import Entry, EntryError, byte_blocks, open_submission
-from submissions.formats import PREDICTIONS, TrackFormat, check_example_file, get_format
+from submissions.formats import PREDICTIONS, TrackFormat, check_source, get_format
 
 DECIMAL_INT = re.compile(r"[-+]?\d+\.0*")
 FIELD_BYTES = 32
@@ -332,7 +332,7 @@ def validate_submission(
     """Every problem of the submission at ``path`` (a folder, a zip or one .txt) for ``track`` against the
     frame source ``frames``; ``report.ok`` when there is none."""
     fmt = track if isinstance(track, TrackFormat) else get_format(track, edition)
-    check_example_file(fmt, frames)
+    check_source(fmt, frames)
     per_file, total = _limits(fmt, frames)
     report = ValidationReport()
     with open_submission(path, per_file, total) as found:

@@ -15,7 +15,7 @@ from ensemble.frames import MANIFEST, FrameSource, from_counts
 from ensemble.outputs import Outputs, safe_join
 from ensemble.tasks import PER_VIDEO, SENTINELS, Edition
 from submissions.fill import DEFAULT_FILL, check_fill, fill, place
-from submissions.formats import TrackFormat, check_example_file, get_format
+from submissions.formats import TrackFormat, check_source, get_format
 from submissions.validator import validate_submission
 
 FILES_DIR = "predictions"
@@ -149,12 +149,7 @@ def _check_inputs(fmt: TrackFormat, table: PredictionTable, source: FrameSource,
         )
     check_label_set(table.meta, fmt.edition.year, "fused table", fmt.tasks)
     check_fill(policy, fmt.edition)
-    check_example_file(fmt, source)
-    if fmt.layout == PER_VIDEO and (video := source.incomplete_video()) is not None:
-        raise SubmissionError(
-            f"{source.path}: per-video files need every frame 1..n of each video in order; the {source.kind} "
-            f"lists otherwise for video {video!r} (give a 'video,frames' manifest or a folder of frame folders)"
-        )
+    check_source(fmt, source)
 
 
 def write_files(

@@ -423,3 +423,13 @@ def test_a_line_without_end_stops_reading(tmp_path):
     source = read_frame_source(tmp_path / "example.txt")
     problems = validate_submission(tmp_path / "p.txt", get_format("expr", 2025), source).problems
     assert problems == ["p.txt: a line longer than 1,048,576 bytes; stopped reading"]
+
+
+def test_a_source_that_does_not_fit_the_layout_is_a_one_line_error(sources, tmp_path):
+    from ensemble.errors import SubmissionError
+
+    submission = folder(GOOD_VIDEOS)(tmp_path)
+    with pytest.raises(SubmissionError, match=r"per-video files need every frame 1..n .* image list lists otherwise"):
+        validate_submission(submission, get_format("va", 2022), sources["mtl"])
+    with pytest.raises(SubmissionError, match=r"this example file is for another track or edition"):
+        validate_submission(submission, get_format("va", 2025), sources["single-file"])
