@@ -33,7 +33,7 @@ def main(weights: str) -> None:
         history = train_keras(KerasMember, KerasConfig(weights=weights), DATA, run)
         t_import = time.perf_counter() - start
         start = time.perf_counter()
-        table, _ = predict_member(run, DATA, "val", Path(tmp) / "val.parquet")
+        table = predict_member(run, DATA, "val").table
         t_pred = time.perf_counter() - start
     params = sum(p.numel() for p in graph.parameters())
     print(f"{Path(weights).name}: {len(graph.blocks)} layers, {params:,} parameters, {torch.get_num_threads()} threads")

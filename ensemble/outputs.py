@@ -157,8 +157,14 @@ def _remove(path: Path) -> None:
 
 @contextlib.contextmanager
 def atomic_file(path: str | Path) -> Iterator[Path]:
-    """Yield an empty temporary sibling of ``path``; it replaces ``path`` only if the block succeeds."""
+    """Yield an empty temporary sibling of ``path``; it replaces ``path`` only if the block succeeds.
+
+    A path that is already a command's temporary (from ``Outputs``) is yielded as it is: the command moves it
+    into place, and a temporary of a temporary would be a name no clean-up looks for."""
     path = Path(path)
+    if TMP_TAG in path.name:
+        yield path
+        return
     tmp = temp_sibling(path)
     new_file(tmp)
     try:

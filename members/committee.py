@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from ensemble.align import align
-from ensemble.contract import PredictionTable, TableMeta, write_table
+from ensemble.contract import PredictionTable, TableMeta
 from ensemble.errors import AffectEnsError
 from ensemble.fusion.vote import VoteFuser
 from ensemble.tasks import DEFAULT_EDITION
@@ -87,18 +87,15 @@ def committee_vote(tables: list[PredictionTable], lead: str) -> PredictionTable:
     return table
 
 
-def predict_committee(
-    cfg: CommitteeConfig, run_dir: Path, data_root: Path, split: str, out: Path, frames=None, progress=None
-) -> tuple[PredictionTable, int]:
-    """Each backbone's table (``<out stem>_<backbone>.parquet``), then the committee's own at ``out``."""
-    from members.predict import predict_member
+def predict_committee(cfg: CommitteeConfig, run_dir: Path, data_root: Path, split: str, frames=None, progress=None):
+    """The committee's voted table, with each backbone's own table as a part."""
+    from members.predict import Prediction, predict_member
 
-    tables, filled = [], 0
+    parts, filled = {}, 0
     for backbone in cfg.backbones:
-        path = out.with_name(f"{out.stem}_{backbone}{out.suffix}")
-        table, filled = predict_member(run_dir / backbone, data_root, split, path, frames=frames, progress=progress)
-        tables.append(table)  # its member name is its run folder's: the backbone
-    voted = committee_vote(tables, cfg.lead)
+        done = predict_member(run_dir / backbone, data_root, split, frames=frames, progress=progress)
+        parts[backbone], filled = done.table, done.filled  # its member name is its run folder's: the backbone
+    voted = committee_vote(list(parts.values()), cfg.lead)
     voted.meta = TableMeta(
         tuple(cfg.tasks),
         cfg.edition,
@@ -106,8 +103,7 @@ def predict_committee(
         split,
         {**voted.meta.extra, "config": asdict(cfg), "filled_frames": filled},
     )
-    write_table(voted, out)
-    return voted, filled
+    return Prediction(voted, filled, parts)
 
 
 @MEMBERS.register("committee")

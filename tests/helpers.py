@@ -102,6 +102,49 @@ ROWS_8 = [
 COUNTS = {"v1": 3, "v2": 2}
 
 
+class Invoked:
+    """What a CLI run left: its exit code and what it printed."""
+
+    def __init__(self, code: int, stdout: str, stderr: str) -> None:
+        self.returncode, self.stdout, self.stderr = code, stdout, stderr
+
+
+def invoke(*args) -> Invoked:
+    """Run ``affect-ens ARGS`` in this process (as ``main`` does, exit code included): much faster than a
+    subprocess, and any exception that is not a clean exit propagates, so a traceback fails the test."""
+    import contextlib
+    import io
+    import sys
+
+    from ensemble.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    argv = sys.argv
+    sys.argv = ["affect-ens", *map(str, args)]
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            main()
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 0
+    finally:
+        sys.argv = argv
+    return Invoked(code, out.getvalue(), err.getvalue())
+
+
+def tree_state(*roots) -> dict[str, object]:
+    """Every file (with its bytes' hash) and folder under ``roots``: equal states mean nothing was written,
+    deleted or changed there."""
+    import hashlib
+    from pathlib import Path
+
+    state: dict[str, object] = {}
+    for root in roots:
+        for path in sorted(Path(root).rglob("*")):
+            state[str(path)] = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else "dir"
+    return state
+
+
 def one_hot_table(root, summary, edition=2025, drop=True) -> PredictionTable:
     """A fused table of the test split that predicts the labels (label gaps filled from neighbours); with
     ``drop``, each video's first frame and 3% of the others are left out (no face)."""

@@ -41,4 +41,8 @@ def progress_bar(description: str, total: int | None = None) -> Iterator:
         def update(done: int, total_now: int | None = None) -> None:
             bar.update(task, completed=done, total=total_now if total_now is not None else total)
 
-        yield update
+        try:
+            yield update
+        except BaseException:
+            bar.disable = True  # a failed command prints its one error line, not a half-finished bar
+            raise

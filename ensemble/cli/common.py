@@ -6,15 +6,16 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from ensemble.align import POLICIES, Stack, align
 from ensemble.cli.app import console, err_console
 from ensemble.contract import read_table, table_edition
-from ensemble.errors import AffectEnsError
 from ensemble.evaluate import Truth, truths_for
 from ensemble.labels import read_labels
-from ensemble.tasks import DEFAULT_EDITION, SPLIT_FOLDERS, Edition, editions_where, get_edition
+from ensemble.tasks import DEFAULT_EDITION, SPLIT_FOLDERS, Edition, check_split, editions_where, get_edition
 
 _DEFAULT = get_edition(DEFAULT_EDITION)
 EDITION = typer.Option(
@@ -40,15 +41,24 @@ COLUMN_NAMES = {
 }
 
 
-_said: set[str] = set()
+NOTES: list[str] = []
+"""What a command tells the user about its inputs (edition, frame source): printed to stderr when it
+succeeds (``main`` calls ``flush_notes``), dropped when it fails, so that an error stays one line."""
+
+
+def note(text: str) -> None:
+    NOTES.append(text)
+
+
+def flush_notes() -> None:
+    for text in NOTES:
+        err_console.print(text, highlight=False, markup=False, soft_wrap=True)
+    NOTES.clear()
 
 
 def say_edition(edition: Edition, how: str) -> None:
-    """Tell the user (stderr, once per command) which edition is used and where it came from."""
-    line = f"edition {edition.name} ({how})"
-    if line not in _said:
-        _said.add(line)
-        err_console.print(line, highlight=False, markup=False, soft_wrap=True)
+    """Tell the user which edition is used and where it came from (``edition 2025 (ABAW8) (the default)``)."""
+    note(f"edition {edition.name} ({how})")
 
 
 def given_year(edition: str | None) -> int | None:
@@ -56,19 +66,20 @@ def given_year(edition: str | None) -> int | None:
     return None if edition is None else get_edition(edition).year
 
 
-def load_stack(paths: list[Path], edition: str | None, policy: str) -> Stack:
-    """Read, validate and align members' tables for ``edition`` (default: the one their metadata names)."""
+def load_stack(paths: list[Path], edition: str | None, policy: str, *, quiet: bool = False) -> Stack:
+    """Read, validate and align members' tables for ``edition`` (default: the one their metadata names);
+    says which edition unless ``quiet``."""
     year = given_year(edition)
     tables = [read_table(p, edition=year) for p in paths]
     resolved, how = table_edition(year, tables, [str(p) for p in paths])
-    say_edition(resolved, how)
+    if not quiet:
+        say_edition(resolved, how)
     return align(tables, policy=policy, edition=resolved)
 
 
 def load_truths(root: Path, split: str, stack: Stack) -> dict[str, Truth]:
     """Labels of every task of ``stack`` from an Aff-Wild2 annotation root, matched to its frames."""
-    if split not in SPLIT_FOLDERS:
-        raise AffectEnsError(f"unknown split {split!r}; choose one of: {', '.join(SPLIT_FOLDERS)}")
+    check_split(split)
     labels = {task: read_labels(root, task, split, stack.edition) for task in stack.tasks}
     return truths_for(stack.keys, labels, stack.edition)
 
@@ -81,7 +92,7 @@ def _shown(key: str, edition: Edition | int) -> bool:
 def print_scores(rows: list[dict[str, Any]], edition: Edition | int, title: str) -> None:
     """Rows are members and fusions, columns the edition's metrics, best of each column in bold."""
     keys = [k for k in rows[0] if _shown(k, edition)]
-    table = Table(title=title, title_justify="left")
+    table = Table(title=escape(title), title_justify="left")
     table.add_column("predictions")
     for key in keys:
         table.add_column(COLUMN_NAMES[key], justify="right")
@@ -90,5 +101,5 @@ def print_scores(rows: list[dict[str, Any]], edition: Edition | int, title: str)
         cells = [
             f"[bold]{row[k]:.4f}[/bold]" if row.get(k) == best[k] else f"{row.get(k, float('nan')):.4f}" for k in keys
         ]
-        table.add_row(row["name"], *cells)
+        table.add_row(Text(str(row["name"])), *cells)  # names come from data: never read as markup
     console.print(table)

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import typer
 
-from ensemble.cli.app import app, console, err_console
-from ensemble.cli.common import EDITION, given_year, say_edition
+from ensemble.cli.app import app, console
+from ensemble.cli.common import EDITION, given_year, note, say_edition
 from ensemble.errors import SubmissionError
 from ensemble.tasks import SINGLE_FILE, editions_where
 from submissions.formats import DEFAULT_FILL
@@ -43,7 +43,7 @@ def _frame_source(frames: Path, videos: Path | None):
     from ensemble.frames import describe, read_frame_source
 
     source = read_frame_source(frames, videos)
-    err_console.print(f"frames: {describe(source)}", highlight=False, markup=False, soft_wrap=True)
+    note(f"frames: {describe(source)}")
     return source
 
 
@@ -75,10 +75,9 @@ def submit(
     report = write_submission(
         table, track, resolved, source, out, fill=fill, force=force, inputs=(fused, frames, videos)
     )
-    err_console.print(f"filled {report.filled:,} frame(s) without predictions (--fill {report.fill})", soft_wrap=True)
+    note(f"filled {report.filled:,} frame(s) without predictions (--fill {report.fill})")
     if report.dropped:
-        left = f"left out {report.dropped} video(s) of the table that the frame source does not list"
-        err_console.print(left, soft_wrap=True)
+        note(f"left out {report.dropped} video(s) of the table that the frame source does not list")
     console.print(
         f"wrote {report.files} file(s), {report.rows:,} rows ({fmt.layout} layout, {track} track, "
         f"edition {report.edition}): {report.zip_path}",
@@ -107,7 +106,7 @@ def validate_submission_cmd(
     track = fmt.track
     report = validate_submission(source, fmt, _frame_source(frames, videos))
     for warning in report.warnings:
-        err_console.print(f"warning: {warning}", highlight=False, markup=False, soft_wrap=True)
+        note(f"warning: {warning}")
     for problem in report.problems:
         console.print(f"- {problem}", highlight=False, markup=False, soft_wrap=True)
     if report.problems:

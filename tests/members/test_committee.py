@@ -8,7 +8,7 @@ from ensemble.contract import PredictionTable, TableMeta, read_table
 from ensemble.errors import AffectEnsError
 from ensemble.tasks import get_edition
 from members.committee import CommitteeConfig, CommitteeMember, committee_vote, train_committee
-from members.predict import predict_member
+from members.predict import predict_member, write_prediction
 
 TINY = ("test_resnet", "test_efficientnet", "test_convnext")
 
@@ -21,7 +21,7 @@ def test_committee_trains_and_writes_its_own_and_each_backbones_table(tiny_datas
     rows = train_committee(CommitteeMember, cfg, root, tmp_path / "committee")
     assert [r["backbone"] for r in rows] == list(TINY)
     out = tmp_path / "preds" / "committee_test.parquet"
-    predict_member(tmp_path / "committee", root, "test", out)
+    write_prediction(predict_member(tmp_path / "committee", root, "test"), out)
     own = read_table(out)
     assert own.data.groupby("video").size().to_dict() == summary["frames"]["test"]
     assert own.meta.extra["method"] == "committee vote, ties by test_efficientnet"
