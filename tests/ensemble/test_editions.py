@@ -5,9 +5,8 @@ import ast
 from pathlib import Path
 
 import pytest
-from helpers import write_simulated_dataset
+from helpers import invoke, write_simulated_dataset
 from sklearn.metrics import accuracy_score, f1_score
-from test_cli import run_cli
 
 from ensemble.contract import read_table, table_edition
 from ensemble.errors import AffectEnsError, ContractError, SubmissionError
@@ -124,7 +123,7 @@ def _row(stdout: str, name: str) -> list[str]:
 
 def test_evaluate_edition_2021_scores_compatible_labels_with_the_2021_rule(scored):
     root, _, va_au = scored
-    result = run_cli("evaluate", va_au, "--labels", root, "--edition", "2021")
+    result = invoke("evaluate", va_au, "--labels", root, "--edition", "2021")
     assert result.returncode == 0, result.stderr
     assert "edition 2021 (ABAW2) (given)" in result.stderr
     assert "AU acc" in result.stdout and "AU score" in result.stdout  # 2021 weighs in accuracy
@@ -143,13 +142,13 @@ def test_evaluate_edition_2021_scores_compatible_labels_with_the_2021_rule(score
     acc = sum(accuracy_score(labels[:, j], pred[:, j]) for j in range(12)) / 12
     assert float(au["AU F1"]) == pytest.approx(f1, abs=6e-5)
     assert float(au["AU score"]) == pytest.approx(0.5 * f1 + 0.5 * acc, abs=6e-5)
-    default = run_cli("evaluate", va_au, "--labels", root)
+    default = invoke("evaluate", va_au, "--labels", root)
     assert "edition 2025 (ABAW8) (from the tables' metadata)" in default.stderr and "AU acc" not in default.stdout
 
 
 def test_evaluate_edition_2021_refuses_an_8_class_table_in_one_line(scored):
     root, whole, _ = scored
-    result = run_cli("evaluate", whole, "--labels", root, "--edition", "abaw2")
+    result = invoke("evaluate", whole, "--labels", root, "--edition", "abaw2")
     assert result.returncode == 2 and "Traceback" not in result.stderr
     errors = [ln for ln in result.stderr.splitlines() if ln.startswith("error: ")]
     assert errors == [
