@@ -167,7 +167,7 @@ def open_submission(path: str | Path, entry_limit: int, total_limit: int) -> Ite
             _zip_entries(zf, path.name, found, (entry_limit, total_limit))
             yield found
     else:
-        raise SubmissionError(f"{path}: not found (expected a submission folder, a .zip or a .txt file)")
+        raise SubmissionError(f"{path}: not a submission folder or zip file (nothing there; a .txt file is taken too)")
 
 
 def byte_blocks(entry: Entry, limit: int) -> Iterator[bytes]:
