@@ -101,14 +101,22 @@ def _rows(tab: PredictionTable, keys: pd.DataFrame, cols: list[str], same: bool)
     return tab.data[cols].to_numpy(np.float32)[pos]
 
 
-def align(tables: list[PredictionTable], *, tasks: tuple[str, ...] | None = None, policy: str = "strict") -> Stack:
+def align(
+    tables: list[PredictionTable],
+    *,
+    tasks: tuple[str, ...] | None = None,
+    policy: str = "strict",
+    edition: Edition | None = None,
+) -> Stack:
     """Stack ``tables`` on their common frames; frames not covered by every member are an error under
-    ``strict`` and dropped under ``intersect``."""
+    ``strict`` and dropped under ``intersect``. The stack is scored by ``edition`` (default: the first
+    table's), whose label sets every table must share."""
     if not tables:
         raise ContractError("no prediction tables given")
     if policy not in POLICIES:
         raise ContractError(f"unknown alignment policy {policy!r}; choose one of: {', '.join(POLICIES)}")
     names = _member_names(tables)
+    edition = edition or get_edition(tables[0].meta.edition)
     tasks = tasks or common_tasks(tables)
     if not tasks:
         raise ContractError(f"members {names} share no task: nothing to fuse")
@@ -116,7 +124,7 @@ def align(tables: list[PredictionTable], *, tasks: tuple[str, ...] | None = None
         missing = [t for t in tasks if t not in tab.meta.tasks]
         if missing:
             raise ContractError(f"member {name!r} has no {', '.join(missing)} outputs (it predicts {tab.meta.tasks})")
-        check_label_set(tab.meta, tables[0].meta.edition, name)
+        check_label_set(tab.meta, edition.year, name)
     keys = tables[0].data[KEY]
     same = [True] + [_same_keys(keys, tab.data) for tab in tables[1:]]
     if policy == "strict" and not all(same):
@@ -124,7 +132,6 @@ def align(tables: list[PredictionTable], *, tasks: tuple[str, ...] | None = None
         raise _coverage_error(names[0], names[bad], tables[0].data, tables[bad].data)
     if not all(same):
         keys = _common_keys(tables)
-    edition = get_edition(tables[0].meta.edition)
     cols = output_columns(tasks, edition)
     values = np.empty((len(tables), len(keys), len(cols)), dtype=np.float32)
     for m, tab in enumerate(tables):

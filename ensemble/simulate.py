@@ -10,7 +10,7 @@ import pandas as pd
 from scipy.ndimage import gaussian_filter1d
 
 from ensemble.contract import PredictionTable, TableMeta
-from ensemble.tasks import TASKS, get_edition
+from ensemble.tasks import DEFAULT_EDITION, TASKS, get_edition
 
 
 @dataclass
@@ -27,7 +27,7 @@ def _segments(n: int, k: int, rng: np.random.Generator, low: int = 20, high: int
     return np.repeat(rng.integers(0, k, size=len(lengths)), lengths)[:n]
 
 
-def simulate_labels(videos: int, frames: int, edition: int = 2025, seed: int = 0) -> dict[str, pd.DataFrame]:
+def simulate_labels(videos: int, frames: int, edition: int = DEFAULT_EDITION, seed: int = 0) -> dict[str, pd.DataFrame]:
     """Labels tables (video, frame, label columns) with smooth trajectories, keyed by task."""
     rng = np.random.default_rng(seed)
     ed = get_edition(edition)
@@ -61,7 +61,7 @@ def simulate_member(
     *,
     name: str,
     seed: int,
-    edition: int = 2025,
+    edition: int = DEFAULT_EDITION,
     tasks: tuple[str, ...] = TASKS,
 ) -> PredictionTable:
     """A prediction table for every labelled frame: the truth seen through ``spec``'s bias and noise."""

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from ensemble.errors import DataError
-from ensemble.tasks import Edition
+from ensemble.tasks import DEFAULT_EDITION, Edition
 from members.heads import TaskHeads
 from members.registry import MEMBERS
 
@@ -22,7 +22,7 @@ class CnnConfig:
     backbone: str = "resnet18"  # any timm model name
     weights: str | None = None  # local file of pretrained backbone weights (never downloaded)
     tasks: tuple[str, ...] = ("expr",)
-    edition: int = 2025
+    edition: int = DEFAULT_EDITION
     image_size: int = 112
     epochs: int = 5
     batch_size: int = 64

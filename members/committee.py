@@ -14,6 +14,7 @@ from ensemble.align import align
 from ensemble.contract import PredictionTable, TableMeta
 from ensemble.errors import AffectEnsError
 from ensemble.fusion.vote import VoteFuser
+from ensemble.tasks import DEFAULT_EDITION
 from members.cnn import CnnConfig, CnnMember
 from members.distributed import Launch
 from members.registry import MEMBERS
@@ -28,7 +29,7 @@ class CommitteeConfig:
     lead: str = "vgg16"  # the backbone deciding ties (VGG-Face in the seed's committee)
     weights_dir: str | None = None  # optional folder of local weights files named <backbone>.pth
     tasks: tuple[str, ...] = ("expr",)
-    edition: int = 2025
+    edition: int = DEFAULT_EDITION
     image_size: int = 112
     epochs: int = 5
     batch_size: int = 32

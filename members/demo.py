@@ -120,19 +120,24 @@ def fuse_all(out: Path, cfg: DemoConfig, paths: dict[str, list[Path]], log: Log)
 
 
 def write_submissions(out: Path, cfg: DemoConfig, scores: dict, log: Log) -> dict[str, Path]:
-    """Challenge files of each track from the fusion with the best out-of-fold validation score there."""
-    from ensemble.frames import read_manifest
+    """Challenge files of each track from the fusion with the best out-of-fold validation score there, through
+    the organisers' files of the test split (example file and video-name list), as a user submits them."""
+    from ensemble.frames import read_frame_source, read_manifest
+    from members.synthetic import organiser_files, write_organiser_files
     from submissions import write_submission
 
-    counts, zips = read_manifest(out / "data" / "test_frames.csv"), {}
+    edition, zips = get_edition(cfg.data.edition), {}
+    files = organiser_files(out / "data", edition)
+    if not all(f.exists() for pair in files.values() for f in pair if f is not None):  # a folder from an older demo
+        write_organiser_files(out / "data", read_manifest(out / "data" / "test_frames.csv"), edition)
     fused = [r for r in scores["val"] if r["name"].endswith("+ post (out-of-fold)")]
     for task in TASKS:
         best = max(fused, key=lambda r: r[f"{task}_score"])["name"].split(" ")[0]
-        log(f"writing the {task} submission from {best}")
+        frames, videos = files[task]
+        log(f"writing the {task} submission from {best} ({frames.name}, {videos.name})")
         table = read_table(out / "fused" / f"{best}_test.parquet")
-        zips[task] = write_submission(
-            table, task, cfg.data.edition, counts, out / "submissions" / task, force=True
-        ).zip_path
+        source = read_frame_source(frames, videos)
+        zips[task] = write_submission(table, task, edition, source, out / "submissions" / task, force=True).zip_path
     return zips
 
 

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from ensemble.errors import DataError
-from ensemble.tasks import Edition, get_edition
+from ensemble.tasks import DEFAULT_EDITION, Edition, get_edition
 from members.keras_import import architecture, build_graph, read_keras_h5
 from members.registry import MEMBERS
 
@@ -54,7 +54,7 @@ class KerasConfig:
     bgr: bool = False  # colour models trained on BGR images (OpenCV order)
     pixel_mean: tuple[float, ...] | None = None  # caffe style (keras-vggface): 0-255 pixels minus these means
     tasks: tuple[str, ...] = ("expr",)
-    edition: int = 2025
+    edition: int = DEFAULT_EDITION
     image_size: int = 64  # taken from the model's input on import
     epochs: int = 0  # 0: import only, scored on validation; N: fine-tune N epochs on the training split
     batch_size: int = 64

@@ -143,3 +143,30 @@ def tree_state(*roots) -> dict[str, object]:
         for path in sorted(Path(root).rglob("*")):
             state[str(path)] = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else "dir"
     return state
+
+
+def one_hot_table(root, summary, edition=2025, drop=True) -> PredictionTable:
+    """A fused table of the test split that predicts the labels (label gaps filled from neighbours); with
+    ``drop``, each video's first frame and 3% of the others are left out (no face)."""
+    from ensemble.labels import read_label_folder
+
+    ed = get_edition(edition)
+    keys = pd.DataFrame(
+        [(v, f) for v, n in summary["frames"]["test"].items() for f in range(1, n + 1)], columns=["video", "frame"]
+    )
+    parts = [keys]
+    for task in ("expr", "va", "au"):
+        labels = read_label_folder(root / "test_labels" / ed.folders[task] / "Test_Set", task, ed)
+        full = (
+            keys.merge(labels, on=["video", "frame"], how="left")
+            .groupby("video")
+            .transform(lambda c: c.ffill().bfill())
+        )
+        if task == "expr":
+            parts.append(pd.DataFrame(np.eye(8)[full["expr"].astype(int)], columns=ed.output_columns("expr")))
+        else:
+            parts.append(full[ed.label_columns(task)].astype(np.float32))
+    data = pd.concat(parts, axis=1)
+    if drop:
+        data = data[np.random.default_rng(0).uniform(size=len(data)) > 0.03 + (data["frame"] == 1)]
+    return PredictionTable(data.reset_index(drop=True), TableMeta(("expr", "va", "au"), edition, "fused", "test"))

@@ -497,11 +497,11 @@ EVALUATE_CASES = {
 }
 
 SUBMIT_CASES = {
-    "manifest missing a video": (
-        _submit("video,frames\nv0000,40\nv0001,40\nv0002,40\n"),
-        "manifest misses 1 video(s) of the table, first 'v0003'",
+    "manifest video without predictions": (
+        _submit("video,frames\nv0000,40\nv0001,40\nv0002,40\nv0003,40\nv0009,40\n"),
+        "no predictions for 1 video(s) of the frame source",
     ),
-    "manifest bad header": (_submit("name,count\nv0000,40\n"), "manifest header must be 'video,frames'"),
+    "manifest bad header": (_submit("name,count\nv0000,40\n"), "not a frame source: expected a 'video,frames'"),
     "video shorter than predictions": (
         _submit("video,frames\nv0000,40\nv0001,40\nv0002,40\nv0003,30\n"),
         "frames past the video's length in 1 video(s), first 'v0003' (frame 40 of 30)",

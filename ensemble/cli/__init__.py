@@ -13,6 +13,7 @@ from rich.markup import escape
 
 from ensemble.cli import data, demo, evaluate, fuse, members, submit, video  # noqa: F401  (register the commands)
 from ensemble.cli.app import app, err_console
+from ensemble.cli.common import NOTES, flush_notes
 from ensemble.errors import AffectEnsError
 
 try:  # typer >= 0.20 carries its own copy of click
@@ -35,7 +36,9 @@ def fail(message: str) -> None:
 
 
 def main() -> None:
-    """Entry point: run the app; a user error prints ``error: <message>`` and exits 2, no traceback."""
+    """Entry point: run the app; a user error prints ``error: <message>`` and exits 2, no traceback (and
+    nothing else on stderr: the command's notes are printed only when it succeeds)."""
+    NOTES.clear()
     try:
         code = app(standalone_mode=False)
     except click_errors.NoArgsIsHelpError:
@@ -50,6 +53,7 @@ def main() -> None:
     except OSError as exc:  # a full disk, a file we may not read or write: the system's words, on one line
         where = f"{exc.filename}: " if exc.filename else ""
         fail(f"{where}{exc.strerror or exc}")
+    flush_notes()
     sys.exit(code if isinstance(code, int) else 0)
 
 

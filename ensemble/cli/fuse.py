@@ -62,7 +62,7 @@ def fuse(
     smooth: bool = typer.Option(True, "--smooth/--no-smooth", help="Tune temporal smoothing windows per task."),
     thresholds: bool = typer.Option(True, "--thresholds/--no-thresholds", help="Tune per-AU decision thresholds."),
     labels_split: str = LABELS_SPLIT,
-    edition: int = EDITION,
+    edition: str = EDITION,
     align_policy: str = ALIGN,
     force: bool = typer.Option(False, "--force", help="Overwrite existing outputs."),
 ) -> None:
@@ -87,8 +87,9 @@ def fuse(
             truths = load_truths(labels, labels_split, stack)
             with err_console.status(f"fitting {method} on {len(stack.keys)} frames of {len(stack.members)} members"):
                 fusion = fit_fusion(stack, truths, method, params, smooth=smooth, thresholds=thresholds, folds=folds)
-            print_scores(fusion.scores, edition, f"ABAW {edition} scores on {labels_split} (tuned rows out-of-fold)")
-        target = load_stack(apply or predictions, edition, align_policy)
+            title = f"ABAW {stack.edition.name} scores on {labels_split} (tuned rows out-of-fold)"
+            print_scores(fusion.scores, stack.edition, title)
+        target = load_stack(apply or predictions, edition, align_policy, quiet=not load_fusion)
         write_table(fused_table(target, fusion.apply(target), fusion), out_tmp, name=str(out))
         if fusion_tmp:
             fusion.save(fusion_tmp)

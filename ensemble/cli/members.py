@@ -16,10 +16,11 @@ from pathlib import Path
 import typer
 
 from ensemble.cli.app import app, console, err_console, progress_bar
+from ensemble.cli.common import say_edition
 from ensemble.errors import AffectEnsError
 from ensemble.io import read_json_object
 from ensemble.outputs import Outputs
-from ensemble.tasks import check_split, get_edition, parse_tasks
+from ensemble.tasks import DEFAULT_EDITION, check_split, get_edition, parse_tasks
 
 SPLIT = typer.Option(..., "--split", help="Split to predict: train, val or test.", callback=lambda v: check_split(v))
 DATA = typer.Option(..., "--data", help="Aff-Wild2 root: cropped_aligned/ and the annotation folders.")
@@ -113,7 +114,9 @@ def train_member_cmd(
     lr: float = typer.Option(None, help="Peak learning rate (one-cycle schedule) (default: 1e-3)."),
     image_size: int = typer.Option(None, min=16, help="Input side in pixels (default: 112)."),
     seed: int = typer.Option(None, help="Random seed (default: 0)."),
-    edition: int = typer.Option(None, help="ABAW edition of the labels (default: 2025)."),
+    edition: str = typer.Option(
+        None, help=f"ABAW edition of the labels, by year or ABAW number (default: {DEFAULT_EDITION})."
+    ),
     checkpoint_every: int = typer.Option(None, min=0, help="Also checkpoint every N steps (default: 0, epoch ends)."),
     features: Path = typer.Option(
         None, help="cnn_rnn, cnn_transformer: folder with train.npz and val.npz from extract-features."
@@ -180,7 +183,7 @@ def train_member_cmd(
         "lr": lr,
         "image_size": image_size,
         "seed": seed,
-        "edition": edition,
+        "edition": get_edition(edition).year if edition else None,
         "checkpoint_every": checkpoint_every,
         "features": str(features) if features else None,
         "rnn": rnn,
@@ -198,7 +201,7 @@ def train_member_cmd(
         "dropout": dropout,
     }
     cfg = resolve_config(member_cls.config_class, config, overrides, base=run_options(out, member_cls))
-    get_edition(cfg.edition)
+    say_edition(get_edition(cfg.edition), "given" if edition else "from --config, the run or the default")
     least = getattr(member_cls, "min_epochs", 1)
     if cfg.epochs < least:
         raise AffectEnsError(f"--epochs {cfg.epochs}: member {member} trains at least {least} epoch(s)")
