@@ -5,8 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
+from ensemble.check import drop_members
 from ensemble.cli.app import app, err_console
+from ensemble.cli.check import ACCEPT, DROP, run_check
 from ensemble.cli.common import ALIGN, EDITION, LABELS_SPLIT, load_stack, load_truths, print_scores
 from ensemble.contract import write_table
 from ensemble.errors import AffectEnsError
@@ -64,26 +67,34 @@ def fuse(
     labels_split: str = LABELS_SPLIT,
     edition: int = EDITION,
     align_policy: str = ALIGN,
+    drop_member: list[str] = DROP,
+    accept: list[str] = ACCEPT,
     force: bool = typer.Option(False, "--force", help="Overwrite existing outputs."),
 ) -> None:
-    """Fuse members: fit on validation (scores out-of-fold by video), then write the fused table."""
+    """Fuse members: fit on validation (scores out-of-fold by video), then write the fused table. Fitting on one
+    split to apply to another (--apply) first runs the member check (see check-members)."""
     check_output(out, force)
     if save_fusion:
         check_output(save_fusion, force)
+    target = None
     if load_fusion:
         fusion = Fusion.load(load_fusion)
     else:
         if labels is None:
             raise AffectEnsError("fitting a fusion needs --labels (or pass --load-fusion)")
         FUSERS.get(method)
-        stack = load_stack(predictions, edition, align_policy)
+        stack = drop_members(load_stack(predictions, edition, align_policy), drop_member or [])
+        truths = load_truths(labels, labels_split, stack)
+        if apply:
+            target = drop_members(load_stack(apply, edition, align_policy), drop_member or [])
+            run_check(stack, target, truths, accept)
         params = method_params(
             method, parse_weights(weights), tune_weights, tie_break, lead, context, folds, max_frames
         )
         err_console.print(f"fitting {method} on {len(stack.keys)} frames of {len(stack.members)} members ...")
         fusion = fit_fusion(
             stack,
-            load_truths(labels, labels_split, stack),
+            truths,
             method,
             params,
             smooth=smooth,
@@ -91,7 +102,10 @@ def fuse(
             folds=folds,
         )
         print_scores(fusion.scores, edition, f"ABAW {edition} scores on {labels_split} (tuned rows out-of-fold)")
-    target = load_stack(apply or predictions, edition, align_policy)
+        if fusion.post is not None:
+            err_console.print(f"post-processing {escape(fusion.post.summary())}", highlight=False)
+    if target is None:
+        target = drop_members(load_stack(apply or predictions, edition, align_policy), drop_member or [])
     write_table(fused_table(target, fusion.apply(target), fusion), out)
     if save_fusion:
         fusion.save(save_fusion)
