@@ -220,8 +220,9 @@ class Folds:
     @classmethod
     def of(cls, codes: np.ndarray, n_folds: int) -> Folds:
         n_videos = int(codes.max()) + 1
-        held = [np.isin(np.arange(n_videos), np.unique(codes[rows])) for _, rows in video_folds(codes, n_folds)]
-        return cls([~h for h in held], held, [rows for _, rows in video_folds(codes, n_folds)])
+        held_rows = [rows for _, rows in video_folds(codes, n_folds)]
+        held = [np.isin(np.arange(n_videos), np.unique(codes[rows])) for rows in held_rows]
+        return cls([~h for h in held], held, held_rows)
 
 
 def candidate_windows(values: np.ndarray, codes: np.ndarray):
@@ -253,8 +254,7 @@ def tune_window(values: np.ndarray, codes: np.ndarray, target: Target, folds: Fo
 
 def threshold_stats(values: np.ndarray, codes: np.ndarray, target: Target, windows: list[tuple[str, int]]) -> dict:
     """AU counts at every threshold after each distinct window of ``windows``."""
-    grid = THRESHOLDS
-    return {w: target.stats(smooth_within_videos(values, codes, *w), grid) for w in dict.fromkeys(windows)}
+    return {w: target.stats(smooth_within_videos(values, codes, *w), THRESHOLDS) for w in dict.fromkeys(windows)}
 
 
 def tune_unit_thresholds(stats: dict, target: Target, folds: Folds, window, fold_windows) -> dict[str, Any]:

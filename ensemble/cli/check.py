@@ -49,7 +49,11 @@ def check_table(reports: list[MemberReport], stack: Stack, splits: tuple[str, st
     """One row per member: fit-split scores (with labels); agreement with the other members, frame lag of the
     best agreement and output distribution on both splits; a word for each flag (the reasons follow)."""
     title = f"member check: {splits[0]} → {splits[1]}" + (f" (scores on {splits[0]})" if reports[0].scores else "")
-    table = Table(title=title, title_justify="left", show_lines=True)
+    caption = (
+        "agreement: mean κ (EXPR classes, AU decisions) or r (VA) with each unflagged other member, and the frame "
+        "lag where it is best; distribution: the top class's share, VA mean±std, AU mean rate"
+    )
+    table = Table(title=title, title_justify="left", caption=caption, caption_justify="left", show_lines=True)
     table.add_column("member", no_wrap=True)
     if reports[0].scores:
         table.add_column("score", no_wrap=True)

@@ -128,10 +128,10 @@ def test_best_permutation_finds_a_swap_and_nothing_in_noise():
     reference = rng.integers(0, 4, 2000)
     member = np.where(rng.random(2000) < 0.7, reference, rng.integers(0, 4, 2000))
     swapped = np.choose(member, [1, 0, 2, 3])
-    perm, gain, z = best_permutation(swapped, reference, codes, 4)
-    assert perm == [1, 0, 2, 3] and gain > 0.3 and z > 5
-    perm, gain, z = best_permutation(rng.integers(0, 4, 2000), reference, codes, 4)
-    assert gain < 0.03 and z < 5
+    perm, gain, z, as_given = best_permutation(swapped, reference, codes, 4)
+    assert perm == [1, 0, 2, 3] and gain > 0.3 and z > 5 and as_given < 0.4
+    perm, gain, z, as_given = best_permutation(rng.integers(0, 4, 2000), reference, codes, 4)
+    assert gain < 0.03 and z < 4 and abs(as_given) < 0.05
 
 
 def test_lag_of_a_shifted_copy_is_found_with_its_sign():
