@@ -24,7 +24,7 @@ from scipy.optimize import linear_sum_assignment
 from ensemble.align import Stack
 from ensemble.errors import AffectEnsError, MemberCheckError
 from ensemble.evaluate import Truth, score
-from ensemble.postprocess import video_runs
+from ensemble.postprocess import per_run_sums, video_runs
 
 MAX_LAG = 5
 """Frame lags tried on each side (a table numbered from 0 instead of 1 is off by one)."""
@@ -184,39 +184,46 @@ def collapsed_members(fit: np.ndarray, apply: np.ndarray, limits: Limits) -> lis
 def video_sums(stack: Stack) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Per task, (videos, members, d) sums over each video from which the output distribution follows (EXPR
     class counts; VA sum and sum of squares of each dimension; AU counts of yes), and the frames per video."""
-    starts = np.array([start for start, _ in video_runs(stack.video_codes())])
-    out = {}
+    codes = stack.video_codes()
+    starts = np.array([start for start, _ in video_runs(codes)])
+    n_videos, out = len(starts), {}
     for task in stack.tasks:
         values = stack.task_values(task)
         if task == "expr":
-            x = np.eye(values.shape[2], dtype=np.float32)[values.argmax(axis=2)]
+            k = values.shape[2]
+            cells = [codes * k + v.argmax(axis=1) for v in values]
+            sums = [np.bincount(c, minlength=n_videos * k).reshape(n_videos, k) for c in cells]
         elif task == "va":
-            x = np.concatenate([values, values.astype(np.float64) ** 2], axis=2)[:, :, [0, 2, 1, 3]]
+            sums = [
+                per_run_sums(np.column_stack([v[:, 0], v[:, 0] ** 2.0, v[:, 1], v[:, 1] ** 2.0]), starts)
+                for v in values
+            ]
         else:
-            x = values >= 0.5
-        out[task] = np.add.reduceat(x, starts, axis=1, dtype=np.float64).transpose(1, 0, 2)
-    return out, np.diff(np.r_[starts, len(stack.keys)]).astype(np.float64)
+            sums = [per_run_sums(v >= 0.5, starts) for v in values]
+        out[task] = np.stack(sums, axis=1).astype(np.float64)
+    return out, np.diff(np.r_[starts, len(codes)]).astype(np.float64)
 
 
-def distribution_from(task: str, sums: np.ndarray, frames: float) -> np.ndarray:
-    """(members, d) distribution from summed ``video_sums``: class shares, VA mean and std of each dimension,
-    AU rates."""
+def distribution_from(task: str, sums: np.ndarray, frames) -> np.ndarray:
+    """(..., members, d) distribution from summed ``video_sums`` over ``frames``: class shares, VA mean and std
+    of each dimension, AU rates."""
     if task != "va":
         return sums / frames
-    mean = sums[:, 0::2] / frames
-    std = np.sqrt(np.maximum(sums[:, 1::2] / frames - mean**2, 0.0))
-    return np.stack([mean, std], axis=2).reshape(len(sums), -1)
+    mean = sums[..., 0::2] / frames
+    std = np.sqrt(np.maximum(sums[..., 1::2] / frames - mean**2, 0.0))
+    return np.stack([mean, std], axis=-1).reshape(sums.shape)
 
 
 def distribution_shift(task: str, fit: np.ndarray, apply: np.ndarray) -> np.ndarray:
     """Per member, how much more its distribution moves between the splits than the others' (their median
-    move): total variation of the class shares (EXPR), the largest move of a VA mean or std or an AU rate."""
+    move): total variation of the class shares (EXPR), the largest move of a VA mean or std or an AU rate.
+    ``fit`` and ``apply`` are (..., members, d) distributions; the result is (..., members)."""
     moves = apply - fit
-    out = np.zeros(len(moves))
-    for m in range(len(moves)):
-        others = np.delete(moves, m, axis=0)
-        excess = np.abs(moves[m] - (np.median(others, axis=0) if len(others) else 0.0))
-        out[m] = 0.5 * excess.sum() if task == "expr" else excess.max()
+    out = np.zeros(moves.shape[:-1])
+    for m in range(moves.shape[-2]):
+        others = np.delete(moves, m, axis=-2)
+        excess = np.abs(moves[..., m, :] - (np.median(others, axis=-2) if others.shape[-2] else 0.0))
+        out[..., m] = 0.5 * excess.sum(axis=-1) if task == "expr" else excess.max(axis=-1)
     return out
 
 
@@ -227,17 +234,13 @@ def shift_and_z(task: str, fit: tuple[np.ndarray, np.ndarray], apply: tuple[np.n
     (a, fa), (b, fb) = fit, apply
     full_a, full_b = distribution_from(task, a.sum(axis=0), fa.sum()), distribution_from(task, b.sum(axis=0), fb.sum())
     shift = distribution_shift(task, full_a, full_b)
-    variance = np.zeros_like(shift)
-    for sums, frames, other, first in ((a, fa, full_b, True), (b, fb, full_a, False)):
-        if len(frames) < 2:
-            return shift, np.zeros_like(shift)
-        left_out = [
-            distribution_from(task, sums.sum(axis=0) - sums[v], frames.sum() - frames[v]) for v in range(len(frames))
-        ]
-        reps = np.array(
-            [distribution_shift(task, d, other) if first else distribution_shift(task, other, d) for d in left_out]
-        )
-        variance += (len(reps) - 1) / len(reps) * ((reps - reps.mean(axis=0)) ** 2).sum(axis=0)
+    if len(fa) < 2 or len(fb) < 2:
+        return shift, np.zeros_like(shift)
+    left_a = distribution_from(task, a.sum(axis=0) - a, (fa.sum() - fa)[:, None, None])
+    left_b = distribution_from(task, b.sum(axis=0) - b, (fb.sum() - fb)[:, None, None])
+    variance = 0.0
+    for reps in (distribution_shift(task, left_a, full_b), distribution_shift(task, full_a, left_b)):
+        variance = variance + (len(reps) - 1) / len(reps) * ((reps - reps.mean(axis=0)) ** 2).sum(axis=0)
     return shift, np.divide(shift, np.sqrt(variance), out=np.full_like(shift, np.inf), where=variance > 0)
 
 
@@ -424,7 +427,8 @@ def all_flags(reports: list[MemberReport], stack: Stack, a: SplitData, b: SplitD
     """(tag, reason) pairs of every member. The leak flag comes last: it compares a member's agreement fall with
     that of the members no other flag explains (a stale or unrelated member drags its partners down)."""
     collapsed = {t: collapsed_members(a.pairs[t], b.pairs[t], limits) for t in stack.tasks}
-    found = [member_flags(m, reports, stack, a, b, collapsed, limits, splits) for m in range(len(reports))]
+    shifts = {t: shift_and_z(t, (a.sums[t], a.frames), (b.sums[t], b.frames)) for t in stack.tasks}
+    found = [member_flags(m, reports, stack, a, b, (collapsed, shifts), limits, splits) for m in range(len(reports))]
     suspects = {m for m, flags in enumerate(found) if flags}
     for m, flags in enumerate(found):
         leak = leak_flag(m, reports, a, b, suspects - {m}, limits, splits)
@@ -447,13 +451,14 @@ def agreement_with_unflagged(reports: list[MemberReport], a: SplitData, b: Split
 
 
 def member_flags(
-    m: int, reports: list[MemberReport], stack: Stack, a: SplitData, b: SplitData, collapsed, limits: Limits, splits
+    m: int, reports: list[MemberReport], stack: Stack, a: SplitData, b: SplitData, found, limits: Limits, splits
 ) -> list[tuple[str, str]]:
     """(tag, reason) of each reason but a leak to distrust member ``m``; empty when it behaves alike on both
-    splits."""
+    splits. ``found``: the members whose agreement collapses and the distribution shifts, per task."""
+    collapsed, shifts = found
     flags = [
         ("collapse", collapse_flag(m, reports, collapsed, splits)),
-        ("distribution", shift_flag(m, stack, a, b, limits, splits)),
+        ("distribution", shift_flag(m, shifts, limits, splits)),
         ("shifted", lag_flag(m, reports, b, limits, splits)),
         ("classes", permutation_flag(m, reports, 0, stack, limits, splits[0])),
         ("classes", permutation_flag(m, reports, 1, stack, limits, splits[1])),
@@ -492,10 +497,9 @@ def leak_flag(m: int, reports, a: SplitData, b: SplitData, suspects: set[int], l
     )
 
 
-def shift_flag(m: int, stack: Stack, a: SplitData, b: SplitData, limits: Limits, splits) -> str:
+def shift_flag(m: int, shifts: dict[str, tuple[np.ndarray, np.ndarray]], limits: Limits, splits) -> str:
     moved = []
-    for t in stack.tasks:
-        shift, z = shift_and_z(t, (a.sums[t], a.frames), (b.sums[t], b.frames))
+    for t, (shift, z) in shifts.items():
         if shift[m] >= limits.shift and z[m] >= limits.shift_z:
             what = {"expr": "class shares", "va": "mean or std", "au": "unit rates"}[t]
             moved.append(f"{TASK_NAMES[t]} {what} by {shift[m]:.2f}")

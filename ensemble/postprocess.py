@@ -50,6 +50,14 @@ def video_runs(codes: np.ndarray) -> list[tuple[int, int]]:
     return list(zip(bounds[:-1].tolist(), bounds[1:].tolist()))
 
 
+def per_run_sums(x: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    """Sums over axis 0 of ``x`` between consecutive ``starts`` (0/1 arrays counted as bytes into int32, many
+    times faster than as floats)."""
+    if x.dtype == bool:
+        return np.add.reduceat(x.view(np.uint8), starts, axis=0, dtype=np.int32)
+    return np.add.reduceat(x, starts, axis=0, dtype=np.float64)
+
+
 def padded_rows(codes: np.ndarray, half: int) -> tuple[np.ndarray, np.ndarray]:
     """Row indices of every video with ``half`` copies of its first and last row on either side, and where the
     original rows sit among them: one filter pass over the padded rows never mixes two videos."""
@@ -67,7 +75,10 @@ def _filter(kind: str, x: np.ndarray, half: int) -> np.ndarray:
     if kind == "mean":
         return uniform_filter1d(x, size=size, axis=0, mode="nearest")
     if kind == "median":  # column by column: scipy's 1-D rank filter is many times faster than the 2-D one
-        return np.column_stack([median_filter(x[:, j], size=size, mode="nearest") for j in range(x.shape[1])])
+        out = np.empty(x.shape, dtype=x.dtype, order="F")
+        for j in range(x.shape[1]):
+            median_filter(np.ascontiguousarray(x[:, j]), size=size, mode="nearest", output=out[:, j])
+        return out
     return gaussian_filter1d(x, sigma=half / 2.0, axis=0, mode="nearest", truncate=2.0)
 
 
@@ -119,7 +130,7 @@ class Target:
         """(videos, ...) sums over each video's labelled rows of the per-row (rows, ...) ``x``."""
         out = np.zeros((self.n_videos,) + x.shape[1:])
         if len(self.rows):
-            out[self.present] = np.add.reduceat(x, self.starts, axis=0, dtype=np.float64)
+            out[self.present] = per_run_sums(x, self.starts)
         return out
 
     def stats(self, values: np.ndarray, thresholds: np.ndarray = np.array([DEFAULT_THRESHOLD])) -> np.ndarray:

@@ -67,15 +67,28 @@ def greedy_ccc_weights(values: np.ndarray, truth: np.ndarray, rounds: int = 25) 
     return counts / counts.sum()
 
 
-def expr_weights(values: np.ndarray, truth: np.ndarray, edition: Edition, rounds: int) -> np.ndarray:
-    """Greedy weights on the edition's EXPR score from (members, frames, classes) probabilities. Frames are put
-    in order of their true class and classes made rows, so that a trial's counts are whole-row passes: the
-    frames where a class's row reaches the column maximum are its predictions (the argmax of a sum is that of
-    the mean), those in its own stretch its true positives."""
+def column_major(values: np.ndarray, rows: list[np.ndarray]) -> np.ndarray:
+    """(members, k, n) array whose column j holds ``values[:, rows[j], j]`` of (members, frames, k) ``values``:
+    each output column's frames in its own order, contiguous (whole-row passes are fast)."""
+    out = np.empty((len(values), len(rows), len(rows[0])), dtype=values.dtype)
+    for j, r in enumerate(rows):
+        out[:, j] = values[:, r, j]
+    return out
+
+
+def expr_weights(
+    values: np.ndarray, truth: np.ndarray, edition: Edition, rounds: int, rows: np.ndarray | None = None
+) -> np.ndarray:
+    """Greedy weights on the edition's EXPR score from (members, frames, classes) probabilities of which
+    ``rows`` (default all) carry the labels ``truth``. Frames are put in order of their true class and classes
+    made rows, so that a trial's counts are whole-row passes: the frames where a class's row reaches the
+    column maximum are its predictions (the argmax of a sum is that of the mean), those in its own stretch
+    its true positives."""
     k = values.shape[2]
     order = np.argsort(truth, kind="stable")
     bounds = np.searchsorted(truth[order], np.arange(k + 1))
-    classes = np.ascontiguousarray(values[:, order].transpose(0, 2, 1))
+    frames = order if rows is None else rows[order]
+    classes = column_major(values, [frames] * k)
     stretch = [slice(bounds[c], bounds[c + 1]) for c in range(k)]
     hit = np.empty(classes.shape[2], dtype=bool)
 
@@ -93,16 +106,16 @@ def expr_weights(values: np.ndarray, truth: np.ndarray, edition: Edition, rounds
     return greedy_weights(classes, scorer, rounds)
 
 
-def au_weights(values: np.ndarray, truth: np.ndarray, edition: Edition, rounds: int) -> np.ndarray:
-    """Greedy weights on the edition's AU score from (members, frames, units) probabilities; each unit's frames
-    are put positives first, so that its true positives are the decisions counted in one stretch."""
+def au_weights(
+    values: np.ndarray, truth: np.ndarray, edition: Edition, rounds: int, rows: np.ndarray | None = None
+) -> np.ndarray:
+    """Greedy weights on the edition's AU score from (members, frames, units) probabilities of which ``rows``
+    (default all) carry the labels ``truth``; each unit's frames are put positives first, so that its true
+    positives are the decisions counted in one stretch."""
     n, n_units = truth.shape
     order = [np.argsort(-truth[:, u], kind="stable") for u in range(n_units)]
-    units = np.empty((len(values), n_units, n), dtype=values.dtype)  # contiguous rows: fast whole-row passes
-    for u in range(n_units):
-        units[:, u] = values[:, order[u], u]
+    units = column_major(values, [o if rows is None else rows[o] for o in order])
     positives = truth.sum(axis=0).astype(np.int64)
-
     yes = np.empty(units.shape[1:], dtype=bool)
 
     def scorer(total: np.ndarray, count: int) -> float:
@@ -116,12 +129,12 @@ def au_weights(values: np.ndarray, truth: np.ndarray, edition: Edition, rounds: 
 
 def tuned_weights(task: str, values: np.ndarray, truth: Truth, edition: Edition, rounds: int) -> list[list[float]]:
     """Weights per independently tuned group of a task (each VA dimension; EXPR and AU as a whole) from the
-    (members, labelled frames, k) outputs."""
+    (members, frames, k) outputs, tuned on the labelled frames."""
     if task == "va":
-        return [greedy_ccc_weights(values[:, :, d], truth.values[:, d], rounds).tolist() for d in range(2)]
+        return [greedy_ccc_weights(values[:, truth.rows, d], truth.values[:, d], rounds).tolist() for d in range(2)]
     if task == "expr":
-        return [expr_weights(values, truth.values, edition, rounds).tolist()]
-    return [au_weights(values, truth.values, edition, rounds).tolist()]
+        return [expr_weights(values, truth.values, edition, rounds, truth.rows).tolist()]
+    return [au_weights(values, truth.values, edition, rounds, truth.rows).tolist()]
 
 
 @FUSERS.register("average")
@@ -143,8 +156,7 @@ class AverageFuser(Fuser):
             return
         if truth is None:
             raise AffectEnsError(f"average: tuning weights needs {task} labels")
-        labelled = stack.task_values(task)[:, truth.rows]  # a float32 copy of the labelled frames
-        self.weights_[task] = tuned_weights(task, labelled, truth, stack.edition, self.rounds)
+        self.weights_[task] = tuned_weights(task, stack.task_values(task), truth, stack.edition, self.rounds)
 
     def predict_task(self, task: str, stack: Stack) -> np.ndarray:
         values = stack.task_values(task)
