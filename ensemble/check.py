@@ -120,7 +120,7 @@ def au_agreement(decisions: np.ndarray) -> np.ndarray:
 def va_agreement(values: np.ndarray) -> np.ndarray:
     """(members, members) Pearson correlation of VA values, averaged over valence and arousal."""
     with np.errstate(invalid="ignore", divide="ignore"):
-        corr = [np.corrcoef(values[:, :, d].astype(np.float64)) for d in range(values.shape[2])]
+        corr = [np.atleast_2d(np.corrcoef(values[:, :, d].astype(np.float64))) for d in range(values.shape[2])]
     return np.nan_to_num(np.mean(corr, axis=0), nan=0.0)
 
 
@@ -431,7 +431,8 @@ def all_flags(reports: list[MemberReport], stack: Stack, a: SplitData, b: SplitD
     found = [member_flags(m, reports, stack, a, b, (collapsed, shifts), limits, splits) for m in range(len(reports))]
     suspects = {m for m, flags in enumerate(found) if flags}
     for m, flags in enumerate(found):
-        leak = leak_flag(m, reports, a, b, suspects - {m}, limits, splits)
+        others = suspects - {m} if len(reports) - len(suspects - {m}) > 1 else set()  # keep one at least
+        leak = leak_flag(m, reports, a, b, others, limits, splits)
         if leak:
             after_collapse = 1 if flags and flags[0][0] == "collapse" else 0
             flags.insert(after_collapse, ("leak", leak))

@@ -92,6 +92,9 @@ def run_check(
     unknown = [n for n in accept if n not in fit.members]
     if unknown:
         raise AffectEnsError(f"--accept {unknown[0]!r}: no such member; members: {', '.join(fit.members)}")
+    if len(fit.members) < 2:
+        err_console.print("member check: one member has no others to be compared with; nothing checked")
+        return []
     splits = ("validation", "test")
     reports = check_members(fit, apply, truths, splits=splits)
     if always or any(r.flags for r in reports):

@@ -148,3 +148,14 @@ def test_lag_of_a_shifted_copy_is_found_with_its_sign():
     assert gain > 0 and z > 5
     sums, counts = lag_sums(noisy, signal, codes, 5)
     assert peak_lag(sums, counts, 0, 5.0) == 0
+
+
+def test_with_two_members_both_are_flagged_and_the_check_says_it_cannot_tell(splits):
+    val, test, truths = _with(splits, "leaky")
+    pair_val, pair_test = drop_members(val, ["m1", "m2", "m3", "m4"]), drop_members(test, ["m1", "m2", "m3", "m4"])
+    reports = check_members(pair_val, pair_test, truths)
+    assert [r.tags[0] for r in reports] == ["collapse", "collapse"]
+    assert all("cannot tell which of them changed" in r.flags[-1] for r in reports)
+    assert "leak" in reports[1].tags and "leak" not in reports[0].tags  # the score gap names the leaky one
+    alone = check_members(drop_members(val, val.members[1:]), drop_members(test, test.members[1:]), truths)
+    assert alone[0].flags == []
