@@ -46,11 +46,14 @@ class Stack:
 
 
 def weighted_sum(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """Sum over axis 0 of (members, frames, k) ``values`` weighted by ``weights``, one member at a time."""
-    out = np.zeros(values.shape[1:], dtype=np.float64)
+    """Sum over axis 0 of (members, frames, k) ``values`` (probabilities, values or 0/1 decisions) weighted by
+    ``weights``, one member at a time into one float32 buffer (no members-sized or float64 copy)."""
+    out = np.zeros(values.shape[1:], dtype=np.float32)
+    scaled = np.empty_like(out)
     for m, w in enumerate(weights):
         if w:
-            out += w * values[m]
+            np.multiply(values[m], np.float32(w), out=scaled)
+            out += scaled
     return out
 
 
@@ -67,10 +70,11 @@ def _member_names(tables: list[PredictionTable]) -> list[str]:
 
 
 def _same_keys(a: pd.DataFrame, b: pd.DataFrame) -> bool:
+    """Whether two tables cover the same frames in the same order (then their arrays need no merge)."""
     return (
         len(a) == len(b)
         and np.array_equal(a["frame"].to_numpy(), b["frame"].to_numpy())
-        and bool((a["video"].to_numpy() == b["video"].to_numpy()).all())
+        and bool((a["video"].array == b["video"].array).all())  # Arrow strings compare without Python objects
     )
 
 
@@ -94,11 +98,22 @@ def _common_keys(tables: list[PredictionTable]) -> pd.DataFrame:
     return index.sort_values().to_frame(index=False)
 
 
-def _rows(tab: PredictionTable, keys: pd.DataFrame, cols: list[str], same: bool) -> np.ndarray:
-    if same:
-        return tab.data[cols].to_numpy(np.float32)
-    pos = pd.MultiIndex.from_frame(tab.data[KEY]).get_indexer(pd.MultiIndex.from_frame(keys))
-    return tab.data[cols].to_numpy(np.float32)[pos]
+def _positions(tab: PredictionTable, keys: pd.DataFrame) -> np.ndarray:
+    return pd.MultiIndex.from_frame(tab.data[KEY]).get_indexer(pd.MultiIndex.from_frame(keys))
+
+
+def _fill(out: np.ndarray, data: pd.DataFrame, cols: list[str], rows: np.ndarray | None, block: int = 1 << 15) -> None:
+    """``out[i, j] = data[cols[j]][rows[i]]`` (all rows when ``rows`` is None), a block of rows at a time: each
+    column is copied whole into a small column-major buffer that is transposed into ``out`` while it is in
+    cache (pandas' own ``to_numpy`` interleaves columns into a frames-sized column-major array first)."""
+    columns = [data[c].to_numpy(np.float32) for c in cols]
+    buffer = np.empty((len(cols), block), dtype=np.float32)
+    for start in range(0, len(out), block):
+        stop = min(start + block, len(out))
+        part = slice(start, stop) if rows is None else rows[start:stop]
+        for j, column in enumerate(columns):
+            buffer[j, : stop - start] = column[part]
+        out[start:stop] = buffer[:, : stop - start].T
 
 
 def align(
@@ -135,5 +150,6 @@ def align(
     cols = output_columns(tasks, edition)
     values = np.empty((len(tables), len(keys), len(cols)), dtype=np.float32)
     for m, tab in enumerate(tables):
-        values[m] = _rows(tab, keys, cols, all(same))
+        rows = None if all(same) else _positions(tab, keys)
+        _fill(values[m], tab.data, cols, rows)
     return Stack(keys.reset_index(drop=True), values, cols, names, tasks, edition)

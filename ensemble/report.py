@@ -131,7 +131,13 @@ def _table_html(rows: list[dict], title: str) -> str:
         + "</tr>"
         for r in rows
     )
-    return f"<h2>{html.escape(title)}</h2><table><tr><th>predictions</th>{head}</tr>{body}</table>"
+    notes = "".join(
+        f"<li>{html.escape(r['name'].split(' ')[0])} post-processing {html.escape(r['post'])}</li>"
+        for r in rows
+        if "post" in r
+    )
+    notes = f"<ul>{notes}</ul>" if notes else ""
+    return f"<h2>{html.escape(title)}</h2><table><tr><th>predictions</th>{head}</tr>{body}</table>{notes}"
 
 
 def build_report(run_dir: str | Path, edition_year: int = DEFAULT_EDITION) -> str:

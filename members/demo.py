@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ensemble.align import align
+from ensemble.check import check_members
 from ensemble.contract import read_table, write_table
 from ensemble.evaluate import truths_for
 from ensemble.labels import read_labels
@@ -108,6 +109,8 @@ def fuse_all(out: Path, cfg: DemoConfig, paths: dict[str, list[Path]], log: Log)
     }
     val_truth, test_truth = truths_for(val.keys, labels["val"], edition), truths_for(test.keys, labels["test"], edition)
     rows_val, rows_test = member_rows(val, val_truth), member_rows(test, test_truth)
+    flagged = [f"{r.name} ({', '.join(r.tags)})" for r in check_members(val, test, val_truth) if r.flags]
+    log(f"member check, validation vs test: {'; '.join(flagged) if flagged else 'no member flagged'}")
     for method, params in cfg.fusions:
         log(f"fusing: {method}")
         fusion = fit_fusion(val, val_truth, method, params, smooth=True, thresholds=True, folds=cfg.data.val_videos)
