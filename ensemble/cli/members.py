@@ -10,10 +10,12 @@ from dataclasses import fields
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
 from ensemble.cli.app import app, console, err_console, progress_bar
 from ensemble.errors import AffectEnsError
 from ensemble.io import check_output
+from ensemble.outputs import Outputs
 from ensemble.tasks import get_edition, parse_tasks
 
 SPLIT = typer.Option(..., "--split", help="Split to predict: train, val or test.")
@@ -59,17 +61,42 @@ def parse_numbers(text: str, option: str, count: int | None = None) -> tuple[flo
     return values
 
 
+def parse_pairs(text: str, option: str) -> dict[str, str]:
+    """'contempt=other,uncertain=other' -> {'contempt': 'other', 'uncertain': 'other'}; else a one-line error."""
+    pairs = {}
+    for item in text.split(","):
+        key, sep, value = (part.strip() for part in item.partition("="))
+        if not (key and sep and value) or key in pairs:
+            raise AffectEnsError(f"{option} {text!r}: expected distinct name=value pairs separated by commas")
+        pairs[key] = value
+    return pairs
+
+
+def check_input_options(pixel_range, pixel_mean, pixel_std, bgr, preprocess) -> None:
+    """The keras member's input options that cannot go together."""
+    if pixel_range and pixel_mean:
+        raise AffectEnsError("--pixel-range and --pixel-mean exclude each other: a model takes one of the two")
+    if pixel_std and not pixel_mean:
+        raise AffectEnsError("--pixel-std divides after subtracting --pixel-mean; give both")
+    if preprocess and (pixel_range or pixel_mean or pixel_std or bgr is not None):
+        raise AffectEnsError(
+            "--preprocess sets the input convention; leave out --pixel-range/--pixel-mean/--pixel-std/--bgr"
+        )
+
+
 @app.command("train-member")
 def train_member_cmd(
     member: str = typer.Argument(..., help="Member type: cnn, cnn_rnn, cnn_transformer, committee or keras."),
     data: Path = DATA,
     out: Path = typer.Option(..., "--out", help="Run folder: config.json, last.pt (resume), best.pt, history.json."),
-    task: str = typer.Option(None, "--task", help="expr, va, au or mtl (all three) (default: expr)."),
+    task: str = typer.Option(
+        None, "--task", help="expr, va, au or mtl (all three) (default: expr; keras: what the model's outputs predict)."
+    ),
     backbone: str = typer.Option(None, help="timm backbone name (default: resnet18)."),
     weights: Path = typer.Option(
         None,
         help="cnn, committee: local file of pretrained backbone weights (nothing is downloaded); "
-        "keras: the Keras .h5 model file.",
+        "keras: the Keras model file (.h5 or .keras).",
     ),
     epochs: int = typer.Option(None, min=0, help="Training epochs (default: 5; keras: 0, import only)."),
     batch_size: int = typer.Option(None, min=1, help="Batch size (default: 64)."),
@@ -98,8 +125,29 @@ def train_member_cmd(
     lead: str = typer.Option(None, help="committee: the backbone deciding ties (default: vgg16)."),
     classes: str = typer.Option(
         None,
-        help="keras: the model's output classes in order, comma-separated; 'name=Class' maps a name onto an "
-        "ABAW class (default: FER2013's angry,disgust,fear,happy,sad,surprise,neutral).",
+        help="keras: the expression output's classes in order, comma-separated; each maps onto the ABAW class of "
+        "the same name or a synonym (happy: Happiness), others need --map "
+        "(default: FER2013's angry,disgust,fear,happy,sad,surprise,neutral).",
+    ),
+    class_map: str = typer.Option(
+        None,
+        "--map",
+        help="keras: model class=ABAW class pairs, e.g. contempt=other,uncertain=other; the probabilities of "
+        "classes mapped together are summed. A class that maps to no ABAW class is an error.",
+    ),
+    outputs: str = typer.Option(
+        None,
+        help="keras: which model output predicts what, role=output-name pairs; roles: expr, valence, arousal, "
+        "va (one output, two values), au (one sigmoid per AU, in the edition's order), e.g. "
+        "valence=dense_v,arousal=dense_a (default: the outputs' names when they say it, else one output's size "
+        "and activation: softmax expr, 12 sigmoids au, 2 tanh values va).",
+    ),
+    preprocess: str = typer.Option(
+        None,
+        help="keras: the model's input convention by name: tf (-1..1: Xception, MobileNetV2, fer), caffe (BGR minus "
+        "ImageNet means: VGG16, ResNet50), torch (ImageNet mean and std), raw (0..255: EfficientNet, whose "
+        "Rescaling/Normalization layers are inside), vggface1 (keras-vggface VGG16), vggface2 (keras-vggface "
+        "ResNet50/SENet50). Replaces --pixel-range, --pixel-mean, --pixel-std and --bgr.",
     ),
     pixel_range: str = typer.Option(
         None, help="keras: the model's input values for black,white pixels (default: -1,1 as in fer)."
@@ -110,6 +158,9 @@ def train_member_cmd(
         help="keras: caffe-style input, 0-255 pixels minus these per-channel means in the model's channel "
         "order, e.g. 93.594,104.762,129.186 for keras-vggface (replaces --pixel-range).",
     ),
+    pixel_std: str = typer.Option(
+        None, help="keras: with --pixel-mean, then divided by these per-channel values (torch style)."
+    ),
     config: Path = typer.Option(None, "--config", help="JSON config file; options given here override it."),
 ) -> None:
     """Train a member (resumes from RUN/last.pt if it exists), validating each epoch."""
@@ -118,8 +169,7 @@ def train_member_cmd(
     from members.train import train_member
 
     member_cls = MEMBERS.get(member)
-    if pixel_range and pixel_mean:
-        raise AffectEnsError("--pixel-range and --pixel-mean exclude each other: a model takes one of the two")
+    check_input_options(pixel_range, pixel_mean, pixel_std, bgr, preprocess)
     overrides = {
         "tasks": parse_tasks(task) if task else None,
         "backbone": backbone,
@@ -141,9 +191,13 @@ def train_member_cmd(
         "backbones": tuple(backbones.split(",")) if backbones else None,
         "lead": lead,
         "classes": tuple(c.strip() for c in classes.split(",")) if classes else None,
+        "class_map": parse_pairs(class_map, "--map") if class_map else None,
+        "outputs": parse_pairs(outputs, "--outputs") if outputs else None,
+        "preprocess": preprocess,
         "pixel_range": parse_numbers(pixel_range, "--pixel-range", 2) if pixel_range else None,
         "bgr": bgr,
         "pixel_mean": parse_numbers(pixel_mean, "--pixel-mean") if pixel_mean else None,
+        "pixel_std": parse_numbers(pixel_std, "--pixel-std") if pixel_std else None,
     }
     cfg = resolve_config(member_cls.config_class, config, overrides)
     get_edition(cfg.edition)
@@ -162,21 +216,30 @@ def train_member_cmd(
 
 @app.command("predict-member")
 def predict_member_cmd(
-    run: Path = typer.Argument(..., help="Run folder written by train-member."),
+    run: Path = typer.Argument(..., help="Run folder written by train-member or committee."),
     split: str = SPLIT,
     data: Path = DATA,
     out: Path = typer.Option(..., "--out", help="Prediction table to write (.parquet)."),
     frames: Path = FRAMES,
-    force: bool = typer.Option(False, "--force", help="Overwrite OUT."),
+    member_tables: bool = typer.Option(
+        False, "--member-tables", help="Committee runs: also write each member's table as OUT_STEM_<member>.parquet."
+    ),
+    force: bool = typer.Option(False, "--force", help="Overwrite OUT (and the member tables) if this tool wrote them."),
 ) -> None:
     """Write a prediction table with a row for every frame of every video of the split."""
+    from members.committee import member_table_paths
     from members.predict import predict_member
 
-    check_output(out, force)
-    with progress_bar("predicting") as advance:
-        table, filled = predict_member(run, data, split, out, frames=frames, progress=advance)
+    with Outputs(force=force, inputs=[run, data, frames]) as outs, progress_bar("predicting") as advance:
+        paths = member_table_paths(run, out) if member_tables else {}
+        member_outs = {name: outs.file(path) for name, path in paths.items()}
+        table, filled = predict_member(
+            run, data, split, outs.file(out), frames=frames, progress=advance, member_outs=member_outs
+        )
     err_console.print(f"filled {filled} frame(s) without a face image from their neighbours")
-    console.print(f"wrote {out}: {len(table.data)} frames of {table.data['video'].nunique()} videos")
+    for path in paths.values():
+        console.print(f"wrote {escape(str(path))}", highlight=False)
+    console.print(f"wrote {escape(str(out))}: {len(table.data)} frames of {table.data['video'].nunique()} videos")
 
 
 @app.command("extract-features")
