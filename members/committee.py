@@ -1,12 +1,17 @@
-"""The ``committee`` member: several backbones, each a cnn member of its own, voting per frame.
+"""The ``committee`` member: several members voting per frame, ties broken by the lead.
 
-By default a VGG-Face-style VGG16 leads Xception, BiT ResNetV2-50x1 and EfficientNet-B1 (timm names);
-ties are decided by the lead. The committee writes its own table and each backbone's table, so the
-fusion can also use the backbones separately.
+Two ways to make one. ``train-member committee`` trains timm backbones, each a cnn member of its own in
+``RUN/<backbone>`` (by default a VGG-Face-style VGG16 leads Xception, BiT ResNetV2-50x1 and EfficientNet-B1).
+``affect-ens committee RUN... --lead RUN --out COMMITTEE`` assembles one from finished member runs of any
+kind (imported Keras models, timm cnns, temporal members, other committees): the committee's run folder
+names them, it copies nothing. Either way ``predict-member`` predicts with every member, votes per frame
+(classes for EXPR, units for AU, the median for VA), lets the lead decide ties, and writes the committee's
+table (and, on request, each member's).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -17,6 +22,8 @@ from ensemble.align import align
 from ensemble.contract import PredictionTable, TableMeta, write_table
 from ensemble.errors import AffectEnsError
 from ensemble.fusion.vote import VoteFuser
+from ensemble.outputs import STAMP, atomic_file, safe_join, temp_sibling
+from ensemble.tasks import DEFAULT_EDITION, TASKS
 from members.cnn import CnnConfig, CnnMember
 from members.registry import MEMBERS
 
@@ -26,10 +33,11 @@ DEFAULT_BACKBONES = ("vgg16", "xception41", "resnetv2_50x1_bit", "efficientnet_b
 @dataclass
 class CommitteeConfig:
     backbones: tuple[str, ...] = DEFAULT_BACKBONES  # timm names; tiny ones (test_resnet, ...) for CPUs
-    lead: str = "vgg16"  # the backbone deciding ties (VGG-Face in the seed's committee)
+    lead: str = "vgg16"  # the member deciding ties: a backbone, or the name of one of ``runs``
+    runs: tuple[str, ...] = ()  # an assembled committee's member run folders (absolute); then no backbones
     weights_dir: str | None = None  # optional folder of local weights files named <backbone>.pth
     tasks: tuple[str, ...] = ("expr",)
-    edition: int = 2025
+    edition: int = DEFAULT_EDITION
     image_size: int = 112
     epochs: int = 5
     batch_size: int = 32
@@ -63,6 +71,10 @@ def train_committee(member_cls, cfg: CommitteeConfig, data_root: Path, run_dir: 
     """Train every backbone in ``run_dir/<backbone>`` (each resumable); returns one history row per backbone."""
     from members.train import train_member
 
+    if cfg.runs:
+        raise AffectEnsError(
+            "committee: a committee of existing runs is assembled with 'affect-ens committee', not trained"
+        )
     check_lead(cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.json").write_text(json.dumps({"member": member_cls.__name__, **asdict(cfg)}, indent=1))
@@ -75,8 +87,73 @@ def train_committee(member_cls, cfg: CommitteeConfig, data_root: Path, run_dir: 
     return rows
 
 
+# --- a committee assembled from finished runs ---------------------------------------------------------
+
+
+def _member_info(run: Path) -> tuple[str, tuple[str, ...], int]:
+    """(member type, tasks, edition) of a finished run; anything else is a one-line error."""
+    from members.predict import load_config
+
+    member_cls, cfg = load_config(run)
+    name = next(n for n in MEMBERS.names() if MEMBERS.get(n) is member_cls)
+    return name, tuple(cfg.tasks), cfg.edition
+
+
+def assemble_committee(runs: list[Path], lead: Path | None, folder: Path) -> CommitteeConfig:
+    """Write a committee run into ``folder`` (config.json, best.pt) from finished member runs voting with
+    ties decided by ``lead`` (default: the first run). Members are named after their run folders, which must
+    differ; they must share an edition and at least one task (the committee predicts the shared tasks)."""
+    if len(runs) < 2:
+        raise AffectEnsError(f"committee: {len(runs)} run given; a committee needs at least two")
+    names = [Path(r).resolve().name for r in runs]
+    twice = next((n for n in names if names.count(n) > 1), None)
+    if twice:
+        raise AffectEnsError(f"committee: two runs are named {twice!r}; members are named after their run folders")
+    resolved = [Path(r).resolve() for r in runs]
+    if lead is not None and Path(lead).resolve() not in resolved:
+        raise AffectEnsError(f"committee: --lead {lead} is not one of its runs: {', '.join(map(str, runs))}")
+    info = {name: _member_info(Path(run)) for name, run in zip(names, runs)}
+    editions = {ed for _, _, ed in info.values()}
+    if len(editions) > 1:
+        raise AffectEnsError(f"committee: the runs use different editions ({', '.join(map(str, sorted(editions)))})")
+    tasks = tuple(t for t in TASKS if all(t in ts for _, ts, _ in info.values()))
+    if not tasks:
+        listing = "; ".join(f"{n}: {'+'.join(ts)}" for n, (_, ts, _) in info.items())
+        raise AffectEnsError(f"committee: the runs share no task ({listing})")
+    lead_name = Path(lead).resolve().name if lead is not None else names[0]
+    cfg = CommitteeConfig(
+        backbones=(), lead=lead_name, runs=tuple(map(str, resolved)), tasks=tasks, edition=editions.pop()
+    )
+    with atomic_file(folder / "config.json") as tmp:
+        tmp.write_text(json.dumps({"member": CommitteeMember.__name__, "generator": STAMP, **asdict(cfg)}, indent=1))
+    with atomic_file(folder / "best.pt") as tmp:  # what marks a finished run; the members hold the weights
+        torch.save({"runs": list(cfg.runs), "lead": cfg.lead}, tmp)
+    return cfg
+
+
+# --- voting -------------------------------------------------------------------------------------------
+
+
+def committee_members(cfg: CommitteeConfig, run_dir: Path) -> dict[str, Path]:
+    """Member name -> its run folder: the assembled runs, or the trained backbones inside ``run_dir``."""
+    if cfg.runs:
+        return {Path(run).name: Path(run) for run in cfg.runs}
+    return {backbone: run_dir / backbone for backbone in cfg.backbones}
+
+
+def member_table_paths(run_dir: Path, out: Path) -> dict[str, Path]:
+    """Where ``predict-member --member-tables`` puts each member's table: ``<out stem>_<member><suffix>``."""
+    from members.predict import load_config
+
+    member_cls, cfg = load_config(run_dir)
+    if member_cls is not CommitteeMember:
+        raise AffectEnsError(f"{run_dir}: not a committee run; --member-tables applies to committees")
+    names = committee_members(cfg, run_dir)
+    return {name: safe_join(out.parent, f"{out.stem}_{name}", out.suffix, what="member name") for name in names}
+
+
 def committee_vote(tables: list[PredictionTable], lead: str) -> PredictionTable:
-    """Per-frame majority vote of the backbones' tables, ties decided by ``lead``."""
+    """Per-frame majority vote of the members' tables, ties decided by ``lead``."""
     stack = align(tables)
     fuser = VoteFuser(tie_break="lead", lead=lead).fit(stack, {})
     from ensemble.pipeline import Fusion, fused_table
@@ -86,32 +163,48 @@ def committee_vote(tables: list[PredictionTable], lead: str) -> PredictionTable:
     return table
 
 
-def predict_committee(
-    cfg: CommitteeConfig, run_dir: Path, data_root: Path, split: str, out: Path, frames=None, progress=None
-) -> tuple[PredictionTable, int]:
-    """Each backbone's table (``<out stem>_<backbone>.parquet``), then the committee's own at ``out``."""
+def _member_prediction(run: Path, data_root: Path, split: str, path: Path | None, scratch: Path, frames, progress):
+    """A member's table, written at ``path`` when asked for, else only through a scratch file."""
     from members.predict import predict_member
 
+    if path is not None:
+        return predict_member(run, data_root, split, path, frames=frames, progress=progress)
+    tmp = temp_sibling(scratch)
+    try:
+        return predict_member(run, data_root, split, tmp, frames=frames, progress=progress)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+
+
+def predict_committee(
+    cfg: CommitteeConfig,
+    run_dir: Path,
+    data_root: Path,
+    split: str,
+    out: Path,
+    frames=None,
+    progress=None,
+    member_outs: dict[str, Path] | None = None,
+) -> tuple[PredictionTable, int]:
+    """Every member's table (written to ``member_outs[name]`` where given), then the committee's at ``out``."""
+    member_outs = member_outs or {}
     tables, filled = [], 0
-    for backbone in cfg.backbones:
-        path = out.with_name(f"{out.stem}_{backbone}{out.suffix}")
-        table, filled = predict_member(run_dir / backbone, data_root, split, path, frames=frames, progress=progress)
-        tables.append(table)  # its member name is its run folder's: the backbone
+    for name, run in committee_members(cfg, run_dir).items():
+        table, count = _member_prediction(run, data_root, split, member_outs.get(name), out, frames, progress)
+        table.meta.member = name
+        tables.append(table)
+        filled = max(filled, count)
     voted = committee_vote(tables, cfg.lead)
-    voted.meta = TableMeta(
-        tuple(cfg.tasks),
-        cfg.edition,
-        run_dir.name,
-        split,
-        {**voted.meta.extra, "config": asdict(cfg), "filled_frames": filled},
-    )
+    extra = {**voted.meta.extra, "config": asdict(cfg), "filled_frames": filled}
+    voted.meta = TableMeta(voted.meta.tasks, cfg.edition, run_dir.name, split, extra)
     write_table(voted, out)
     return voted, filled
 
 
 @MEMBERS.register("committee")
 class CommitteeMember:
-    """Backbones voting per frame, ties broken by the lead."""
+    """Members voting per frame, ties broken by the lead."""
 
     config_class = CommitteeConfig
     train = staticmethod(train_committee)

@@ -31,6 +31,7 @@ def load_config(run_dir: Path):
     if not config_file.is_file() or not best.is_file():
         raise DataError(f"{run_dir}: not a finished run (needs config.json and best.pt)")
     raw = json.loads(config_file.read_text())
+    raw.pop("generator", None)  # the tool's stamp, not a config field
     class_name = raw.pop("member")
     member_cls = next(MEMBERS.get(n) for n in MEMBERS.names() if MEMBERS.get(n).__name__ == class_name)
     return member_cls, member_cls.config_class(**{**raw, "tasks": tuple(raw["tasks"])})
@@ -42,7 +43,7 @@ def load_run(run_dir: Path):
     best = run_dir / "best.pt"
     model = member_cls.network(cfg, get_edition(cfg.edition))
     try:
-        model.load_state_dict(torch.load(best, map_location="cpu", weights_only=False)["model"])
+        model.load_state_dict(torch.load(best, map_location="cpu", weights_only=True)["model"])
     except RuntimeError as exc:  # a best.pt from another config or version of the member
         detail = " ".join(str(exc).split())[:160]
         raise DataError(f"{best}: the weights do not fit the run's config.json ({detail})") from None
@@ -97,11 +98,13 @@ def predict_member(
     frames: Path | None = None,
     batch_size: int = 128,
     progress: Progress | None = None,
+    member_outs: dict[str, Path] | None = None,
 ) -> tuple[PredictionTable, int]:
-    """Write the run's prediction table for every frame of ``split``; returns it and the filled count."""
+    """Write the run's prediction table for every frame of ``split``; returns it and the filled count.
+    A committee also writes each member's table where ``member_outs`` names a path for it."""
     member_cls, cfg = load_config(run_dir)
     if hasattr(member_cls, "predict"):
-        return member_cls.predict(cfg, run_dir, data_root, split, out, frames, progress)
+        return member_cls.predict(cfg, run_dir, data_root, split, out, frames, progress, member_outs)
     if getattr(member_cls, "on_features", False):
         from members.temporal_train import predict_temporal
 

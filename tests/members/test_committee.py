@@ -1,14 +1,32 @@
-"""The committee member: tiny backbones, its own and each backbone's tables, ties decided by the lead."""
+"""The committee member: trained from tiny backbones, or assembled from finished runs of any kind (imported
+Keras models, timm cnns); its own and each member's tables; ties decided by the lead."""
+
+import json
+import os
+
+os.environ.setdefault("KERAS_BACKEND", "torch")
 
 import numpy as np
 import pandas as pd
 import pytest
+from keras_apps import NINE_CLASSES, NINE_TO_ABAW
+from test_cli import run_cli
 
 from ensemble.contract import PredictionTable, TableMeta, read_table
 from ensemble.errors import AffectEnsError
 from ensemble.tasks import get_edition
-from members.committee import CommitteeConfig, CommitteeMember, committee_vote, train_committee
+from members.cnn import CnnConfig, CnnMember
+from members.committee import (
+    CommitteeConfig,
+    CommitteeMember,
+    assemble_committee,
+    committee_vote,
+    member_table_paths,
+    train_committee,
+)
+from members.keras import KerasConfig, KerasMember, train_keras
 from members.predict import predict_member
+from members.train import train_member
 
 TINY = ("test_resnet", "test_efficientnet", "test_convnext")
 
@@ -21,7 +39,10 @@ def test_committee_trains_and_writes_its_own_and_each_backbones_table(tiny_datas
     rows = train_committee(CommitteeMember, cfg, root, tmp_path / "committee")
     assert [r["backbone"] for r in rows] == list(TINY)
     out = tmp_path / "preds" / "committee_test.parquet"
-    predict_member(tmp_path / "committee", root, "test", out)
+    out.parent.mkdir()
+    predict_member(
+        tmp_path / "committee", root, "test", out, member_outs=member_table_paths(tmp_path / "committee", out)
+    )
     own = read_table(out)
     assert own.data.groupby("video").size().to_dict() == summary["frames"]["test"]
     assert own.meta.extra["method"] == "committee vote, ties by test_efficientnet"
@@ -50,3 +71,118 @@ def test_a_hand_built_tie_is_decided_by_the_lead():
 def test_lead_must_be_a_backbone(tmp_path):
     with pytest.raises(AffectEnsError, match="lead 'vgg16' is not one of its backbones: test_resnet"):
         train_committee(CommitteeMember, CommitteeConfig(backbones=("test_resnet",)), tmp_path, tmp_path / "run")
+
+
+# --- committees assembled from finished runs -----------------------------------------------------------
+
+
+def _winners(tables: dict[str, pd.DataFrame], lead: str) -> np.ndarray:
+    """Per frame: the class most members pick, the lead's pick when several classes have the most votes."""
+    picks = np.stack([t.filter(like="expr_").to_numpy().argmax(1) for t in tables.values()])
+    counts = np.stack([(picks == k).sum(0) for k in range(8)], 1)
+    tied = (counts == counts.max(1, keepdims=True)).sum(1) > 1
+    return np.where(tied, picks[list(tables).index(lead)], counts.argmax(1))
+
+
+def _cli(*args):
+    """The CLI run in this process (no interpreter start-up), for steps that must succeed."""
+    from typer.testing import CliRunner
+
+    from ensemble.cli import app
+
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    assert result.exit_code == 0, f"{result.output} {result.exception!r}"
+    return result
+
+
+def test_keras_committee_from_runs_to_a_valid_submission(keras_apps, tiny_dataset, tmp_path):
+    """Four Keras models on the 9-class set, imported with the class map, voting with ties by VGG-Face."""
+    root, summary = tiny_dataset
+    members = {
+        "vggface": ("vggface_vgg16", "h5"),
+        "xception": ("xception", "keras"),
+        "efficientnet": ("efficientnet_b1", "keras"),
+        "resnet": ("resnet50", "h5"),
+    }
+    runs = {name: tmp_path / "runs" / name for name in members}
+    for name, (app, fmt) in members.items():
+        saved = keras_apps(app)
+        _cli(
+            *("train-member", "keras", "--weights", saved.files[fmt], "--data", root, "--out", runs[name]),
+            *("--classes", ",".join(NINE_CLASSES), "--map", "contempt=other,uncertain=other"),
+            *("--preprocess", saved.preprocess),
+        )
+    saved_cfg = json.loads((runs["vggface"] / "config.json").read_text())
+    assert saved_cfg["classes"] == list(NINE_CLASSES) and saved_cfg["class_map"] == NINE_TO_ABAW
+    committee = tmp_path / "runs" / "committee"
+    assert "ties by vggface" in _cli("committee", *runs.values(), "--lead", runs["vggface"], "--out", committee).stdout
+    out = tmp_path / "preds" / "committee_test.parquet"
+    _cli("predict-member", committee, "--split", "test", "--data", root, "--out", out, "--member-tables")
+    table = read_table(out)
+    assert table.data.groupby("video").size().to_dict() == summary["frames"]["test"]
+    assert table.meta.extra["method"] == "committee vote, ties by vggface"
+    tables = {name: read_table(out.with_name(f"committee_test_{name}.parquet")).data for name in members}
+    assert (table.data.filter(like="expr_").to_numpy().argmax(1) == _winners(tables, "vggface")).all()
+    frames = root / "test_frames.csv"
+    _cli("submit", out, "--track", "expr", "--frames", frames, "--out", tmp_path / "submission")
+    zipped = tmp_path / "submission" / "submission.zip"
+    result = run_cli("validate-submission", zipped, "--track", "expr", "--frames", frames)  # its exit code counts
+    assert result.returncode == 0 and "valid expr submission" in result.stdout, result.stdout + result.stderr
+
+
+def _constant_keras_run(folder, data_root, name: str, winner: str):
+    """A Keras model (9 classes) that picks ``winner`` whatever the face, imported as a member."""
+    import keras
+
+    inputs = keras.Input((8, 8, 3))
+    dense = keras.layers.Dense(9, activation="softmax", name="fc8")
+    model = keras.Model(inputs, dense(keras.layers.GlobalAveragePooling2D()(inputs)))
+    dense.set_weights([np.zeros((3, 9), np.float32), 4.0 * np.eye(9, dtype=np.float32)[NINE_CLASSES.index(winner)]])
+    model.save(folder / f"{name}.h5")
+    cfg = KerasConfig(weights=str(folder / f"{name}.h5"), classes=NINE_CLASSES, class_map=NINE_TO_ABAW)
+    train_keras(KerasMember, cfg, data_root, folder / name)
+    return folder / name
+
+
+def _committee_says(runs, lead, data_root, folder, name):
+    (folder / name).mkdir()
+    assemble_committee(runs, lead, folder / name)
+    out = folder / f"{name}.parquet"
+    table, _ = predict_member(folder / name, data_root, "test", out, member_outs=member_table_paths(folder / name, out))
+    classes = [c.removeprefix("expr_") for c in table.data.filter(like="expr_").columns]
+    return [classes[i] for i in table.data.filter(like="expr_").to_numpy().argmax(1)], out
+
+
+def test_ties_are_broken_by_the_lead_in_a_committee_of_runs_of_any_kind(tiny_dataset, tmp_path):
+    """Two members say anger, two say happy on every frame: the lead decides. With a timm cnn beside one
+    anger and one happy member, the cnn's pick wins where it agrees with one of them, the lead elsewhere."""
+    root, _ = tiny_dataset
+    angry = [_constant_keras_run(tmp_path, root, f"angry{i}", "anger") for i in (1, 2)]
+    happy = [_constant_keras_run(tmp_path, root, f"happy{i}", "happy") for i in (1, 2)]
+    four = [angry[0], happy[0], happy[1], angry[1]]
+    assert set(_committee_says(four, angry[1], root, tmp_path, "lead_angry")[0]) == {"anger"}
+    assert set(_committee_says(four, happy[1], root, tmp_path, "lead_happy")[0]) == {"happiness"}
+    assert set(_committee_says(four[:3], angry[0], root, tmp_path, "majority")[0]) == {"happiness"}
+
+    cnn = tmp_path / "cnn"
+    train_member(CnnMember, CnnConfig(backbone="test_resnet", image_size=32, epochs=1, batch_size=16), root, cnn)
+    said, out = _committee_says([cnn, angry[0], happy[0]], angry[0], root, tmp_path, "mixed")
+    cnn_table = read_table(out.with_name("mixed_cnn.parquet")).data.filter(like="expr_")
+    cnn_says = cnn_table.columns.str.removeprefix("expr_")[cnn_table.to_numpy().argmax(1)]
+    assert said == ["happiness" if c == "happiness" else "anger" for c in cnn_says]
+
+
+def test_assembling_checks_the_runs(tiny_dataset, tmp_path):
+    root, _ = tiny_dataset
+    expr = _constant_keras_run(tmp_path, root, "expr", "fear")
+    va = tmp_path / "va"
+    train_member(CnnMember, CnnConfig(backbone="test_resnet", tasks=("va",), image_size=32, epochs=1), root, va)
+    with pytest.raises(AffectEnsError, match=r"the runs share no task \(expr: expr; va: va\)"):
+        assemble_committee([expr, va], None, tmp_path)
+    with pytest.raises(AffectEnsError, match="--lead .* is not one of its runs"):
+        assemble_committee([expr, va], tmp_path / "elsewhere", tmp_path)
+    with pytest.raises(AffectEnsError, match="two runs are named 'expr'"):
+        assemble_committee([expr, tmp_path / "x" / "expr"], None, tmp_path)
+    with pytest.raises(AffectEnsError, match="not a committee run; --member-tables applies to committees"):
+        member_table_paths(expr, tmp_path / "out.parquet")
+    assert not (tmp_path / "config.json").exists()
