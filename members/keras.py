@@ -132,12 +132,15 @@ def class_mapping(classes, class_map: dict[str, str], edition: Edition) -> np.nd
     mapping = np.zeros((len(classes), len(edition.expr_classes)), np.float32)
     for i, name in enumerate(classes):
         name, _, inline = name.partition("=")  # 'contempt=Other' in --classes: the older spelling of --map
-        target = lowered.get(name.lower(), inline or name)
-        found = _abaw_class(target, edition)
+        mapped = lowered.get(name.lower(), inline)
+        found = _abaw_class(mapped or name, edition)
         if found is None:
+            listing = ", ".join(edition.expr_classes)
             raise DataError(
-                f"keras member: class {name!r} maps to no {edition.year} expression class "
-                f"({', '.join(edition.expr_classes)}); map it with --map {name}=<class>"
+                f"keras member: --map {name}={mapped}: {mapped!r} is not a {edition.year} expression class ({listing})"
+                if mapped
+                else f"keras member: class {name!r} maps to no {edition.year} expression class ({listing}); "
+                f"map it with --map {name}=<class>"
             )
         mapping[i, edition.expr_classes.index(found)] = 1.0
     return mapping
