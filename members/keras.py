@@ -201,8 +201,13 @@ def output_roles(
     return roles
 
 
-def expected_units(role: str, n_classes: int, n_aus: int) -> int:
-    return {"expr": n_classes, "valence": 1, "arousal": 1, "va": 2, "au": n_aus}[role]
+def check_output_sizes(roles: dict[str, str], shapes: dict[str, tuple[int, ...]], n_classes: int, n_aus: int) -> None:
+    """Each output has one value per class (expr), per AU (au), one (valence, arousal) or two (va)."""
+    for role, name in roles.items():
+        units = {"expr": n_classes, "valence": 1, "arousal": 1, "va": 2, "au": n_aus}[role]
+        if shapes[name] != (units,):
+            what = "--classes names" if role == "expr" else f"a {role} output has"
+            raise DataError(f"keras member: output {name!r} gives {shapes[name]} values per face; {what} {units}")
 
 
 class KerasNet(nn.Module):
@@ -229,13 +234,7 @@ class KerasNet(nn.Module):
             raise DataError(
                 f"keras member: the model's outputs give task(s) {'+'.join(self.tasks)}, not {'+'.join(cfg.tasks)}"
             )
-        for role, name in self.roles.items():
-            units = expected_units(role, len(cfg.classes), len(edition.aus))
-            if self.graph.output_shapes[name] != (units,):
-                what = "--classes names" if role == "expr" else f"a {role} output has"
-                raise DataError(
-                    f"keras member: output {name!r} gives {self.graph.output_shapes[name]} values per face; {what} {units}"
-                )
+        check_output_sizes(self.roles, self.graph.output_shapes, len(cfg.classes), len(edition.aus))
         self._input_convention(input_convention(cfg), channels)
         if "expr" in self.roles:
             self.register_buffer("mapping", torch.from_numpy(class_mapping(cfg.classes, cfg.class_map, edition)), False)

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.utils import skip_init
 
 from ensemble.errors import DataError
 from ensemble.registry import Registry
@@ -419,7 +420,8 @@ def _param(array: np.ndarray) -> nn.Parameter:
 def _depthwise(cfg: dict, kernel: np.ndarray, padding: tuple[int, int] | int = 0) -> nn.Conv2d:
     """Keras depthwise kernel (kh, kw, in, multiplier) -> grouped conv; output channel c * multiplier + m."""
     kh, kw, cin, mult = kernel.shape
-    conv = nn.Conv2d(
+    conv = skip_init(  # no random initialisation: every weight is set from the file
+        nn.Conv2d,
         cin,
         cin * mult,
         (kh, kw),
@@ -436,7 +438,8 @@ def _depthwise(cfg: dict, kernel: np.ndarray, padding: tuple[int, int] | int = 0
 def _conv(kernel: np.ndarray, bias: np.ndarray | None, cfg: dict, padding: tuple[int, int] | int = 0) -> nn.Conv2d:
     """Keras kernel (kh, kw, in, out) -> torch weight (out, in, kh, kw)."""
     kh, kw, cin, cout = kernel.shape
-    conv = nn.Conv2d(
+    conv = skip_init(
+        nn.Conv2d,
         cin,
         cout,
         (kh, kw),
@@ -506,7 +509,7 @@ def batch_norm(cfg: dict, w: list[np.ndarray]) -> nn.Module:
 @LAYERS.register("Dense")
 def dense(cfg: dict, w: list[np.ndarray]) -> nn.Module:
     """Keras kernel (in, out) -> torch weight (out, in); applied along the channel dimension."""
-    linear = nn.Linear(*w[0].shape, bias=cfg["use_bias"])
+    linear = skip_init(nn.Linear, *w[0].shape, bias=cfg["use_bias"])
     linear.weight = _param(w[0].T)
     if cfg["use_bias"]:
         linear.bias = _param(w[1])
@@ -779,13 +782,15 @@ def build_graph(arch: dict, weights: dict[str, list[np.ndarray]] | None = None, 
         weights = {k: [np.zeros(s, np.float32) for s in shapes] for k, shapes in arch["weight_shapes"].items()}
     graph = KerasGraph(parse_model(arch["model_config"], weights))
     h, w, c = graph.input_shape
-    try:
+    meta = {k: torch.empty_like(v, device="meta") for k, v in graph.state_dict(keep_vars=True).items()}
+    try:  # a dry run on the meta device: every shape checked and found, nothing computed
         with torch.no_grad():
-            heads = graph.eval().heads(torch.zeros(1, c, h, w))
+            out = torch.func.functional_call(graph.eval(), meta, (torch.empty(1, c, h, w, device="meta"),))
     except (RuntimeError, ValueError, IndexError, KeyError) as exc:
         detail = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
         raise DataError(f"{source or 'the'} Keras model does not run once rebuilt ({detail})") from None
-    graph.output_shapes = {name: tuple(value.shape[1:]) for name, value in heads.items()}
+    outs = out if isinstance(out, tuple) else (out,)
+    graph.output_shapes = {name: tuple(value.shape[1:]) for name, value in zip(graph.output_names, outs)}
     return graph
 
 
