@@ -144,11 +144,13 @@ def _constant_keras_run(folder, data_root, name: str, winner: str):
     return folder / name
 
 
-def _committee_says(runs, lead, data_root, folder, name):
+def _committee_says(runs, lead, data_root, folder, name, member_tables=True):
     (folder / name).mkdir()
     assemble_committee(runs, lead, folder / name)
-    out = folder / f"{name}.parquet"
-    table, _ = predict_member(folder / name, data_root, "test", out, member_outs=member_table_paths(folder / name, out))
+    out = folder / "preds" / f"{name}.parquet"
+    out.parent.mkdir(exist_ok=True)
+    extra = member_table_paths(folder / name, out) if member_tables else None
+    table, _ = predict_member(folder / name, data_root, "test", out, member_outs=extra)
     classes = [c.removeprefix("expr_") for c in table.data.filter(like="expr_").columns]
     return [classes[i] for i in table.data.filter(like="expr_").to_numpy().argmax(1)], out
 
@@ -160,7 +162,8 @@ def test_ties_are_broken_by_the_lead_in_a_committee_of_runs_of_any_kind(tiny_dat
     angry = [_constant_keras_run(tmp_path, root, f"angry{i}", "anger") for i in (1, 2)]
     happy = [_constant_keras_run(tmp_path, root, f"happy{i}", "happy") for i in (1, 2)]
     four = [angry[0], happy[0], happy[1], angry[1]]
-    assert set(_committee_says(four, angry[1], root, tmp_path, "lead_angry")[0]) == {"anger"}
+    assert set(_committee_says(four, angry[1], root, tmp_path, "lead_angry", member_tables=False)[0]) == {"anger"}
+    assert [p.name for p in (tmp_path / "preds").iterdir()] == ["lead_angry.parquet"]  # no member tables left
     assert set(_committee_says(four, happy[1], root, tmp_path, "lead_happy")[0]) == {"happiness"}
     assert set(_committee_says(four[:3], angry[0], root, tmp_path, "majority")[0]) == {"happiness"}
 
