@@ -722,6 +722,18 @@ def _key(name: str) -> str:
     return name.replace(".", "_")
 
 
+def _convert(layer: KerasLayer) -> nn.Module:
+    """The layer's torch module; a config or weights it cannot use is a one-line error naming the layer."""
+    try:
+        return LAYERS.get(layer.kind)(layer.config, layer.weights)
+    except (IndexError, KeyError, TypeError, ValueError) as exc:
+        detail = (str(exc).splitlines() or [""])[0][:100]
+        raise DataError(
+            f"Keras layer {layer.name!r} of class {layer.kind}: its config or weights do not fit "
+            f"({type(exc).__name__}: {detail}; {len(layer.weights)} weight array(s) found)"
+        ) from None
+
+
 class KerasGraph(nn.Module):
     """The Keras model as torch: NCHW in, the model's output out (channels first where spatial); a model
     with several outputs returns them as a tuple, and ``heads`` names them."""
@@ -736,8 +748,9 @@ class KerasGraph(nn.Module):
             if layer.model is not None:
                 self.blocks[_key(layer.name)] = KerasGraph(layer.model)
             elif layer.kind != "InputLayer":
-                self.blocks[_key(layer.name)] = LAYERS.get(layer.kind)(layer.config, layer.weights)
-        self.classifier = next(layer.name for layer in reversed(model.layers) if layer.weights or layer.model)
+                self.blocks[_key(layer.name)] = _convert(layer)
+        weighted = [layer.name for layer in model.layers if layer.weights or layer.model]
+        self.classifier = weighted[-1] if weighted else model.outputs[0]
         self.activations = {n: final_activation(model, o) for n, o in zip(self.output_names, self.output_layers)}
 
     def run(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -780,7 +793,10 @@ def build_graph(arch: dict, weights: dict[str, list[np.ndarray]] | None = None, 
     check_layers(arch["model_config"], source or "the Keras model")
     if weights is None:
         weights = {k: [np.zeros(s, np.float32) for s in shapes] for k, shapes in arch["weight_shapes"].items()}
-    graph = KerasGraph(parse_model(arch["model_config"], weights))
+    try:
+        graph = KerasGraph(parse_model(arch["model_config"], weights))
+    except DataError as exc:  # name the file in errors about its layers
+        raise DataError(f"{source}: {exc}" if source and not str(exc).startswith(source) else str(exc)) from None
     h, w, c = graph.input_shape
     meta = {k: torch.empty_like(v, device="meta") for k, v in graph.state_dict(keep_vars=True).items()}
     try:  # a dry run on the meta device: every shape checked and found, nothing computed

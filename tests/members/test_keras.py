@@ -287,6 +287,13 @@ def test_unsupported_or_foreign_files_are_one_line_errors(tmp_path):
     (tmp_path / "notes.h5").write_text("not hdf5")
     with pytest.raises(DataError, match="not an HDF5 file"):
         load_keras_model(tmp_path / "notes.h5")
+    path, _ = _sequential(tmp_path / "no_weights.h5", rng)
+    with h5py.File(path, "a") as f:
+        f["model_weights"]["d"].attrs["weight_names"] = []
+    with pytest.raises(
+        DataError, match=r"no_weights.h5: Keras layer 'd' of class Dense: its config or weights do not fit"
+    ):
+        load_keras_model(path)
     with zipfile.ZipFile(tmp_path / "other.keras", "w") as zf:
         zf.writestr("notes.txt", "a zip, not a model")
     with pytest.raises(DataError, match="other.keras: a zip without config.json, not a Keras .keras model"):
