@@ -100,3 +100,15 @@ ROWS_8 = [
     ("v2", 1, 6, 1.0, -1.0, [0, 1] * 4),
 ]
 COUNTS = {"v1": 3, "v2": 2}
+
+
+def cli_in_process(*args):
+    """The CLI run in this process (no interpreter start-up, no torch import), for steps that must succeed;
+    subprocess runs (test_cli.run_cli) check exit codes and one-line errors."""
+    from typer.testing import CliRunner
+
+    from ensemble.cli import app
+
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    assert result.exit_code == 0, f"{result.output} {result.exception!r}"
+    return result

@@ -9,6 +9,7 @@ os.environ.setdefault("KERAS_BACKEND", "torch")
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import cli_in_process
 from keras_apps import NINE_CLASSES, NINE_TO_ABAW
 from test_cli import run_cli
 
@@ -84,17 +85,6 @@ def _winners(tables: dict[str, pd.DataFrame], lead: str) -> np.ndarray:
     return np.where(tied, picks[list(tables).index(lead)], counts.argmax(1))
 
 
-def _cli(*args):
-    """The CLI run in this process (no interpreter start-up), for steps that must succeed."""
-    from typer.testing import CliRunner
-
-    from ensemble.cli import app
-
-    result = CliRunner().invoke(app, [str(a) for a in args])
-    assert result.exit_code == 0, f"{result.output} {result.exception!r}"
-    return result
-
-
 def test_keras_committee_from_runs_to_a_valid_submission(keras_apps, tiny_dataset, tmp_path):
     """Four Keras models on the 9-class set, imported with the class map, voting with ties by VGG-Face."""
     root, summary = tiny_dataset
@@ -107,7 +97,7 @@ def test_keras_committee_from_runs_to_a_valid_submission(keras_apps, tiny_datase
     runs = {name: tmp_path / "runs" / name for name in members}
     for name, (app, fmt) in members.items():
         saved = keras_apps(app)
-        _cli(
+        cli_in_process(
             *("train-member", "keras", "--weights", saved.files[fmt], "--data", root, "--out", runs[name]),
             *("--classes", ",".join(NINE_CLASSES), "--map", "contempt=other,uncertain=other"),
             *("--preprocess", saved.preprocess),
@@ -115,16 +105,19 @@ def test_keras_committee_from_runs_to_a_valid_submission(keras_apps, tiny_datase
     saved_cfg = json.loads((runs["vggface"] / "config.json").read_text())
     assert saved_cfg["classes"] == list(NINE_CLASSES) and saved_cfg["class_map"] == NINE_TO_ABAW
     committee = tmp_path / "runs" / "committee"
-    assert "ties by vggface" in _cli("committee", *runs.values(), "--lead", runs["vggface"], "--out", committee).stdout
+    assert (
+        "ties by vggface"
+        in cli_in_process("committee", *runs.values(), "--lead", runs["vggface"], "--out", committee).stdout
+    )
     out = tmp_path / "preds" / "committee_test.parquet"
-    _cli("predict-member", committee, "--split", "test", "--data", root, "--out", out, "--member-tables")
+    cli_in_process("predict-member", committee, "--split", "test", "--data", root, "--out", out, "--member-tables")
     table = read_table(out)
     assert table.data.groupby("video").size().to_dict() == summary["frames"]["test"]
     assert table.meta.extra["method"] == "committee vote, ties by vggface"
     tables = {name: read_table(out.with_name(f"committee_test_{name}.parquet")).data for name in members}
     assert (table.data.filter(like="expr_").to_numpy().argmax(1) == _winners(tables, "vggface")).all()
     frames = root / "test_frames.csv"
-    _cli("submit", out, "--track", "expr", "--frames", frames, "--out", tmp_path / "submission")
+    cli_in_process("submit", out, "--track", "expr", "--frames", frames, "--out", tmp_path / "submission")
     zipped = tmp_path / "submission" / "submission.zip"
     result = run_cli("validate-submission", zipped, "--track", "expr", "--frames", frames)  # its exit code counts
     assert result.returncode == 0 and "valid expr submission" in result.stdout, result.stdout + result.stderr

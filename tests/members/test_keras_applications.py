@@ -10,8 +10,8 @@ import keras
 import numpy as np
 import pytest
 import torch
+from helpers import cli_in_process
 from keras_apps import APPS, NINE_CLASSES, NINE_TO_ABAW, face_pixels, our_images, randomise, save_model
-from test_cli import run_cli
 
 from ensemble.errors import DataError
 from ensemble.tasks import DEFAULT_EDITION, get_edition
@@ -142,8 +142,7 @@ def test_sigmoid_au_model_is_an_au_member(head_models):
 def test_va_member_through_the_cli_keeps_its_outputs_in_the_run(head_models, tiny_dataset, tmp_path):
     run = tmp_path / "va_run"
     args = ["train-member", "keras", "--weights", head_models["va"].files["keras"], "--data", tiny_dataset[0]]
-    result = run_cli(*args, "--preprocess", "tf", "--outputs", "valence=dense_v,arousal=dense_a", "--out", run)
-    assert result.returncode == 0, result.stderr
+    result = cli_in_process(*args, "--preprocess", "tf", "--outputs", "valence=dense_v,arousal=dense_a", "--out", run)
     assert "epoch 0: imported, validation score" in result.stdout
     _, cfg, net = load_run(run)  # no model file needed any more
     assert cfg.tasks == ("va",) and cfg.outputs == {"valence": "dense_v", "arousal": "dense_a"}
