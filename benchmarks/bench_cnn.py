@@ -53,7 +53,7 @@ def main(backbone: str, image_size: int, batch_size: int) -> None:
         t_epoch = time.perf_counter() - start
         n_train = _train_images(cfg)
         start = time.perf_counter()
-        table, _ = predict_member(run, DATA, "val", Path(tmp) / "val.parquet")
+        table = predict_member(run, DATA, "val").table
         t_pred = time.perf_counter() - start
         n_feat = extract_features(run, DATA, "train", Path(tmp) / "f.npz")
         feats = np.load(Path(tmp) / "f.npz")["features"]

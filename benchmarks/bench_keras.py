@@ -89,7 +89,7 @@ def pipeline(weights: str) -> None:
         history = train_keras(KerasMember, KerasConfig(weights=weights), DATA, run)
         t_import = time.perf_counter() - start
         start = time.perf_counter()
-        table, _ = predict_member(run, DATA, "val", Path(tmp) / "val.parquet")
+        table = predict_member(run, DATA, "val").table
         t_pred = time.perf_counter() - start
     print(f"train-member keras (import + validation score {history[0]['score']:.3f}): {t_import:.1f} s")
     print(

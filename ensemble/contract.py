@@ -7,6 +7,7 @@ message names the file, the rule, a count and the first offending key.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -16,13 +17,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ensemble.errors import ContractError, DataError
-from ensemble.io import atomic_path
+from ensemble.outputs import STAMP, atomic_file
 from ensemble.tasks import DEFAULT_EDITION, EDITIONS, TASKS, Edition, get_edition
 
 KEY = ["video", "frame"]
 META_KEY = b"affect_ens"
 CONTRACT_VERSION = 1
-SUM_TOLERANCE = 1e-3
+SUM_TOLERANCE = 0.01
+"""Expression rows may sum to 1 +- this (CSV members round their probabilities); they are rescaled on read."""
+TABLE_SUFFIXES = (".parquet", ".pq")
+SPLIT_SUFFIX = re.compile(r"[_.-](train|training|val|valid|validation|test)$", re.IGNORECASE)
 
 
 @dataclass
@@ -36,11 +40,22 @@ class TableMeta:
     extra: dict = field(default_factory=dict)  # config, gap-fill record, fused members, ...
 
     def to_json(self) -> str:
-        return json.dumps({**asdict(self), "tasks": list(self.tasks), "version": CONTRACT_VERSION})
+        doc = {**asdict(self), "tasks": list(self.tasks), "version": CONTRACT_VERSION, "generator": STAMP}
+        return json.dumps(doc)
 
     @classmethod
-    def from_dict(cls, d: dict) -> TableMeta:
-        return cls(tuple(d["tasks"]), int(d["edition"]), d.get("member", ""), d.get("split", ""), d.get("extra", {}))
+    def from_dict(cls, d: dict, source: str = "table") -> TableMeta:
+        """Metadata read from a file; anything but a dict with a task list and an edition is an error."""
+        try:
+            tasks, edition = tuple(d["tasks"]), int(d["edition"])
+            member, split, extra = str(d.get("member", "")), str(d.get("split", "")), dict(d.get("extra", {}))
+        except (KeyError, TypeError, ValueError):
+            raise ContractError(
+                f"{source}: metadata is not affect-ens table metadata (needs tasks and edition)"
+            ) from None
+        if not all(isinstance(t, str) for t in tasks):
+            raise ContractError(f"{source}: metadata tasks must be names, got {list(tasks)}")
+        return cls(tasks, edition, member, split, extra)
 
 
 @dataclass
@@ -92,31 +107,49 @@ def _check_dtypes(data: pd.DataFrame, outputs: list[str], source: str) -> None:
             raise ContractError(f"{source}: column {col!r} must be numeric, got {data[col].dtype}")
 
 
-def _check_values(data: pd.DataFrame, tasks: tuple[str, ...], edition: Edition, source: str) -> None:
-    _fail(source, "frame numbers below 1", data, data["frame"].to_numpy() < 1)
+def _floats(data: pd.DataFrame, columns: list[str]) -> np.ndarray:
+    """Columns as float64 with missing values (NaN, None, pandas NA) as NaN."""
+    return data[columns].to_numpy(np.float64, na_value=np.nan)
+
+
+def _check_keys(data: pd.DataFrame, source: str) -> None:
+    _fail(source, "missing video ids", data, data["video"].isna().to_numpy())
+    _fail(source, "missing frame numbers", data, data["frame"].isna().to_numpy())
     _fail(source, "empty video ids", data, data["video"].astype(str).str.len().to_numpy() == 0)
+    _fail(source, "frame numbers below 1", data, data["frame"].to_numpy(np.int64, na_value=1) < 1)
+
+
+def _check_values(data: pd.DataFrame, tasks: tuple[str, ...], edition: Edition, source: str) -> None:
+    _check_keys(data, source)
     for task in tasks:
-        values = data[edition.output_columns(task)].to_numpy(np.float64)
+        values = _floats(data, edition.output_columns(task))
         _fail(source, f"NaN or infinite {task} values", data, ~np.isfinite(values).all(axis=1))
         low = -1.0 if task == "va" else 0.0
         rule = "values outside [-1, 1]" if task == "va" else "probabilities outside [0, 1]"
         _fail(source, f"{task} {rule}", data, ((values < low) | (values > 1.0)).any(axis=1))
         if task == "expr":
-            off = np.abs(values.sum(axis=1) - 1.0) > SUM_TOLERANCE
-            _fail(source, "expression probabilities do not sum to 1", data, off)
+            off = np.abs(values.sum(axis=1) - 1.0) > SUM_TOLERANCE + 1e-9  # the same margin on both sides
+            _fail(source, f"expression probabilities do not sum to 1 (+-{SUM_TOLERANCE})", data, off)
 
 
 def sort_by_key(data: pd.DataFrame, source: str) -> pd.DataFrame:
     """Rows sorted by (video, frame); duplicate keys are an error."""
     codes, _ = pd.factorize(data["video"], sort=True)
     frames = data["frame"].to_numpy(np.int64)
-    composite = codes.astype(np.int64) * (int(frames.max()) + 1) + frames
-    if not np.all(np.diff(composite) > 0):
-        order = np.argsort(composite, kind="stable")
-        data, composite = data.iloc[order].reset_index(drop=True), composite[order]
-    dup = np.concatenate([[False], np.diff(composite) == 0])
+    ordered = np.all((np.diff(codes) > 0) | ((np.diff(codes) == 0) & (np.diff(frames) > 0)))
+    if not ordered:
+        order = np.lexsort((frames, codes))  # no composite key: any int64 frame number sorts without overflow
+        data, codes, frames = data.iloc[order].reset_index(drop=True), codes[order], frames[order]
+    dup = np.concatenate([[False], (np.diff(codes) == 0) & (np.diff(frames) == 0)])
     _fail(source, "duplicate (video, frame) keys", data, dup)
     return data
+
+
+def _rescale_expression(data: pd.DataFrame, tasks: tuple[str, ...], edition: Edition) -> None:
+    """Expression rows divided by their sum, so every row sums to 1 within float32 precision."""
+    if "expr" in tasks:
+        cols = edition.output_columns("expr")
+        data[cols] = data[cols].div(data[cols].sum(axis=1), axis=0).astype(np.float32)
 
 
 def validate_table(data: pd.DataFrame, meta: TableMeta, source: str) -> PredictionTable:
@@ -132,6 +165,7 @@ def validate_table(data: pd.DataFrame, meta: TableMeta, source: str) -> Predicti
     _check_dtypes(data, outputs, source)
     _check_values(data, meta.tasks, edition, source)
     data = data[KEY + outputs].astype({c: np.float32 for c in outputs}).astype({"video": str, "frame": np.int64})
+    _rescale_expression(data, meta.tasks, edition)
     return PredictionTable(sort_by_key(data.reset_index(drop=True), source), meta)
 
 
@@ -149,32 +183,51 @@ def infer_meta(columns: list[str], source: str, edition: int | None = None) -> T
     for year in ([edition] if edition else []) + sorted(EDITIONS, reverse=True):
         tasks = _tasks_present(columns, get_edition(year))
         if tasks and set(output_columns(tasks, get_edition(year))) <= set(columns):
-            return TableMeta(tasks, year, member=Path(source).stem)
+            return TableMeta(tasks, year, member=member_name(Path(source)))
     year = edition or DEFAULT_EDITION
     tasks = _tasks_present(columns, get_edition(year))
     if not tasks:
         raise ContractError(
             f"{source}: no task's output columns found (expected expr_<class>, valence, arousal or au<k>)"
         )
-    return TableMeta(tasks, year, member=Path(source).stem)
+    return TableMeta(tasks, year, member=member_name(Path(source)))
+
+
+def _metadata(raw: bytes | str | None, source: str) -> dict | None:
+    if raw is None:
+        return None
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise ContractError(f"{source}: table metadata is not valid JSON") from None
 
 
 def _read_parquet(path: Path) -> tuple[pd.DataFrame, dict | None]:
     try:
         table = pq.read_table(path)
-    except (pa.ArrowException, OSError) as exc:
+        data = table.to_pandas()
+    except (pa.ArrowException, OSError, ValueError) as exc:
         raise ContractError(f"{path}: not a readable Parquet file ({type(exc).__name__})") from None
-    raw = (table.schema.metadata or {}).get(META_KEY)
-    return table.to_pandas(), json.loads(raw) if raw else None
+    return data, _metadata((table.schema.metadata or {}).get(META_KEY), str(path))
 
 
 def _read_csv(path: Path) -> tuple[pd.DataFrame, dict | None]:
     try:
         data = pd.read_csv(path, dtype={"video": str})
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as exc:
         raise ContractError(f"{path}: not a readable CSV file ({type(exc).__name__})") from None
     sidecar = path.with_suffix(path.suffix + ".json")
-    return data, json.loads(sidecar.read_text()) if sidecar.exists() else None
+    return data, _metadata(sidecar.read_bytes() if sidecar.is_file() else None, str(sidecar))
+
+
+def member_name(path: Path) -> str:
+    """A member's name from its file: the stem without a trailing split word, so ``m_val.csv`` and
+    ``m_test.csv`` are the same member ``m``.
+
+    >>> member_name(Path("preds/resnet18_val.csv"))
+    'resnet18'
+    """
+    return SPLIT_SUFFIX.sub("", path.stem) or path.stem
 
 
 def read_table(path: str | Path, *, edition: int | None = None) -> PredictionTable:
@@ -185,14 +238,14 @@ def read_table(path: str | Path, *, edition: int | None = None) -> PredictionTab
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: prediction file not found")
-    if path.suffix.lower() not in (".parquet", ".pq", ".csv"):
+    if path.suffix.lower() not in (*TABLE_SUFFIXES, ".csv"):
         raise ContractError(f"{path}: unknown table format {path.suffix!r}; use .parquet or .csv")
     data, raw = (_read_csv if path.suffix.lower() == ".csv" else _read_parquet)(path)
-    meta = TableMeta.from_dict(raw) if raw else infer_meta(list(data.columns), str(path), edition)
+    meta = TableMeta.from_dict(raw, str(path)) if raw else infer_meta(list(data.columns), str(path), edition)
     if edition is not None:
         check_label_set(meta, edition, str(path))
     if not meta.member:
-        meta.member = path.stem
+        meta.member = member_name(path)
     return validate_table(data, meta, str(path))
 
 
@@ -208,12 +261,22 @@ def check_label_set(meta: TableMeta, edition: int, source: str) -> None:
             )
 
 
-def write_table(table: PredictionTable, path: str | Path) -> Path:
-    """Validate and write ``table`` as Parquet with its metadata; the file appears whole or not at all."""
+def check_table_path(path: str | Path) -> Path:
+    """A path a table may be written to: tables are written as Parquet (CSV is accepted on input only)."""
     path = Path(path)
-    checked = validate_table(table.data, table.meta, str(path))
+    if path.suffix.lower() not in TABLE_SUFFIXES:
+        raise ContractError(f"{path}: tables are written as Parquet; name the output <name>.parquet")
+    return path
+
+
+def write_table(table: PredictionTable, path: str | Path, *, name: str | None = None) -> Path:
+    """Validate and write ``table`` as Parquet with its metadata; the file appears whole or not at all.
+
+    ``name`` is the file named in errors when ``path`` is a temporary stand-in for it."""
+    path = Path(path)
+    checked = validate_table(table.data, table.meta, name or str(path))
     arrow = pa.Table.from_pandas(checked.data, preserve_index=False)
     arrow = arrow.replace_schema_metadata({**(arrow.schema.metadata or {}), META_KEY: table.meta.to_json()})
-    with atomic_path(path) as tmp:
+    with atomic_file(path) as tmp:
         pq.write_table(arrow, tmp)
     return path

@@ -35,8 +35,26 @@ def annotation_files(folder: Path) -> list[Path]:
     return files
 
 
+def read_lines(path: Path) -> list[str]:
+    """Lines of an annotation file (UTF-8, a byte-order mark ignored) without trailing blank lines; a blank
+    line inside the file is an error, since every line after the header is one frame."""
+    try:
+        lines = path.read_bytes().decode("utf-8-sig").splitlines()
+    except UnicodeDecodeError as exc:
+        raise LabelsError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+    while lines and not lines[-1].strip():
+        lines.pop()
+    blank = [i for i, ln in enumerate(lines) if not ln.strip()]
+    if blank:
+        raise LabelsError(
+            f"{path}: blank line inside the file: {len(blank)} line(s), first line {blank[0] + 1} "
+            "(every line after the header is one frame; a blank line would shift the frames after it)"
+        )
+    return lines
+
+
 def _parse_values(path: Path, task: str, edition: Edition) -> np.ndarray:
-    lines = path.read_text().splitlines()
+    lines = read_lines(path)
     expected = edition.header(task)
     if not lines or lines[0].strip().replace(" ", "") != expected:
         got = lines[0].strip()[:80] if lines else "(empty file)"
@@ -44,7 +62,7 @@ def _parse_values(path: Path, task: str, edition: Edition) -> np.ndarray:
             f"{path}: header does not match edition {edition.year} {task}: expected {expected!r}, got {got!r}"
         )
     width = 1 if task == "expr" else len(edition.label_names(task))
-    rows = [ln for ln in lines[1:] if ln.strip()]
+    rows = lines[1:]
     for i, ln in enumerate(rows):
         if ln.count(",") != width - 1:
             raise LabelsError(

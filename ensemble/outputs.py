@@ -110,6 +110,17 @@ def _npz_is_ours(path: Path) -> bool:
         return False
 
 
+def _mp4_is_ours(path: Path) -> bool:
+    """A video whose container metadata carries ``comment=affect-ens`` (members.video.VideoWriter)."""
+    import av  # imported here: only replacing a video pays for it
+
+    try:
+        with av.open(str(path)) as container:
+            return container.metadata.get("comment") == STAMP
+    except (av.error.FFmpegError, OSError, UnicodeDecodeError):
+        return False
+
+
 OWNER_CHECKS: dict[str, Callable[[Path], bool]] = {
     ".json": _json_is_ours,
     ".html": _head_has(f'<meta name="generator" content="{STAMP}">'.encode()),
@@ -117,6 +128,7 @@ OWNER_CHECKS: dict[str, Callable[[Path], bool]] = {
     ".pq": _parquet_is_ours,
     ".npz": _npz_is_ours,
     ".csv": lambda path: _json_is_ours(path.with_name(path.name + ".json")),  # the table's metadata sidecar
+    ".mp4": _mp4_is_ours,
 }
 """How to recognise a file the tool wrote, by suffix; a module writing a new kind of file adds its check."""
 
@@ -157,8 +169,14 @@ def _remove(path: Path) -> None:
 
 @contextlib.contextmanager
 def atomic_file(path: str | Path) -> Iterator[Path]:
-    """Yield an empty temporary sibling of ``path``; it replaces ``path`` only if the block succeeds."""
+    """Yield an empty temporary sibling of ``path``; it replaces ``path`` only if the block succeeds.
+
+    A path that is already a command's temporary (from ``Outputs``) is yielded as it is: the command moves it
+    into place, and a temporary of a temporary would be a name no clean-up looks for."""
     path = Path(path)
+    if TMP_TAG in path.name:
+        yield path
+        return
     tmp = temp_sibling(path)
     new_file(tmp)
     try:

@@ -12,9 +12,11 @@ import pandas as pd
 
 from ensemble.align import Stack
 from ensemble.contract import PredictionTable, TableMeta
+from ensemble.errors import DataError
 from ensemble.evaluate import Truth, score, video_folds
 from ensemble.fusion import FUSERS, Fuser, create_fuser
-from ensemble.io import atomic_path
+from ensemble.io import read_json_object
+from ensemble.outputs import STAMP, atomic_file
 from ensemble.postprocess import PostProcess
 
 
@@ -84,20 +86,24 @@ class Fusion:
                 "thresholds_": self.post.thresholds_,
             }
         )
-        doc = {"fuser": self.fuser.to_dict(), "post": post, "scores": self.scores}
-        with atomic_path(Path(path)) as tmp:
+        doc = {"generator": STAMP, "fuser": self.fuser.to_dict(), "post": post, "scores": self.scores}
+        with atomic_file(path) as tmp:
             tmp.write_text(json.dumps(doc, indent=1))
         return Path(path)
 
     @classmethod
     def load(cls, path: str | Path) -> Fusion:
-        doc = json.loads(Path(path).read_text())
-        fuser = FUSERS.get(doc["fuser"]["method"]).from_dict(doc["fuser"])
-        post = None
-        if doc["post"]:
-            p = doc["post"]
-            windows = {t: [tuple(w) for w in ws] for t, ws in p["windows_"].items()}
-            post = PostProcess(p["smooth"], p["thresholds"], windows, p["thresholds_"])
+        """A fusion saved by ``save``; any other file is a one-line error."""
+        doc = read_json_object(path, "fusion file")
+        try:
+            fuser = FUSERS.get(doc["fuser"]["method"]).from_dict(doc["fuser"])
+            post = None
+            if doc["post"]:
+                p = doc["post"]
+                windows = {t: [tuple(w) for w in ws] for t, ws in p["windows_"].items()}
+                post = PostProcess(p["smooth"], p["thresholds"], windows, p["thresholds_"])
+        except (KeyError, TypeError, ValueError, AttributeError):
+            raise DataError(f"{path}: not a fusion file saved by affect-ens fuse --save-fusion") from None
         return cls(fuser, post, doc.get("scores", []))
 
 

@@ -18,8 +18,11 @@ from ensemble.errors import DataError
 from ensemble.evaluate import Truth, truths_for
 from ensemble.labels import read_labels
 from ensemble.metrics import binary_f1_per_unit
+from ensemble.outputs import STAMP, atomic_file
 from ensemble.pipeline import Fusion, task_slices
 from ensemble.tasks import TASKS, Edition, get_edition
+
+GENERATOR = f'<meta name="generator" content="{STAMP}">'
 
 
 def _png(fig) -> str:
@@ -166,15 +169,13 @@ def build_report(run_dir: str | Path, edition_year: int = 2025) -> str:
         for t, b64 in images.items()
     ]
     style = "body{font-family:sans-serif;max-width:1100px;margin:auto}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}img{max-width:100%}"
-    return f"<!doctype html><html><head><meta charset='utf-8'><title>affect-ens report</title><style>{style}</style></head><body><h1>affect-ens report: {html.escape(str(run))}</h1>{''.join(parts)}</body></html>"
+    return f"<!doctype html><html><head><meta charset='utf-8'>{GENERATOR}<title>affect-ens report</title><style>{style}</style></head><body><h1>affect-ens report: {html.escape(str(run))}</h1>{''.join(parts)}</body></html>"
 
 
 def write_report(run_dir: str | Path, out: str | Path | None = None, edition_year: int = 2025) -> Path:
     """Write the report (default ``<run_dir>/report.html``) atomically; returns its path."""
-    from ensemble.io import atomic_path
-
     target = Path(out) if out else Path(run_dir) / "report.html"
     text = build_report(run_dir, edition_year)
-    with atomic_path(target) as tmp:
+    with atomic_file(target) as tmp:
         tmp.write_text(text)
     return target

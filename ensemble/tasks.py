@@ -93,6 +93,12 @@ def check_task(task: str) -> str:
     return task
 
 
+def check_split(split: str) -> str:
+    if split not in SPLIT_FOLDERS:
+        raise AffectEnsError(f"unknown split {split!r}; choose one of: {', '.join(SPLIT_FOLDERS)}")
+    return split
+
+
 def parse_tasks(spec: str) -> tuple[str, ...]:
     """``"expr"``, ``"va,au"`` or ``"mtl"`` (all three) as a tuple of tasks in canonical order."""
     names = TASKS if spec == "mtl" else tuple(s.strip() for s in spec.split(",") if s.strip())

@@ -11,7 +11,6 @@ table (and, on request, each member's).
 
 from __future__ import annotations
 
-import contextlib
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -19,10 +18,10 @@ from pathlib import Path
 import torch
 
 from ensemble.align import align
-from ensemble.contract import PredictionTable, TableMeta, write_table
+from ensemble.contract import PredictionTable, TableMeta
 from ensemble.errors import AffectEnsError
 from ensemble.fusion.vote import VoteFuser
-from ensemble.outputs import STAMP, atomic_file, safe_join, temp_sibling
+from ensemble.outputs import STAMP, atomic_file
 from ensemble.tasks import DEFAULT_EDITION, TASKS
 from members.cnn import CnnConfig, CnnMember
 from members.registry import MEMBERS
@@ -141,15 +140,12 @@ def committee_members(cfg: CommitteeConfig, run_dir: Path) -> dict[str, Path]:
     return {backbone: run_dir / backbone for backbone in cfg.backbones}
 
 
-def member_table_paths(run_dir: Path, out: Path) -> dict[str, Path]:
-    """Where ``predict-member --member-tables`` puts each member's table: ``<out stem>_<member><suffix>``."""
+def check_member_tables(run_dir: Path) -> None:
+    """``predict-member --member-tables`` needs a committee run (other members have no member tables)."""
     from members.predict import load_config
 
-    member_cls, cfg = load_config(run_dir)
-    if member_cls is not CommitteeMember:
+    if load_config(run_dir)[0] is not CommitteeMember:
         raise AffectEnsError(f"{run_dir}: not a committee run; --member-tables applies to committees")
-    names = committee_members(cfg, run_dir)
-    return {name: safe_join(out.parent, f"{out.stem}_{name}", out.suffix, what="member name") for name in names}
 
 
 def committee_vote(tables: list[PredictionTable], lead: str) -> PredictionTable:
@@ -163,43 +159,19 @@ def committee_vote(tables: list[PredictionTable], lead: str) -> PredictionTable:
     return table
 
 
-def _member_prediction(run: Path, data_root: Path, split: str, path: Path | None, scratch: Path, frames, progress):
-    """A member's table, written at ``path`` when asked for, else only through a scratch file."""
-    from members.predict import predict_member
+def predict_committee(cfg: CommitteeConfig, run_dir: Path, data_root: Path, split: str, frames=None, progress=None):
+    """The committee's voted table, with each member's own table as a part (named after the member)."""
+    from members.predict import Prediction, predict_member
 
-    if path is not None:
-        return predict_member(run, data_root, split, path, frames=frames, progress=progress)
-    tmp = temp_sibling(scratch)
-    try:
-        return predict_member(run, data_root, split, tmp, frames=frames, progress=progress)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-
-
-def predict_committee(
-    cfg: CommitteeConfig,
-    run_dir: Path,
-    data_root: Path,
-    split: str,
-    out: Path,
-    frames=None,
-    progress=None,
-    member_outs: dict[str, Path] | None = None,
-) -> tuple[PredictionTable, int]:
-    """Every member's table (written to ``member_outs[name]`` where given), then the committee's at ``out``."""
-    member_outs = member_outs or {}
-    tables, filled = [], 0
+    parts, filled = {}, 0
     for name, run in committee_members(cfg, run_dir).items():
-        table, count = _member_prediction(run, data_root, split, member_outs.get(name), out, frames, progress)
-        table.meta.member = name
-        tables.append(table)
-        filled = max(filled, count)
-    voted = committee_vote(tables, cfg.lead)
+        done = predict_member(run, data_root, split, frames=frames, progress=progress)
+        done.table.meta.member = name
+        parts[name], filled = done.table, max(filled, done.filled)
+    voted = committee_vote(list(parts.values()), cfg.lead)
     extra = {**voted.meta.extra, "config": asdict(cfg), "filled_frames": filled}
     voted.meta = TableMeta(voted.meta.tasks, cfg.edition, run_dir.name, split, extra)
-    write_table(voted, out)
-    return voted, filled
+    return Prediction(voted, filled, parts)
 
 
 @MEMBERS.register("committee")

@@ -19,7 +19,7 @@ from ensemble.pipeline import fit_fusion, fused_table, member_rows, score_row
 from ensemble.tasks import TASKS, get_edition
 from members.cnn import CnnConfig, CnnMember
 from members.committee import CommitteeConfig, CommitteeMember, train_committee
-from members.predict import extract_features, predict_member
+from members.predict import extract_features, predict_member, write_prediction
 from members.synthetic import SyntheticConfig, make_dataset
 from members.temporal import CnnRnnMember, CnnTransformerMember, TemporalConfig
 from members.temporal_train import train_temporal
@@ -93,7 +93,7 @@ def predict_all(out: Path, runs: list[Path], log: Log) -> dict[str, list[Path]]:
             target = out / "predictions" / f"{run.name}_{split}.parquet"
             if not target.exists():
                 log(f"predicting {run.name} ({split})")
-                predict_member(run, out / "data", split, target)
+                write_prediction(predict_member(run, out / "data", split), target)
             paths[split].append(target)
     return paths
 

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ensemble.contract import PredictionTable, TableMeta, write_table
+from ensemble.contract import PredictionTable, TableMeta
 from ensemble.metrics import task_metrics
 from ensemble.tasks import get_edition
 from members.heads import masked_loss, probabilities
@@ -138,7 +138,7 @@ def train_temporal(member_cls, cfg, data_root: Path, run_dir: Path, progress: Pr
     return at.history
 
 
-def predict_temporal(member_cls, cfg, run_dir: Path, split: str, out: Path) -> tuple[PredictionTable, int]:
+def predict_temporal(member_cls, cfg, run_dir: Path, split: str):
     """Prediction table for every frame of every video in ``<features>/<split>.npz``."""
     edition = get_edition(cfg.edition)
     state = torch.load(run_dir / "best.pt", map_location="cpu", weights_only=False)
@@ -164,6 +164,6 @@ def predict_temporal(member_cls, cfg, run_dir: Path, split: str, out: Path) -> t
             "fill": "features of frames without a face interpolated from neighbouring frames",
         },
     )
-    table = PredictionTable(pd.concat(parts, ignore_index=True), meta)
-    write_table(table, out)
-    return table, total - faces
+    from members.predict import Prediction
+
+    return Prediction(PredictionTable(pd.concat(parts, ignore_index=True), meta), total - faces)

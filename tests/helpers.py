@@ -102,13 +102,44 @@ ROWS_8 = [
 COUNTS = {"v1": 3, "v2": 2}
 
 
-def cli_in_process(*args):
-    """The CLI run in this process (no interpreter start-up, no torch import), for steps that must succeed;
-    subprocess runs (test_cli.run_cli) check exit codes and one-line errors."""
-    from typer.testing import CliRunner
+class Invoked:
+    """What a CLI run left: its exit code and what it printed."""
 
-    from ensemble.cli import app
+    def __init__(self, code: int, stdout: str, stderr: str) -> None:
+        self.returncode, self.stdout, self.stderr = code, stdout, stderr
 
-    result = CliRunner().invoke(app, [str(a) for a in args])
-    assert result.exit_code == 0, f"{result.output} {result.exception!r}"
-    return result
+
+def invoke(*args) -> Invoked:
+    """Run ``affect-ens ARGS`` in this process (as ``main`` does, exit code included): much faster than a
+    subprocess, and any exception that is not a clean exit propagates, so a traceback fails the test."""
+    import contextlib
+    import io
+    import sys
+
+    from ensemble.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    argv = sys.argv
+    sys.argv = ["affect-ens", *map(str, args)]
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            main()
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 0
+    finally:
+        sys.argv = argv
+    return Invoked(code, out.getvalue(), err.getvalue())
+
+
+def tree_state(*roots) -> dict[str, object]:
+    """Every file (with its bytes' hash) and folder under ``roots``: equal states mean nothing was written,
+    deleted or changed there."""
+    import hashlib
+    from pathlib import Path
+
+    state: dict[str, object] = {}
+    for root in roots:
+        for path in sorted(Path(root).rglob("*")):
+            state[str(path)] = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else "dir"
+    return state

@@ -10,7 +10,7 @@ import sys
 import typer
 from rich.markup import escape
 
-from ensemble.cli import committee, data, demo, evaluate, fuse, members, submit  # noqa: F401  (register the commands)
+from ensemble.cli import committee, data, demo, evaluate, fuse, members, submit, video  # noqa: F401  (register the commands)
 from ensemble.cli.app import app, err_console
 from ensemble.errors import AffectEnsError
 

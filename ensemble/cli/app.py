@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeElapsedColumn
+from rich.text import Text
 
 app = typer.Typer(
     name="affect-ens",
@@ -41,4 +42,51 @@ def progress_bar(description: str, total: int | None = None) -> Iterator:
         def update(done: int, total_now: int | None = None) -> None:
             bar.update(task, completed=done, total=total_now if total_now is not None else total)
 
+        try:
+            yield update
+        except BaseException:
+            bar.disable = True  # a failed command prints its one error line, not a half-finished bar
+            raise
+
+
+class RateColumn(ProgressColumn):
+    """Items per second, e.g. '31.2 frames/s'."""
+
+    def __init__(self, unit: str) -> None:
+        super().__init__()
+        self.unit = unit
+
+    def render(self, task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text(f"{speed:.1f} {self.unit}/s" if speed else f"-- {self.unit}/s", style="progress.data.speed")
+
+
+@contextmanager
+def phase_bars(unit: str) -> Iterator[Callable[[str, int, int], None]]:
+    """Rich progress bars on stderr, one per phase, showing ``unit``/s; yields ``update(phase, done, total)``
+    (a total of 0: unknown)."""
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        RateColumn(unit),
+    )
+    bar = Progress(*columns, console=err_console, transient=False)
+    tasks: dict[str, int] = {}
+
+    def update(phase: str, done: int, total: int) -> None:
+        if not tasks:
+            bar.start()  # at the first update: an error before any progress prints just its one line
+        if phase not in tasks:
+            tasks[phase] = bar.add_task(phase, total=total or None)
+        bar.update(tasks[phase], completed=done, total=total or None)
+
+    try:
         yield update
+    except BaseException:
+        bar.disable = True  # as in progress_bar: a failed command prints its one error line, not a half bar
+        raise
+    finally:
+        if tasks:
+            bar.stop()

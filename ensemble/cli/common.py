@@ -6,15 +6,16 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from ensemble.align import POLICIES, Stack, align
 from ensemble.cli.app import console
 from ensemble.contract import read_table
-from ensemble.errors import AffectEnsError
 from ensemble.evaluate import Truth, truths_for
 from ensemble.labels import read_labels
-from ensemble.tasks import DEFAULT_EDITION, SPLIT_FOLDERS, get_edition
+from ensemble.tasks import DEFAULT_EDITION, SPLIT_FOLDERS, check_split, get_edition
 
 EDITION = typer.Option(DEFAULT_EDITION, help="ABAW edition: label sets and scoring (2020-2021 weigh in accuracy).")
 ALIGN = typer.Option("strict", "--align", help=f"Members covering different frames: {' or '.join(POLICIES)}.")
@@ -41,8 +42,7 @@ def load_stack(paths: list[Path], edition: int, policy: str) -> Stack:
 
 def load_truths(root: Path, split: str, stack: Stack) -> dict[str, Truth]:
     """Labels of every task of ``stack`` from an Aff-Wild2 annotation root, matched to its frames."""
-    if split not in SPLIT_FOLDERS:
-        raise AffectEnsError(f"unknown split {split!r}; choose one of: {', '.join(SPLIT_FOLDERS)}")
+    check_split(split)
     labels = {task: read_labels(root, task, split, stack.edition) for task in stack.tasks}
     return truths_for(stack.keys, labels, stack.edition)
 
@@ -55,7 +55,7 @@ def _shown(key: str, edition_year: int) -> bool:
 def print_scores(rows: list[dict[str, Any]], edition: int, title: str) -> None:
     """Rows are members and fusions, columns the edition's metrics, best of each column in bold."""
     keys = [k for k in rows[0] if _shown(k, edition)]
-    table = Table(title=title, title_justify="left")
+    table = Table(title=escape(title), title_justify="left")
     table.add_column("predictions")
     for key in keys:
         table.add_column(COLUMN_NAMES[key], justify="right")
@@ -64,5 +64,5 @@ def print_scores(rows: list[dict[str, Any]], edition: int, title: str) -> None:
         cells = [
             f"[bold]{row[k]:.4f}[/bold]" if row.get(k) == best[k] else f"{row.get(k, float('nan')):.4f}" for k in keys
         ]
-        table.add_row(row["name"], *cells)
+        table.add_row(Text(str(row["name"])), *cells)  # names come from data: never read as markup
     console.print(table)

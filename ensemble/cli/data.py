@@ -7,14 +7,14 @@ from pathlib import Path
 import typer
 
 from ensemble.cli.app import app, console, progress_bar
-from ensemble.io import atomic_dir, check_output
+from ensemble.outputs import Outputs
 from ensemble.tasks import DEFAULT_EDITION, get_edition
 
 
 @app.command("make-demo-data")
 def make_demo_data(
     out: Path = typer.Argument(..., help="Folder to create (Aff-Wild2 layout: cropped_aligned/, annotation folders)."),
-    seed: int = typer.Option(0, help="Random seed; the same seed gives the same dataset."),
+    seed: int = typer.Option(0, min=0, help="Random seed (0 or more); the same seed gives the same dataset."),
     train_videos: int = typer.Option(8, min=1, help="Videos in the training split."),
     val_videos: int = typer.Option(6, min=1, help="Videos in the validation split."),
     test_videos: int = typer.Option(4, min=1, help="Videos in the test split (labels go to test_labels/)."),
@@ -28,12 +28,11 @@ def make_demo_data(
     from members.synthetic import SyntheticConfig, make_dataset
 
     get_edition(edition)
-    check_output(out, force)
     cfg = SyntheticConfig(
         seed, train_videos, val_videos, test_videos, min_frames, max(max_frames, min_frames), size, edition
     )
-    with progress_bar("drawing videos") as advance, atomic_dir(out) as tmp:
-        summary = make_dataset(tmp, cfg, progress=advance)
+    with Outputs(force=force) as outs, progress_bar("drawing videos") as advance:
+        summary = make_dataset(outs.folder(out), cfg, progress=advance)
     frames = {split: sum(v.values()) for split, v in summary["frames"].items()}
     console.print(
         f"wrote {out}: " + ", ".join(f"{s} {len(summary['frames'][s])} videos/{n} frames" for s, n in frames.items())

@@ -9,6 +9,7 @@ import typer
 
 from ensemble.cli.app import app, console, err_console
 from ensemble.cli.common import print_scores
+from ensemble.errors import AffectEnsError
 
 
 @app.command()
@@ -29,11 +30,13 @@ def demo(
     def log(message: str) -> None:
         err_console.print(f"[dim]{time.perf_counter() - start:6.0f} s[/dim]  {message}")
 
-    result = run_demo(out, cfg, log)
+    from ensemble.outputs import Outputs
     from ensemble.report import write_report
 
-    log("writing the HTML report")
-    report_path = write_report(out, edition_year=cfg.data.edition)
+    with Outputs() as outs:
+        result = run_demo(outs.update_folder(out, keep=lambda folder: True), cfg, log)
+        log("writing the HTML report")
+        report_path = write_report(out, edition_year=cfg.data.edition)
     print_scores(result["val"], cfg.data.edition, "validation (tuned rows out-of-fold by video)")
     print_scores(result["test"], cfg.data.edition, "test (held-out labels)")
     for task, path in result["zips"].items():
@@ -49,8 +52,15 @@ def report(
     ),
     out: Path = typer.Option(None, "--out", help="HTML file to write (default: RUN/report.html)."),
     edition: int = typer.Option(2025, help="ABAW edition of the labels."),
+    force: bool = typer.Option(False, "--force", help="Replace OUT if a previous report is there."),
 ) -> None:
     """Write a self-contained HTML report with plots (scores, confusion matrix, VA over time, ...)."""
+    from ensemble.outputs import Outputs
     from ensemble.report import write_report
 
-    console.print(f"wrote {write_report(run, out, edition)}")
+    target = out or run / "report.html"
+    if target.suffix.lower() not in (".html", ".htm"):
+        raise AffectEnsError(f"{target}: the report is an HTML page; name it <name>.html")
+    with Outputs(force=force, inputs=[run]) as outs:
+        write_report(run, outs.file(target), edition)
+    console.print(f"wrote {target}")

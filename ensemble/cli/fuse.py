@@ -8,10 +8,10 @@ import typer
 
 from ensemble.cli.app import app, err_console
 from ensemble.cli.common import ALIGN, EDITION, LABELS_SPLIT, load_stack, load_truths, print_scores
-from ensemble.contract import write_table
+from ensemble.contract import check_table_path, write_table
 from ensemble.errors import AffectEnsError
 from ensemble.fusion import FUSERS
-from ensemble.io import check_output
+from ensemble.outputs import Outputs
 from ensemble.pipeline import Fusion, fit_fusion, fused_table
 
 
@@ -58,7 +58,7 @@ def fuse(
     lead: str = typer.Option(None, help="vote: the member deciding ties with --tie-break lead."),
     context: int = typer.Option(0, min=0, help="stack: half-width of temporal context features (0: none)."),
     folds: int = typer.Option(5, min=2, help="Video-grouped folds for out-of-fold scores and the stacker."),
-    max_frames: int = typer.Option(None, help="stack: subsample training frames to this many for speed."),
+    max_frames: int = typer.Option(None, min=1, help="stack: subsample training frames to this many for speed."),
     smooth: bool = typer.Option(True, "--smooth/--no-smooth", help="Tune temporal smoothing windows per task."),
     thresholds: bool = typer.Option(True, "--thresholds/--no-thresholds", help="Tune per-AU decision thresholds."),
     labels_split: str = LABELS_SPLIT,
@@ -67,32 +67,29 @@ def fuse(
     force: bool = typer.Option(False, "--force", help="Overwrite existing outputs."),
 ) -> None:
     """Fuse members: fit on validation (scores out-of-fold by video), then write the fused table."""
-    check_output(out, force)
-    if save_fusion:
-        check_output(save_fusion, force)
-    if load_fusion:
-        fusion = Fusion.load(load_fusion)
-    else:
-        if labels is None:
-            raise AffectEnsError("fitting a fusion needs --labels (or pass --load-fusion)")
-        FUSERS.get(method)
-        stack = load_stack(predictions, edition, align_policy)
-        params = method_params(
-            method, parse_weights(weights), tune_weights, tie_break, lead, context, folds, max_frames
-        )
-        err_console.print(f"fitting {method} on {len(stack.keys)} frames of {len(stack.members)} members ...")
-        fusion = fit_fusion(
-            stack,
-            load_truths(labels, labels_split, stack),
-            method,
-            params,
-            smooth=smooth,
-            thresholds=thresholds,
-            folds=folds,
-        )
-        print_scores(fusion.scores, edition, f"ABAW {edition} scores on {labels_split} (tuned rows out-of-fold)")
-    target = load_stack(apply or predictions, edition, align_policy)
-    write_table(fused_table(target, fusion.apply(target), fusion), out)
-    if save_fusion:
-        fusion.save(save_fusion)
+    check_table_path(out)
+    if save_fusion and save_fusion.suffix.lower() != ".json":
+        raise AffectEnsError(f"{save_fusion}: a fusion is saved as JSON; name it <name>.json")
+    inputs = [*predictions, *(apply or []), load_fusion, labels]
+    with Outputs(force=force, inputs=inputs) as outs:
+        out_tmp = outs.file(out)
+        fusion_tmp = outs.file(save_fusion) if save_fusion else None
+        if load_fusion:
+            fusion = Fusion.load(load_fusion)
+        else:
+            if labels is None:
+                raise AffectEnsError("fitting a fusion needs --labels (or pass --load-fusion)")
+            FUSERS.get(method)
+            stack = load_stack(predictions, edition, align_policy)
+            params = method_params(
+                method, parse_weights(weights), tune_weights, tie_break, lead, context, folds, max_frames
+            )
+            truths = load_truths(labels, labels_split, stack)
+            with err_console.status(f"fitting {method} on {len(stack.keys)} frames of {len(stack.members)} members"):
+                fusion = fit_fusion(stack, truths, method, params, smooth=smooth, thresholds=thresholds, folds=folds)
+            print_scores(fusion.scores, edition, f"ABAW {edition} scores on {labels_split} (tuned rows out-of-fold)")
+        target = load_stack(apply or predictions, edition, align_policy)
+        write_table(fused_table(target, fusion.apply(target), fusion), out_tmp, name=str(out))
+        if fusion_tmp:
+            fusion.save(fusion_tmp)
     err_console.print(f"wrote {out} ({len(target.keys)} frames)")

@@ -5,8 +5,7 @@ torch and timm are imported inside the commands, so the fusion commands start wi
 
 from __future__ import annotations
 
-import json
-from dataclasses import fields
+from dataclasses import MISSING, fields
 from pathlib import Path
 
 import typer
@@ -14,26 +13,24 @@ from rich.markup import escape
 
 from ensemble.cli.app import app, console, err_console, progress_bar
 from ensemble.errors import AffectEnsError
-from ensemble.io import check_output
+from ensemble.io import read_json_object
 from ensemble.outputs import Outputs
-from ensemble.tasks import get_edition, parse_tasks
+from ensemble.tasks import check_split, get_edition, parse_tasks
 
-SPLIT = typer.Option(..., "--split", help="Split to predict: train, val or test.")
+SPLIT = typer.Option(..., "--split", help="Split to predict: train, val or test.", callback=lambda v: check_split(v))
 DATA = typer.Option(..., "--data", help="Aff-Wild2 root: cropped_aligned/ and the annotation folders.")
 FRAMES = typer.Option(
     None,
     "--frames",
+    exists=True,
+    dir_okay=False,
     help="Frame-count manifest 'video,frames' (default: <split>_frames.csv in --data, else annotation line counts).",
 )
 
 
 def resolve_config(config_class, config_file: Path | None, overrides: dict):
     """Defaults < config file (JSON) < command-line options that were given."""
-    values = {}
-    if config_file:
-        if not config_file.is_file():
-            raise AffectEnsError(f"{config_file}: config file not found")
-        values = json.loads(config_file.read_text())
+    values = read_json_object(config_file, "config file") if config_file else {}
     known = {f.name for f in fields(config_class)}
     unknown = sorted(set(values) - known)
     if unknown:
@@ -45,9 +42,22 @@ def resolve_config(config_class, config_file: Path | None, overrides: dict):
             f"option(s) --{', --'.join(f.replace('_', '-') for f in foreign)} do not apply to this member"
         )
     values.update(given)
-    if "tasks" in values:
-        values["tasks"] = tuple(values["tasks"])
-    return config_class(**values)
+    check_config_types(config_class, values, str(config_file or "options"))
+    return config_class(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+
+
+def check_config_types(config_class, values: dict, source: str) -> None:
+    """Each value has the type of its field's default (ints pass for floats, lists for tuples)."""
+    defaults = {f.name: f.default_factory() if f.default is MISSING else f.default for f in fields(config_class)}
+    for key, value in values.items():
+        default = defaults[key]
+        if value is None or default is None or callable(default):
+            continue
+        expected = (
+            (int, float) if type(default) is float else (list, tuple) if isinstance(default, tuple) else type(default)
+        )
+        if not isinstance(value, expected) or (isinstance(value, bool) and type(default) is not bool):
+            raise AffectEnsError(f"{source}: {key} must be {type(default).__name__}, got {value!r}")
 
 
 def parse_numbers(text: str, option: str, count: int | None = None) -> tuple[float, ...]:
@@ -227,19 +237,26 @@ def predict_member_cmd(
     force: bool = typer.Option(False, "--force", help="Overwrite OUT (and the member tables) if this tool wrote them."),
 ) -> None:
     """Write a prediction table with a row for every frame of every video of the split."""
-    from members.committee import member_table_paths
-    from members.predict import predict_member
+    from ensemble.contract import check_table_path, write_table
+    from members.committee import check_member_tables
+    from members.predict import part_paths, predict_member
 
-    with Outputs(force=force, inputs=[run, data, frames]) as outs, progress_bar("predicting") as advance:
-        paths = member_table_paths(run, out) if member_tables else {}
-        member_outs = {name: outs.file(path) for name, path in paths.items()}
-        table, filled = predict_member(
-            run, data, split, outs.file(out), frames=frames, progress=advance, member_outs=member_outs
-        )
-    err_console.print(f"filled {filled} frame(s) without a face image from their neighbours")
+    with Outputs(force=force, inputs=[run, data, frames]) as outs:
+        table_tmp = outs.file(check_table_path(out))
+        if member_tables:
+            check_member_tables(run)
+        with progress_bar("predicting") as advance:
+            done = predict_member(run, data, split, frames=frames, progress=advance)
+        write_table(done.table, table_tmp, name=str(out))
+        paths = part_paths(out, done.parts) if member_tables else {}
+        for name, path in paths.items():
+            write_table(done.parts[name], outs.file(path), name=str(path))
+    err_console.print(f"filled {done.filled} frame(s) without a face image from their neighbours")
     for path in paths.values():
         console.print(f"wrote {escape(str(path))}", highlight=False)
-    console.print(f"wrote {escape(str(out))}: {len(table.data)} frames of {table.data['video'].nunique()} videos")
+    console.print(
+        f"wrote {escape(str(out))}: {len(done.table.data)} frames of {done.table.data['video'].nunique()} videos"
+    )
 
 
 @app.command("extract-features")
@@ -254,7 +271,8 @@ def extract_features_cmd(
     """Cache per-frame CNN embeddings so temporal members train on vectors, not images."""
     from members.predict import extract_features
 
-    check_output(out, force)
-    with progress_bar("extracting") as advance:
-        n = extract_features(run, data, split, out, frames=frames, progress=advance)
+    if out.suffix.lower() != ".npz":
+        raise AffectEnsError(f"{out}: the feature cache is a NumPy archive; name it <name>.npz")
+    with Outputs(force=force, inputs=[run, data, frames]) as outs, progress_bar("extracting") as advance:
+        n = extract_features(run, data, split, outs.file(out), frames=frames, progress=advance)
     console.print(f"wrote {out}: {n} frames")

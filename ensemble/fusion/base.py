@@ -65,8 +65,11 @@ class Fuser:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Fuser:
+        """A fitted fuser from ``to_dict``'s output; only learned attributes (names ending in ``_``) are set."""
         fuser = cls(**d["params"])
         for key, value in d["learned"].items():
+            if not key.endswith("_") or key.startswith("_") or key not in vars(fuser):
+                raise AffectEnsError(f"{cls.name}: unknown learned attribute {key!r} in a saved fusion")
             setattr(fuser, key, value)
         return fuser
 

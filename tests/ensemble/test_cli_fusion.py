@@ -65,9 +65,11 @@ def test_fuse_errors_are_one_line_and_write_nothing(sim_root, tmp_path, args, me
     assert not out.exists()
 
 
-def test_fuse_without_labels_or_with_existing_output(sim_root, tmp_path):
+def test_fuse_without_labels_or_onto_an_input(sim_root, tmp_path):
     root, paths = sim_root
     result = run_cli("fuse", *paths, "--out", tmp_path / "f.parquet")
     assert result.returncode == 2 and "fitting a fusion needs --labels" in result.stderr
-    result = run_cli("fuse", *paths, "--labels", root, "--out", paths[0])
-    assert result.returncode == 2 and "output exists; pass --force" in result.stderr
+    before = paths[0].read_bytes()
+    result = run_cli("fuse", *paths, "--labels", root, "--out", paths[0], "--force")
+    assert result.returncode == 2 and "m0.parquet: is also an input of this command" in result.stderr
+    assert paths[0].read_bytes() == before

@@ -79,7 +79,10 @@ CASES = {
     "inf": (_set("expr_anger", 7, np.inf), "NaN or infinite expr values: 1 row"),
     "va range": (_set("arousal", 21, 1.5), r"va values outside \[-1, 1\]: 1 row\(s\), first at video 'b' frame 2"),
     "prob range": (_set("expr_anger", 2, -0.2), r"expr probabilities outside \[0, 1\]"),
-    "sum": (_renorm_row, r"expression probabilities do not sum to 1: 1 row\(s\), first at video 'a' frame 6"),
+    "sum": (
+        _renorm_row,
+        r"expression probabilities do not sum to 1 \(\+-0.01\): 1 row\(s\), first at video 'a' frame 6",
+    ),
     "duplicate": (
         lambda d: pd.concat([d, d.iloc[[10, 11]]]),
         r"duplicate \(video, frame\) keys: 2 row\(s\), first at video 'a' frame 11",

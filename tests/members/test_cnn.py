@@ -10,7 +10,7 @@ from ensemble.contract import read_table
 from ensemble.errors import DataError
 from ensemble.tasks import get_edition
 from members.cnn import CnnConfig, CnnMember, CnnNet
-from members.predict import extract_features, predict_member
+from members.predict import extract_features, predict_member, write_prediction
 from members.train import train_member
 
 
@@ -69,7 +69,9 @@ def trained_run(tiny_dataset, tmp_path_factory):
 def test_predictions_cover_every_frame_and_pass_the_contract(tiny_dataset, trained_run, tmp_path, split):
     root, summary = tiny_dataset
     out = tmp_path / f"{split}.parquet"
-    _, filled = predict_member(trained_run, root, split, out)
+    done = predict_member(trained_run, root, split)
+    write_prediction(done, out)
+    filled = done.filled
     table = read_table(out)
     counts = table.data.groupby("video")["frame"].agg(["count", "max"])
     assert counts["count"].to_dict() == summary["frames"][split] == counts["max"].to_dict()

@@ -9,9 +9,8 @@ os.environ.setdefault("KERAS_BACKEND", "torch")
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import cli_in_process
+from helpers import invoke
 from keras_apps import NINE_CLASSES, NINE_TO_ABAW
-from test_cli import run_cli
 
 from ensemble.contract import PredictionTable, TableMeta, read_table
 from ensemble.errors import AffectEnsError
@@ -21,12 +20,12 @@ from members.committee import (
     CommitteeConfig,
     CommitteeMember,
     assemble_committee,
+    check_member_tables,
     committee_vote,
-    member_table_paths,
     train_committee,
 )
 from members.keras import KerasConfig, KerasMember, train_keras
-from members.predict import predict_member
+from members.predict import predict_member, write_prediction
 from members.train import train_member
 
 TINY = ("test_resnet", "test_efficientnet", "test_convnext")
@@ -41,9 +40,7 @@ def test_committee_trains_and_writes_its_own_and_each_backbones_table(tiny_datas
     assert [r["backbone"] for r in rows] == list(TINY)
     out = tmp_path / "preds" / "committee_test.parquet"
     out.parent.mkdir()
-    predict_member(
-        tmp_path / "committee", root, "test", out, member_outs=member_table_paths(tmp_path / "committee", out)
-    )
+    write_prediction(predict_member(tmp_path / "committee", root, "test"), out)
     own = read_table(out)
     assert own.data.groupby("video").size().to_dict() == summary["frames"]["test"]
     assert own.meta.extra["method"] == "committee vote, ties by test_efficientnet"
@@ -85,6 +82,13 @@ def _winners(tables: dict[str, pd.DataFrame], lead: str) -> np.ndarray:
     return np.where(tied, picks[list(tables).index(lead)], counts.argmax(1))
 
 
+def _ok(*args):
+    """A CLI step that must succeed, run in this process."""
+    result = invoke(*args)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result
+
+
 def test_keras_committee_from_runs_to_a_valid_submission(keras_apps, tiny_dataset, tmp_path):
     """Four Keras models on the 9-class set, imported with the class map, voting with ties by VGG-Face."""
     root, summary = tiny_dataset
@@ -97,7 +101,7 @@ def test_keras_committee_from_runs_to_a_valid_submission(keras_apps, tiny_datase
     runs = {name: tmp_path / "runs" / name for name in members}
     for name, (app, fmt) in members.items():
         saved = keras_apps(app)
-        cli_in_process(
+        _ok(
             *("train-member", "keras", "--weights", saved.files[fmt], "--data", root, "--out", runs[name]),
             *("--classes", ",".join(NINE_CLASSES), "--map", "contempt=other,uncertain=other"),
             *("--preprocess", saved.preprocess),
@@ -105,21 +109,18 @@ def test_keras_committee_from_runs_to_a_valid_submission(keras_apps, tiny_datase
     saved_cfg = json.loads((runs["vggface"] / "config.json").read_text())
     assert saved_cfg["classes"] == list(NINE_CLASSES) and saved_cfg["class_map"] == NINE_TO_ABAW
     committee = tmp_path / "runs" / "committee"
-    assert (
-        "ties by vggface"
-        in cli_in_process("committee", *runs.values(), "--lead", runs["vggface"], "--out", committee).stdout
-    )
+    assert "ties by vggface" in _ok("committee", *runs.values(), "--lead", runs["vggface"], "--out", committee).stdout
     out = tmp_path / "preds" / "committee_test.parquet"
-    cli_in_process("predict-member", committee, "--split", "test", "--data", root, "--out", out, "--member-tables")
+    _ok("predict-member", committee, "--split", "test", "--data", root, "--out", out, "--member-tables")
     table = read_table(out)
     assert table.data.groupby("video").size().to_dict() == summary["frames"]["test"]
     assert table.meta.extra["method"] == "committee vote, ties by vggface"
     tables = {name: read_table(out.with_name(f"committee_test_{name}.parquet")).data for name in members}
     assert (table.data.filter(like="expr_").to_numpy().argmax(1) == _winners(tables, "vggface")).all()
     frames = root / "test_frames.csv"
-    cli_in_process("submit", out, "--track", "expr", "--frames", frames, "--out", tmp_path / "submission")
+    _ok("submit", out, "--track", "expr", "--frames", frames, "--out", tmp_path / "submission")
     zipped = tmp_path / "submission" / "submission.zip"
-    result = run_cli("validate-submission", zipped, "--track", "expr", "--frames", frames)  # its exit code counts
+    result = invoke("validate-submission", zipped, "--track", "expr", "--frames", frames)  # its exit code counts
     assert result.returncode == 0 and "valid expr submission" in result.stdout, result.stdout + result.stderr
 
 
@@ -137,15 +138,15 @@ def _constant_keras_run(folder, data_root, name: str, winner: str):
     return folder / name
 
 
-def _committee_says(runs, lead, data_root, folder, name, member_tables=True):
+def _says(table: PredictionTable) -> list[str]:
+    expr = table.data.filter(like="expr_")
+    return list(expr.columns.str.removeprefix("expr_")[expr.to_numpy().argmax(1)])
+
+
+def _committee(runs, lead, folder, name):
     (folder / name).mkdir()
     assemble_committee(runs, lead, folder / name)
-    out = folder / "preds" / f"{name}.parquet"
-    out.parent.mkdir(exist_ok=True)
-    extra = member_table_paths(folder / name, out) if member_tables else None
-    table, _ = predict_member(folder / name, data_root, "test", out, member_outs=extra)
-    classes = [c.removeprefix("expr_") for c in table.data.filter(like="expr_").columns]
-    return [classes[i] for i in table.data.filter(like="expr_").to_numpy().argmax(1)], out
+    return folder / name
 
 
 def test_ties_are_broken_by_the_lead_in_a_committee_of_runs_of_any_kind(tiny_dataset, tmp_path):
@@ -155,17 +156,21 @@ def test_ties_are_broken_by_the_lead_in_a_committee_of_runs_of_any_kind(tiny_dat
     angry = [_constant_keras_run(tmp_path, root, f"angry{i}", "anger") for i in (1, 2)]
     happy = [_constant_keras_run(tmp_path, root, f"happy{i}", "happy") for i in (1, 2)]
     four = [angry[0], happy[0], happy[1], angry[1]]
-    assert set(_committee_says(four, angry[1], root, tmp_path, "lead_angry", member_tables=False)[0]) == {"anger"}
-    assert [p.name for p in (tmp_path / "preds").iterdir()] == ["lead_angry.parquet"]  # no member tables left
-    assert set(_committee_says(four, happy[1], root, tmp_path, "lead_happy")[0]) == {"happiness"}
-    assert set(_committee_says(four[:3], angry[0], root, tmp_path, "majority")[0]) == {"happiness"}
+    lead_angry = _committee(four, angry[1], tmp_path, "lead_angry")
+    out = tmp_path / "preds" / "lead_angry.parquet"
+    _ok("predict-member", lead_angry, "--split", "test", "--data", root, "--out", out)
+    assert set(_says(read_table(out))) == {"anger"}
+    assert [p.name for p in out.parent.iterdir()] == ["lead_angry.parquet"]  # member tables only on request
+    lead_happy = _committee(four, happy[1], tmp_path, "lead_happy")
+    assert set(_says(predict_member(lead_happy, root, "test").table)) == {"happiness"}
+    majority = _committee(four[:3], angry[0], tmp_path, "majority")
+    assert set(_says(predict_member(majority, root, "test").table)) == {"happiness"}
 
     cnn = tmp_path / "cnn"
     train_member(CnnMember, CnnConfig(backbone="test_resnet", image_size=32, epochs=1, batch_size=16), root, cnn)
-    said, out = _committee_says([cnn, angry[0], happy[0]], angry[0], root, tmp_path, "mixed")
-    cnn_table = read_table(out.with_name("mixed_cnn.parquet")).data.filter(like="expr_")
-    cnn_says = cnn_table.columns.str.removeprefix("expr_")[cnn_table.to_numpy().argmax(1)]
-    assert said == ["happiness" if c == "happiness" else "anger" for c in cnn_says]
+    done = predict_member(_committee([cnn, angry[0], happy[0]], angry[0], tmp_path, "mixed"), root, "test")
+    assert list(done.parts) == ["cnn", "angry1", "happy1"]
+    assert _says(done.table) == ["happiness" if c == "happiness" else "anger" for c in _says(done.parts["cnn"])]
 
 
 def test_assembling_checks_the_runs(tiny_dataset, tmp_path):
@@ -180,5 +185,5 @@ def test_assembling_checks_the_runs(tiny_dataset, tmp_path):
     with pytest.raises(AffectEnsError, match="two runs are named 'expr'"):
         assemble_committee([expr, tmp_path / "x" / "expr"], None, tmp_path)
     with pytest.raises(AffectEnsError, match="not a committee run; --member-tables applies to committees"):
-        member_table_paths(expr, tmp_path / "out.parquet")
+        check_member_tables(expr)
     assert not (tmp_path / "config.json").exists()

@@ -10,7 +10,7 @@ import keras
 import numpy as np
 import pytest
 import torch
-from helpers import cli_in_process
+from helpers import invoke
 from keras_apps import APPS, NINE_CLASSES, NINE_TO_ABAW, face_pixels, our_images, randomise, save_model
 
 from ensemble.errors import DataError
@@ -142,8 +142,8 @@ def test_sigmoid_au_model_is_an_au_member(head_models):
 def test_va_member_through_the_cli_keeps_its_outputs_in_the_run(head_models, tiny_dataset, tmp_path):
     run = tmp_path / "va_run"
     args = ["train-member", "keras", "--weights", head_models["va"].files["keras"], "--data", tiny_dataset[0]]
-    result = cli_in_process(*args, "--preprocess", "tf", "--outputs", "valence=dense_v,arousal=dense_a", "--out", run)
-    assert "epoch 0: imported, validation score" in result.stdout
+    result = invoke(*args, "--preprocess", "tf", "--outputs", "valence=dense_v,arousal=dense_a", "--out", run)
+    assert result.returncode == 0 and "epoch 0: imported, validation score" in result.stdout, result.stderr
     _, cfg, net = load_run(run)  # no model file needed any more
     assert cfg.tasks == ("va",) and cfg.outputs == {"valence": "dense_v", "arousal": "dense_a"}
     with torch.no_grad():

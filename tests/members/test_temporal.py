@@ -9,7 +9,7 @@ import torch
 from ensemble.contract import read_table
 from ensemble.labels import read_labels
 from ensemble.tasks import get_edition
-from members.predict import predict_member
+from members.predict import predict_member, write_prediction
 from members.sequences import load_sequences, temporal_statistics, windows
 from members.temporal import CnnRnnMember, CnnTransformerMember, TemporalConfig
 from members.temporal_train import predict_sequences, train_temporal
@@ -67,7 +67,9 @@ def test_trains_and_predicts_every_frame(caches, tmp_path, name):
     run = tmp_path / name
     history = train_temporal(MEMBERS[name], cfg_for(folder, stats=2), root, run)
     assert len(history) == 2 and all(np.isfinite(h["loss"]) for h in history)
-    table, filled = predict_member(run, root, "test", tmp_path / "test.parquet")
+    done = predict_member(run, root, "test")
+    write_prediction(done, tmp_path / "test.parquet")
+    filled = done.filled
     back = read_table(tmp_path / "test.parquet")
     manifest = pd.read_csv(root / "test_frames.csv")
     assert back.data.groupby("video").size().to_dict() == dict(zip(manifest["video"], manifest["frames"]))

@@ -1,0 +1,242 @@
+"""``crop-faces``, ``predict-video`` and ``webcam``: from raw video (or a camera) to aligned faces and
+predictions. One detection and alignment path serves all three (``members.video_faces``).
+
+torch, PyAV, OpenCV and facenet-pytorch are imported inside the commands, so the CLI starts fast.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.markup import escape
+
+from ensemble.cli.app import app, console, err_console, phase_bars
+from ensemble.errors import AffectEnsError
+from ensemble.outputs import Outputs
+
+CROP_SIZE = typer.Option(
+    112,
+    "--size",
+    min=32,
+    max=1024,
+    help="Side of the aligned face crops in pixels (112 as Aff-Wild2's cropped_aligned).",
+)
+MAX_FACES = typer.Option(
+    2,
+    "--max-faces",
+    min=1,
+    help="Most faces per frame. Two people give folders <video>_left and <video>_right, as Aff-Wild2 names them "
+    "(a second face counts when it is on at least a fifth of the frames with a face); 1: the largest face only.",
+)
+MIN_FACE = typer.Option(
+    40, "--min-face", min=12, help="Smallest face side searched, in the video's pixels (smaller: slower)."
+)
+FORCE = typer.Option(False, "--force", help="Replace outputs that affect-ens wrote before.")
+THREADS = typer.Option(
+    1,
+    "--threads",
+    min=1,
+    help="CPU threads for face search and members (torch). On a busy CPU more threads wait on each other "
+    "(measured 10x slower on this 2-core machine); raise it on an idle machine with many cores.",
+)
+TABLE_OUT = typer.Option(
+    ...,
+    "--out",
+    help="Prediction table to write (.parquet): a row for every frame of every face folder "
+    "(<video>, or <video>_left and <video>_right).",
+)
+FUSION = typer.Option(
+    None,
+    "--fusion",
+    help="Fusion saved by 'fuse --save-fusion' on these members (same run names, same order), applied with its "
+    "smoothing and thresholds. Without it each task is the mean of the members predicting it.",
+)
+OVERLAY = typer.Option(
+    None, "--overlay", help="Also write the video with each face's box, expression and a valence/arousal disc (.mp4)."
+)
+MEMBERS_HELP = "Run folder of an image member (cnn or keras, from train-member); repeat the option for several."
+
+
+def detect_every_option(default: int) -> typer.Option:
+    return typer.Option(
+        default,
+        "--detect-every",
+        min=1,
+        help="Search faces every N frames and track them in between (1: search every frame; faster with more).",
+    )
+
+
+def _warn(message: str) -> None:
+    err_console.print(f"[yellow]warning:[/yellow] {escape(message)}", highlight=False, soft_wrap=True)
+
+
+def _say(message: str) -> None:
+    """One line on stdout, printed as is (names from data are no markup) and never wrapped."""
+    console.print(message, markup=False, highlight=False, soft_wrap=True)
+
+
+def _use_threads(threads: int) -> int:
+    """torch's threads for the rest of the command (the face search takes the same number)."""
+    import torch
+
+    torch.set_num_threads(threads)
+    return threads
+
+
+def _check_suffix(path: Path | None, suffixes: tuple[str, ...], option: str) -> None:
+    if path is not None and path.suffix.lower() not in suffixes:
+        raise AffectEnsError(f"{option} {path}: expected a {' or '.join(suffixes)} file")
+
+
+@app.command("crop-faces")
+def crop_faces_cmd(
+    source: Path = typer.Argument(
+        ..., help="A video file, or a folder of videos; each file's name without its suffix is its video id."
+    ),
+    out: Path = typer.Option(
+        ...,
+        "--out",
+        help="Dataset folder to create: cropped_aligned/<video>/00001.jpg ... and frames.csv (video,frames).",
+    ),
+    size: int = CROP_SIZE,
+    max_faces: int = MAX_FACES,
+    min_face: int = MIN_FACE,
+    detect_every: int = detect_every_option(1),
+    threads: int = THREADS,
+    force: bool = FORCE,
+) -> None:
+    """Find, align and crop the faces of every frame in Aff-Wild2's layout (frames without a face are absent)."""
+    with Outputs(force=force, inputs=[source]) as outs, phase_bars("frames") as bar:
+        folder = outs.folder(out)  # first: a refused output is answered before torch is imported
+        from members.video import video_files
+        from members.video_faces import FaceSearch, crop_faces
+
+        videos = video_files(source)
+        report = crop_faces(
+            videos,
+            folder,
+            FaceSearch(min_face, max_faces, detect_every, threads),
+            size,
+            lambda d, t: bar("faces", d, t),
+        )
+    for video in report.faceless:
+        _warn(f"{video}: no face found on any of its frames; it has no crops and no line in frames.csv")
+    crops = sum(report.crops.values())
+    _say(
+        f"wrote {out}: {crops} face crops in {len(report.crops)} folder(s) from {len(videos)} video(s) "
+        f"({report.decoded} frames)"
+    )
+
+
+@app.command("predict-video")
+def predict_video_cmd(
+    video: Path = typer.Argument(..., help="Video file (any format FFmpeg decodes)."),
+    member: list[Path] = typer.Option(..., "--member", help=MEMBERS_HELP),
+    out: Path = TABLE_OUT,
+    fusion: Path = FUSION,
+    overlay: Path = OVERLAY,
+    plot: Path = typer.Option(None, "--plot", help="Also write a self-contained page of the per-frame curves (.html)."),
+    size: int = CROP_SIZE,
+    max_faces: int = MAX_FACES,
+    min_face: int = MIN_FACE,
+    detect_every: int = detect_every_option(1),
+    batch_size: int = typer.Option(64, "--batch-size", min=1, help="Faces per batch through the members."),
+    threads: int = THREADS,
+    force: bool = FORCE,
+) -> None:
+    """Predict every frame of a video: faces as crop-faces finds them, members, fusion, faceless frames filled."""
+    from ensemble.contract import check_table_path
+
+    if video.is_dir():
+        raise AffectEnsError(f"{video}: predict-video takes one video file (crop-faces takes folders)")
+    _check_suffix(overlay, (".mp4",), "--overlay")
+    _check_suffix(plot, (".html",), "--plot")
+    with Outputs(force=force, inputs=[video, *member, fusion]) as outs, phase_bars("frames") as bar:
+        table = outs.file(check_table_path(out))  # refusals come before torch's import
+        files = [table] + [outs.file(p) if p else None for p in (overlay, plot)]
+        from members.video import video_files
+        from members.video_faces import FaceSearch
+        from members.video_predict import predict_video
+
+        ((video_id, path),) = video_files(video).items()
+        search = FaceSearch(min_face, max_faces, detect_every, _use_threads(threads))
+        result = predict_video(
+            path, video_id, member, fusion_path=fusion, search=search, size=size, batch_size=batch_size, progress=bar
+        )
+        _write_results(result, files, out, bar)
+    for subject, track in result.faces.subjects.items():
+        _say(f"{subject}: face found on {len(track)} of {result.faces.frames} frames")
+    err_console.print(f"filled {result.filled} frame(s) without a face from their neighbours")
+    _say(f"wrote {', '.join(str(p) for p in (out, overlay, plot) if p)}")
+
+
+def _write_results(result, files: list[Path | None], out: Path, bar) -> None:
+    """The table, and where asked the overlay video and the plot page, into the command's temporary files."""
+    from ensemble.contract import write_table
+    from members.overlay import write_overlay
+    from members.video_plot import plot_html
+
+    table_file, overlay_file, plot_file = files
+    write_table(result.table, table_file, name=str(out))
+    if overlay_file:
+        write_overlay(result, overlay_file, lambda d, t: bar("drawing", d, t))
+    if plot_file:
+        plot_file.write_text(plot_html(result), encoding="utf-8")
+
+
+@app.command()
+def webcam(
+    member: list[Path] = typer.Option(None, "--member", help=MEMBERS_HELP + " Their mean is shown; none: faces only."),
+    source: str = typer.Option(
+        "0", "--source", help="Camera index (0: the default camera) or a video file, read by the same loop."
+    ),
+    frames: int = typer.Option(
+        None, "--frames", min=1, help="Stop after this many frames (default: when the source ends, q, or Ctrl+C)."
+    ),
+    detect_every: int = detect_every_option(5),
+    max_faces: int = MAX_FACES,
+    min_face: int = MIN_FACE,
+    window: bool = typer.Option(
+        None, "--window/--no-window", help="Show the frames in a window (default: when a display is available)."
+    ),
+    overlay: Path = typer.Option(None, "--overlay", help="Also record the drawn frames as a video (.mp4)."),
+    threads: int = THREADS,
+    force: bool = FORCE,
+) -> None:
+    """The live demo: faces, expressions and valence/arousal drawn on a camera's frames, with the frame rate."""
+    _check_suffix(overlay, (".mp4",), "--overlay")
+    inputs = [None if source.isdigit() else Path(source), *(member or [])]
+    with Outputs(force=force, inputs=inputs) as outs, phase_bars("frames") as bar:
+        record = outs.file(overlay) if overlay else None  # refusals come before torch's import
+        from members.video import parse_source
+        from members.video_faces import FaceSearch
+        from members.video_predict import load_members
+        from members.webcam import run_live
+
+        stream, members = parse_source(source), load_members(member) if member else []
+        search, show = FaceSearch(min_face, max_faces, detect_every, _use_threads(threads)), _window(window)
+        report = run_live(
+            stream, members, search, limit=frames, show=show, record=record, progress=lambda d, t: bar("live", d, t)
+        )
+    _say(
+        f"{report.frames} frames in {report.seconds:.2f} s: {report.fps:.1f} frames/s "
+        f"(faces searched on {report.searched} frames, every {detect_every}; a face on {report.with_face})"
+    )
+    if overlay:
+        _say(f"wrote {overlay}")
+
+
+def _window(asked: bool | None):
+    """The window's ``show``, or None: asked for and impossible is an error; by default, a warning."""
+    from members.webcam import display_available, open_window
+
+    if asked is False or (asked is None and not display_available()):
+        return None
+    try:
+        return open_window()
+    except AffectEnsError as exc:
+        if asked:
+            raise
+        _warn(f"{exc}; running without a window")
+        return None

@@ -1,0 +1,113 @@
+"""Commands killed with SIGKILL at chosen steps, and two commands writing the same output at once.
+
+After a kill each output is whole: the old one intact or the new one complete, never a mix; the next run
+cleans up what the killed one left and succeeds. Of two commands started together on one output, exactly
+one succeeds and the other says why.
+"""
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from faults import Child, run
+from helpers import tree_state, write_simulated_dataset
+
+
+def contents(folder: Path) -> dict:
+    """Relative paths and hashes: two folders with equal contents compare equal."""
+    return {k[len(str(folder)) :]: v for k, v in tree_state(folder).items()}
+
+
+def data_args(out, seed):
+    return [
+        "make-demo-data",
+        out,
+        "--seed",
+        seed,
+        "--train-videos",
+        1,
+        "--val-videos",
+        1,
+        "--test-videos",
+        1,
+        "--min-frames",
+        12,
+        "--max-frames",
+        12,
+        "--size",
+        24,
+    ]
+
+
+@pytest.fixture(scope="module")
+def datasets(tmp_path_factory):
+    """The folder a re-run replaces (seed 1) and what an uninterrupted re-run makes (seed 2)."""
+    base = tmp_path_factory.mktemp("faults")
+    for seed in (1, 2):
+        assert run(*data_args(base / f"seed{seed}", seed)).returncode == 0
+    return contents(base / "seed1"), contents(base / "seed2"), base
+
+
+@pytest.mark.parametrize("point", [("open", 1), ("open", 7), ("exchange", 1), ("after-exchange", 1), ("unlink", 3)])
+def test_killed_force_replace_of_a_folder_leaves_old_or_new_whole(datasets, tmp_path, point):
+    old, new, base = datasets
+    out = tmp_path / "data"
+    assert run(*data_args(out, 1)).returncode == 0
+    killed = run(*data_args(out, 2), "--force", kill=point)
+    assert killed.returncode == -9, killed.stderr
+    assert contents(out) in (old, new)
+    again = run(*data_args(out, 2), "--force")
+    assert again.returncode == 0, again.stderr
+    assert contents(out) == new
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]  # no temporary, old copy or lock left
+
+
+@pytest.fixture(scope="module")
+def sim(tmp_path_factory):
+    root = tmp_path_factory.mktemp("sim")
+    _, paths = write_simulated_dataset(root, videos=4, frames=40)
+    pd.DataFrame({"video": [f"v{i:04d}" for i in range(4)], "frames": 40}).to_csv(root / "frames.csv", index=False)
+    return root, paths
+
+
+def fuse_args(sim, out, *extra):
+    return ["fuse", *sim[1], "--labels", sim[0], "--out", out, "--no-smooth", "--no-thresholds", *extra]
+
+
+@pytest.mark.parametrize("point", [("open", 1), ("replace", 1), ("replace", 2)])
+def test_killed_fuse_leaves_each_output_old_or_new(sim, tmp_path, point):
+    table, fusion = tmp_path / "fused.parquet", tmp_path / "fusion.json"
+    assert run(*fuse_args(sim, table, "--save-fusion", fusion, "--method", "vote")).returncode == 0
+    old = (table.read_bytes(), fusion.read_bytes())
+    assert run(*fuse_args(sim, tmp_path / "ref.parquet", "--save-fusion", tmp_path / "ref.json")).returncode == 0
+    new = ((tmp_path / "ref.parquet").read_bytes(), (tmp_path / "ref.json").read_bytes())
+    killed = run(*fuse_args(sim, table, "--save-fusion", fusion, "--force"), kill=point)
+    assert killed.returncode == -9, killed.stderr
+    assert table.read_bytes() in (old[0], new[0]) and fusion.read_bytes() in (old[1], new[1])
+    assert run(*fuse_args(sim, table, "--save-fusion", fusion, "--force")).returncode == 0
+    assert (table.read_bytes(), fusion.read_bytes()) == new
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fused.parquet", "fusion.json", "ref.json", "ref.parquet"]
+
+
+def _race(*commands):
+    children = [Child(args) for args in commands]
+    return [(c.wait().returncode, c.stderr) for c in children]
+
+
+def test_two_fuses_to_one_output_exactly_one_succeeds(sim, tmp_path):
+    out = tmp_path / "fused.parquet"
+    results = _race(fuse_args(sim, out), fuse_args(sim, out))
+    codes = sorted(code for code, _ in results)
+    assert codes == [0, 2], results
+    loser = next(err for code, err in results if code == 2)
+    assert "being written by another affect-ens command (pid" in loser or "output exists" in loser
+    assert run("evaluate", out, "--labels", sim[0]).returncode == 0  # the winner's table is whole
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fused.parquet"]
+
+
+def test_two_dataset_writers_to_one_folder_exactly_one_succeeds(datasets, tmp_path):
+    out = tmp_path / "data"
+    results = _race(data_args(out, 2), data_args(out, 2))
+    assert sorted(code for code, _ in results) == [0, 2], results
+    assert contents(out) == datasets[1]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]
