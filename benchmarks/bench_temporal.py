@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from ensemble.tasks import get_edition
+from ensemble.tasks import DEFAULT_EDITION, get_edition
 from members.cnn import CnnConfig, CnnMember, CnnNet
 from members.data import frame_path, image_transform, load_image
 from members.heads import masked_loss
@@ -55,7 +55,7 @@ def end_to_end_epoch(cnn: CnnNet, rnn: RnnNet, seqs, cfg: TemporalConfig, image_
 def main(backbone: str, image_size: int) -> None:
     if not (DATA / "dataset.json").exists():
         make_dataset(DATA, SyntheticConfig())
-    edition = get_edition(2025)
+    edition = get_edition(DEFAULT_EDITION)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         cnn_cfg = CnnConfig(backbone=backbone, image_size=image_size, epochs=1, tasks=("va",))

@@ -46,11 +46,14 @@ class Stack:
 
 
 def weighted_sum(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """Sum over axis 0 of (members, frames, k) ``values`` weighted by ``weights``, one member at a time."""
-    out = np.zeros(values.shape[1:], dtype=np.float64)
+    """Sum over axis 0 of (members, frames, k) ``values`` (probabilities, values or 0/1 decisions) weighted by
+    ``weights``, one member at a time into one float32 buffer (no members-sized or float64 copy)."""
+    out = np.zeros(values.shape[1:], dtype=np.float32)
+    scaled = np.empty_like(out)
     for m, w in enumerate(weights):
         if w:
-            out += w * values[m]
+            np.multiply(values[m], np.float32(w), out=scaled)
+            out += scaled
     return out
 
 
@@ -67,10 +70,11 @@ def _member_names(tables: list[PredictionTable]) -> list[str]:
 
 
 def _same_keys(a: pd.DataFrame, b: pd.DataFrame) -> bool:
+    """Whether two tables cover the same frames in the same order (then their arrays need no merge)."""
     return (
         len(a) == len(b)
         and np.array_equal(a["frame"].to_numpy(), b["frame"].to_numpy())
-        and bool((a["video"].to_numpy() == b["video"].to_numpy()).all())
+        and bool((a["video"].array == b["video"].array).all())  # Arrow strings compare without Python objects
     )
 
 
@@ -94,21 +98,40 @@ def _common_keys(tables: list[PredictionTable]) -> pd.DataFrame:
     return index.sort_values().to_frame(index=False)
 
 
-def _rows(tab: PredictionTable, keys: pd.DataFrame, cols: list[str], same: bool) -> np.ndarray:
-    if same:
-        return tab.data[cols].to_numpy(np.float32)
-    pos = pd.MultiIndex.from_frame(tab.data[KEY]).get_indexer(pd.MultiIndex.from_frame(keys))
-    return tab.data[cols].to_numpy(np.float32)[pos]
+def _positions(tab: PredictionTable, keys: pd.DataFrame) -> np.ndarray:
+    return pd.MultiIndex.from_frame(tab.data[KEY]).get_indexer(pd.MultiIndex.from_frame(keys))
 
 
-def align(tables: list[PredictionTable], *, tasks: tuple[str, ...] | None = None, policy: str = "strict") -> Stack:
+def _fill(out: np.ndarray, data: pd.DataFrame, cols: list[str], rows: np.ndarray | None, block: int = 1 << 15) -> None:
+    """``out[i, j] = data[cols[j]][rows[i]]`` (all rows when ``rows`` is None), a block of rows at a time: each
+    column is copied whole into a small column-major buffer that is transposed into ``out`` while it is in
+    cache (pandas' own ``to_numpy`` interleaves columns into a frames-sized column-major array first)."""
+    columns = [data[c].to_numpy(np.float32) for c in cols]
+    buffer = np.empty((len(cols), block), dtype=np.float32)
+    for start in range(0, len(out), block):
+        stop = min(start + block, len(out))
+        part = slice(start, stop) if rows is None else rows[start:stop]
+        for j, column in enumerate(columns):
+            buffer[j, : stop - start] = column[part]
+        out[start:stop] = buffer[:, : stop - start].T
+
+
+def align(
+    tables: list[PredictionTable],
+    *,
+    tasks: tuple[str, ...] | None = None,
+    policy: str = "strict",
+    edition: Edition | None = None,
+) -> Stack:
     """Stack ``tables`` on their common frames; frames not covered by every member are an error under
-    ``strict`` and dropped under ``intersect``."""
+    ``strict`` and dropped under ``intersect``. The stack is scored by ``edition`` (default: the first
+    table's), whose label sets every table must share."""
     if not tables:
         raise ContractError("no prediction tables given")
     if policy not in POLICIES:
         raise ContractError(f"unknown alignment policy {policy!r}; choose one of: {', '.join(POLICIES)}")
     names = _member_names(tables)
+    edition = edition or get_edition(tables[0].meta.edition)
     tasks = tasks or common_tasks(tables)
     if not tasks:
         raise ContractError(f"members {names} share no task: nothing to fuse")
@@ -116,7 +139,7 @@ def align(tables: list[PredictionTable], *, tasks: tuple[str, ...] | None = None
         missing = [t for t in tasks if t not in tab.meta.tasks]
         if missing:
             raise ContractError(f"member {name!r} has no {', '.join(missing)} outputs (it predicts {tab.meta.tasks})")
-        check_label_set(tab.meta, tables[0].meta.edition, name)
+        check_label_set(tab.meta, edition.year, name)
     keys = tables[0].data[KEY]
     same = [True] + [_same_keys(keys, tab.data) for tab in tables[1:]]
     if policy == "strict" and not all(same):
@@ -124,9 +147,9 @@ def align(tables: list[PredictionTable], *, tasks: tuple[str, ...] | None = None
         raise _coverage_error(names[0], names[bad], tables[0].data, tables[bad].data)
     if not all(same):
         keys = _common_keys(tables)
-    edition = get_edition(tables[0].meta.edition)
     cols = output_columns(tasks, edition)
     values = np.empty((len(tables), len(keys), len(cols)), dtype=np.float32)
     for m, tab in enumerate(tables):
-        values[m] = _rows(tab, keys, cols, all(same))
+        rows = None if all(same) else _positions(tab, keys)
+        _fill(values[m], tab.data, cols, rows)
     return Stack(keys.reset_index(drop=True), values, cols, names, tasks, edition)

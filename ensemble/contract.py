@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 
 from ensemble.errors import ContractError, DataError
 from ensemble.outputs import STAMP, atomic_file
-from ensemble.tasks import DEFAULT_EDITION, EDITIONS, TASKS, Edition, get_edition
+from ensemble.tasks import DEFAULT_EDITION, EDITIONS, TASKS, Edition, get_edition, resolve_edition
 
 KEY = ["video", "frame"]
 META_KEY = b"affect_ens"
@@ -174,13 +174,13 @@ def _tasks_present(columns: list[str], edition: Edition) -> tuple[str, ...]:
 
 
 def infer_meta(columns: list[str], source: str, edition: int | None = None) -> TableMeta:
-    """Tasks and the fitting edition from a table's columns (for CSV without a sidecar): ``edition`` if
-    its label sets fit, else the latest edition that fits.
+    """Tasks and the fitting edition from a table's columns (for CSV without a sidecar): ``edition`` (else the
+    default edition) if its label sets fit, else the latest edition that fits.
 
     When no edition's columns fit exactly, ``edition`` is kept so that validation names the missing or
     unexpected columns.
     """
-    for year in ([edition] if edition else []) + sorted(EDITIONS, reverse=True):
+    for year in [edition or DEFAULT_EDITION] + sorted(EDITIONS, reverse=True):
         tasks = _tasks_present(columns, get_edition(year))
         if tasks and set(output_columns(tasks, get_edition(year))) <= set(columns):
             return TableMeta(tasks, year, member=member_name(Path(source)))
@@ -249,16 +249,34 @@ def read_table(path: str | Path, *, edition: int | None = None) -> PredictionTab
     return validate_table(data, meta, str(path))
 
 
-def check_label_set(meta: TableMeta, edition: int, source: str) -> None:
-    """A table is usable for ``edition`` when every task it holds has the same label set there."""
+def check_label_set(meta: TableMeta, edition: int, source: str, tasks: tuple[str, ...] | None = None) -> None:
+    """A table is usable for ``edition`` when every task it holds (or each of ``tasks``) has the same label
+    set there."""
     theirs, ours = get_edition(meta.edition), get_edition(edition)
-    for task in meta.tasks:
+    for task in [t for t in meta.tasks if tasks is None or t in tasks]:
         if theirs.output_columns(task) != ours.output_columns(task):
             raise ContractError(
                 f"{source}: {task} label set of edition {meta.edition} "
                 f"({len(theirs.output_columns(task))} outputs) does not match edition {edition} "
                 f"({len(ours.output_columns(task))} outputs)"
             )
+
+
+def table_edition(
+    given: int | str | None, tables: list[PredictionTable], sources: list[str], tasks: tuple[str, ...] | None = None
+) -> tuple[Edition, str]:
+    """The edition a command uses on ``tables`` (read from ``sources``) and where it came from: ``given``, else
+    the one their metadata names, else the default. Every table's label set (of ``tasks``, default all) must
+    fit it: a one-line error otherwise, never a silent choice."""
+    found = [(str(src), tab.meta.edition) for src, tab in zip(sources, tables)]
+    if given is None and len({year for _, year in found}) > 1:
+        newest = max(year for _, year in found)  # an unfit label set says more than "they differ"
+        for src, tab in zip(sources, tables):
+            check_label_set(tab.meta, newest, str(src), tasks)
+    edition, how = resolve_edition(given, found)
+    for src, tab in zip(sources, tables):
+        check_label_set(tab.meta, edition.year, str(src), tasks)
+    return edition, how
 
 
 def check_table_path(path: str | Path) -> Path:

@@ -27,3 +27,7 @@ class SubmissionError(AffectEnsError):
 
 class OutputExistsError(AffectEnsError):
     """An output already exists and --force was not given."""
+
+
+class MemberCheckError(AffectEnsError):
+    """A member behaves on the split a fusion is applied to unlike on the split it was fitted on."""

@@ -3,6 +3,8 @@
 Every function takes plain arrays of annotated frames only (the labels loader drops sentinel frames) and
 returns a float; ``*_score`` means higher is better. Undefined values are NaN, as in audmetric.
 The same ``task_score`` is used to tune fusions and to report them, so tuning and reporting never differ.
+Post-processing tunes on many subsets of videos at once from each video's counts and sums (``*_from_counts``,
+``ccc_from_sums``): the score functions here are built on the same formulas, so the numbers are the same.
 """
 
 from __future__ import annotations
@@ -30,6 +32,17 @@ def ccc_score(truth: np.ndarray, pred: np.ndarray) -> float:
     return float(2.0 * cov / denom) if denom > 0 else float("nan")
 
 
+def ccc_from_sums(sums: np.ndarray) -> float:
+    """CCC from ``(n, sum x, sum y, sum x^2, sum y^2, sum xy)``, so that sums over videos can be added up."""
+    n, sx, sy, sxx, syy, sxy = (float(v) for v in sums)
+    if n == 0:
+        return float("nan")
+    mx, my = sx / n, sy / n
+    var_x, var_y, cov = sxx / n - mx * mx, syy / n - my * my, sxy / n - mx * my
+    denom = var_x + var_y + (mx - my) ** 2
+    return float(2.0 * cov / denom) if denom > 0 else float("nan")
+
+
 def va_score(truth: np.ndarray, pred: np.ndarray) -> float:
     """Mean of CCC(valence) and CCC(arousal); both arrays are (frames, 2)."""
     return (ccc_score(truth[:, 0], pred[:, 0]) + ccc_score(truth[:, 1], pred[:, 1])) / 2.0
@@ -40,12 +53,16 @@ def _confusion(truth: np.ndarray, pred: np.ndarray, n_classes: int) -> np.ndarra
     return np.bincount(idx, minlength=n_classes * n_classes).reshape(n_classes, n_classes)
 
 
+def f1_from_counts(tp: np.ndarray, predicted: np.ndarray, actual: np.ndarray) -> np.ndarray:
+    """F1 ``2 tp / (predicted + actual)`` of each class or unit from its counts; 0 where both counts are 0."""
+    tp, denom = np.asarray(tp, dtype=np.float64), np.asarray(predicted + actual, dtype=np.float64)
+    return np.divide(2 * tp, denom, out=np.zeros(tp.shape), where=denom > 0)
+
+
 def f1_per_class(truth: np.ndarray, pred: np.ndarray, n_classes: int) -> np.ndarray:
     """F1 of each class ``2 tp / (2 tp + fp + fn)``; 0 where a class is neither present nor predicted."""
     cm = _confusion(truth, pred, n_classes)
-    tp = np.diag(cm).astype(np.float64)
-    denom = cm.sum(axis=0) + cm.sum(axis=1)
-    return np.divide(2 * tp, denom, out=np.zeros(n_classes), where=denom > 0)
+    return f1_from_counts(np.diag(cm), cm.sum(axis=0), cm.sum(axis=1))
 
 
 def macro_f1_score(truth: np.ndarray, pred: np.ndarray, n_classes: int) -> float:
@@ -61,13 +78,16 @@ def accuracy_score(truth: np.ndarray, pred: np.ndarray) -> float:
     return float(np.mean(truth == np.asarray(pred))) if truth.size else float("nan")
 
 
-def binary_f1_per_unit(truth: np.ndarray, pred: np.ndarray) -> np.ndarray:
-    """Binary F1 of the positive class for each column of (frames, units) 0/1 arrays."""
+def binary_counts(truth: np.ndarray, pred: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(true positives, predicted positives, actual positives) of each column of (frames, units) 0/1 arrays."""
     t = np.asarray(truth, dtype=bool)
     p = np.asarray(pred, dtype=bool)
-    tp = np.sum(t & p, axis=0).astype(np.float64)
-    denom = t.sum(axis=0) + p.sum(axis=0)
-    return np.divide(2 * tp, denom, out=np.zeros(t.shape[1]), where=denom > 0)
+    return np.count_nonzero(t & p, axis=0), np.count_nonzero(p, axis=0), np.count_nonzero(t, axis=0)
+
+
+def binary_f1_per_unit(truth: np.ndarray, pred: np.ndarray) -> np.ndarray:
+    """Binary F1 of the positive class for each column of (frames, units) 0/1 arrays."""
+    return f1_from_counts(*binary_counts(truth, pred))
 
 
 def au_f1_score(truth: np.ndarray, pred: np.ndarray) -> float:
@@ -79,8 +99,11 @@ def au_f1_score(truth: np.ndarray, pred: np.ndarray) -> float:
 
 def expr_metrics(edition: Edition, truth: np.ndarray, pred: np.ndarray) -> dict[str, float]:
     """F1, accuracy and the edition's EXPR score from class indices."""
-    f1 = macro_f1_score(truth, pred, len(edition.expr_classes))
-    acc = accuracy_score(truth, pred)
+    if len(truth) == 0:
+        return {"f1": float("nan"), "accuracy": float("nan"), "score": float("nan")}
+    cm = _confusion(truth, pred, len(edition.expr_classes))
+    f1 = float(f1_from_counts(np.diag(cm), cm.sum(axis=0), cm.sum(axis=1)).mean())
+    acc = float(np.trace(cm) / len(truth))
     w_f1, w_acc = edition.expr_weights
     return {"f1": f1, "accuracy": acc, "score": w_f1 * f1 + w_acc * acc}
 
@@ -93,10 +116,32 @@ def va_metrics(truth: np.ndarray, pred: np.ndarray) -> dict[str, float]:
 
 def au_metrics(edition: Edition, truth: np.ndarray, pred: np.ndarray) -> dict[str, float]:
     """Mean F1, mean accuracy and the edition's AU score from 0/1 arrays."""
-    f1 = au_f1_score(truth, pred)
-    acc = accuracy_score(truth, pred)
+    if len(truth) == 0:
+        return {"f1": float("nan"), "accuracy": float("nan"), "score": float("nan")}
+    tp, predicted, actual = binary_counts(truth, pred)
+    f1 = float(f1_from_counts(tp, predicted, actual).mean())
+    acc = float(np.mean((len(truth) - predicted - actual + 2 * tp) / len(truth)))
     w_f1, w_acc = edition.au_weights
     return {"f1": f1, "accuracy": acc, "score": w_f1 * f1 + w_acc * acc}
+
+
+def expr_score_from_counts(edition: Edition, tp: np.ndarray, predicted: np.ndarray, actual: np.ndarray) -> float:
+    """The edition's EXPR score from the per-class counts of true, predicted and actual frames."""
+    n = float(np.sum(actual))
+    if n == 0:
+        return float("nan")
+    w_f1, w_acc = edition.expr_weights
+    return float(w_f1 * f1_from_counts(tp, predicted, actual).mean() + w_acc * np.sum(tp) / n)
+
+
+def au_unit_scores_from_counts(
+    edition: Edition, tp: np.ndarray, predicted: np.ndarray, actual: np.ndarray, n: float
+) -> np.ndarray:
+    """Each unit's part of the edition's AU score (``w_f1 F1 + w_acc accuracy``; the score is their mean) from
+    its counts over ``n`` frames."""
+    w_f1, w_acc = edition.au_weights
+    accuracy = (n - predicted - actual + 2 * np.asarray(tp, dtype=np.float64)) / max(n, 1)
+    return w_f1 * f1_from_counts(tp, predicted, actual) + w_acc * accuracy
 
 
 def decide(task: str, outputs: np.ndarray, thresholds: np.ndarray | float = 0.5) -> np.ndarray:

@@ -370,6 +370,8 @@ class Outputs:
         return path
 
     def _check_collisions(self, path: Path, folder: bool) -> None:
+        if folder and any(_inside(p, path) for p in protected_folders()):  # the most basic refusal first
+            raise UnsafePathError(f"{path}: refusing to write over the root, home or the current folder")
         for other in self._targets:
             if _same(path, other):
                 raise UnsafePathError(f"{path}: named twice as an output of this command")
@@ -378,8 +380,6 @@ class Outputs:
                 raise UnsafePathError(f"{path}: is also an input of this command; choose another output")
             if folder and path.exists() and _inside(source, path):
                 raise UnsafePathError(f"{path}: holds an input of this command ({source}); choose another output")
-        if folder and any(_inside(p, path) for p in protected_folders()):
-            raise UnsafePathError(f"{path}: refusing to write over the root, home or the current folder")
         self._targets.append(path)
 
     def _check_existing(self, path: Path, folder: bool) -> None:

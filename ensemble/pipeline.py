@@ -46,19 +46,6 @@ def out_of_fold(method: str, params: dict, stack: Stack, truths: dict[str, Truth
     return out
 
 
-def post_out_of_fold(post: PostProcess, outputs: np.ndarray, stack: Stack, truths: dict[str, Truth], folds: int):
-    """Post-processing tuned on the other videos' (out-of-fold) outputs, applied to each held-out video."""
-    codes, slices = stack.video_codes(), task_slices(stack)
-    result = outputs.copy()
-    for train, held in video_folds(codes, folds):
-        fold_post = PostProcess(post.smooth, post.thresholds)
-        sub = {t: restrict(tr, train, len(codes)) for t, tr in truths.items()}
-        fold_post.fit({t: outputs[train, s] for t, s in slices.items()}, codes[train], sub, stack.edition)
-        for task, s in slices.items():
-            result[held, s] = fold_post.apply(task, outputs[held, s], codes[held])
-    return result
-
-
 @dataclass
 class Fusion:
     """A fitted fuser with its optional post-processing, ready to apply to another split."""
@@ -84,6 +71,7 @@ class Fusion:
                 "thresholds": self.post.thresholds,
                 "windows_": self.post.windows_,
                 "thresholds_": self.post.thresholds_,
+                "decisions_": self.post.decisions_,
             }
         )
         doc = {"generator": STAMP, "fuser": self.fuser.to_dict(), "post": post, "scores": self.scores}
@@ -101,7 +89,7 @@ class Fusion:
             if doc["post"]:
                 p = doc["post"]
                 windows = {t: [tuple(w) for w in ws] for t, ws in p["windows_"].items()}
-                post = PostProcess(p["smooth"], p["thresholds"], windows, p["thresholds_"])
+                post = PostProcess(p["smooth"], p["thresholds"], windows, p["thresholds_"], p.get("decisions_", []))
         except (KeyError, TypeError, ValueError, AttributeError):
             raise DataError(f"{path}: not a fusion file saved by affect-ens fuse --save-fusion") from None
         return cls(fuser, post, doc.get("scores", []))
@@ -141,10 +129,14 @@ def fit_fusion(
     scores = member_rows(stack, truths) + [score_row(f"{method} (out-of-fold)", stack, truths, oof)]
     post = None
     if smooth or thresholds:
+        slices = task_slices(stack)
         post = PostProcess(smooth, thresholds)
-        post.fit({t: oof[:, s] for t, s in task_slices(stack).items()}, stack.video_codes(), truths, stack.edition)
-        post_oof = post_out_of_fold(post, oof, stack, truths, folds)
-        scores.append(score_row(f"{method} + post (out-of-fold)", stack, truths, post_oof))
+        post.fit({t: oof[:, s] for t, s in slices.items()}, stack.video_codes(), truths, stack.edition, folds)
+        post_oof = oof.copy()
+        for task, s in slices.items():
+            post_oof[:, s] = post.oof_[task]
+        row = score_row(f"{method} + post (out-of-fold)", stack, truths, post_oof)
+        scores.append({**row, "post": post.summary()})
     return Fusion(fuser, post, scores)
 
 

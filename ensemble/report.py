@@ -20,7 +20,7 @@ from ensemble.labels import read_labels
 from ensemble.metrics import binary_f1_per_unit
 from ensemble.outputs import STAMP, atomic_file
 from ensemble.pipeline import Fusion, task_slices
-from ensemble.tasks import TASKS, Edition, get_edition
+from ensemble.tasks import DEFAULT_EDITION, TASKS, Edition, get_edition
 
 GENERATOR = f'<meta name="generator" content="{STAMP}">'
 
@@ -131,10 +131,16 @@ def _table_html(rows: list[dict], title: str) -> str:
         + "</tr>"
         for r in rows
     )
-    return f"<h2>{html.escape(title)}</h2><table><tr><th>predictions</th>{head}</tr>{body}</table>"
+    notes = "".join(
+        f"<li>{html.escape(r['name'].split(' ')[0])} post-processing {html.escape(r['post'])}</li>"
+        for r in rows
+        if "post" in r
+    )
+    notes = f"<ul>{notes}</ul>" if notes else ""
+    return f"<h2>{html.escape(title)}</h2><table><tr><th>predictions</th>{head}</tr>{body}</table>{notes}"
 
 
-def build_report(run_dir: str | Path, edition_year: int = 2025) -> str:
+def build_report(run_dir: str | Path, edition_year: int = DEFAULT_EDITION) -> str:
     """HTML text of the report of a run folder laid out like the demo's."""
     run = Path(run_dir)
     if not (run / "scores.json").is_file():
@@ -172,7 +178,7 @@ def build_report(run_dir: str | Path, edition_year: int = 2025) -> str:
     return f"<!doctype html><html><head><meta charset='utf-8'>{GENERATOR}<title>affect-ens report</title><style>{style}</style></head><body><h1>affect-ens report: {html.escape(str(run))}</h1>{''.join(parts)}</body></html>"
 
 
-def write_report(run_dir: str | Path, out: str | Path | None = None, edition_year: int = 2025) -> Path:
+def write_report(run_dir: str | Path, out: str | Path | None = None, edition_year: int = DEFAULT_EDITION) -> Path:
     """Write the report (default ``<run_dir>/report.html``) atomically; returns its path."""
     target = Path(out) if out else Path(run_dir) / "report.html"
     text = build_report(run_dir, edition_year)

@@ -10,7 +10,7 @@ import pandas as pd
 from scipy.ndimage import gaussian_filter1d
 
 from ensemble.contract import PredictionTable, TableMeta
-from ensemble.tasks import TASKS, get_edition
+from ensemble.tasks import DEFAULT_EDITION, TASKS, get_edition
 
 
 @dataclass
@@ -27,7 +27,7 @@ def _segments(n: int, k: int, rng: np.random.Generator, low: int = 20, high: int
     return np.repeat(rng.integers(0, k, size=len(lengths)), lengths)[:n]
 
 
-def simulate_labels(videos: int, frames: int, edition: int = 2025, seed: int = 0) -> dict[str, pd.DataFrame]:
+def simulate_labels(videos: int, frames: int, edition: int = DEFAULT_EDITION, seed: int = 0) -> dict[str, pd.DataFrame]:
     """Labels tables (video, frame, label columns) with smooth trajectories, keyed by task."""
     rng = np.random.default_rng(seed)
     ed = get_edition(edition)
@@ -61,7 +61,7 @@ def simulate_member(
     *,
     name: str,
     seed: int,
-    edition: int = 2025,
+    edition: int = DEFAULT_EDITION,
     tasks: tuple[str, ...] = TASKS,
 ) -> PredictionTable:
     """A prediction table for every labelled frame: the truth seen through ``spec``'s bias and noise."""
@@ -86,3 +86,101 @@ def simulate_member(
     data = pd.concat(parts, axis=1)
     out = data.astype({c: np.float32 for c in data.columns[2:]})
     return PredictionTable(out, TableMeta(tuple(t for t in TASKS if t in tasks), edition, member=name, split="val"))
+
+
+def unrelated_labels(labels: dict[str, pd.DataFrame], seed: int) -> dict[str, pd.DataFrame]:
+    """The same keys carrying other frames' labels (each task's rows rolled by a random offset of at least a
+    third of the split): what a member predicting some other video would be right about."""
+    out = {}
+    for i, (task, lab) in enumerate(labels.items()):
+        n = len(lab)
+        offset = int(np.random.default_rng(seed + i).integers(n // 3, 2 * n // 3 + 1))
+        values = lab.drop(columns=["video", "frame"]).reset_index(drop=True)
+        rolled = values.iloc[np.roll(np.arange(n), offset)].reset_index(drop=True)
+        out[task] = pd.concat([lab[["video", "frame"]].reset_index(drop=True), rolled], axis=1)
+    return out
+
+
+def shift_frames(table: PredictionTable, by: int) -> PredictionTable:
+    """The table with each video's outputs moved ``by`` frames: row ``f`` holds the outputs of frame ``f + by``
+    (the last frames repeat), as when one side numbers frames from 0 and the other from 1."""
+    data = table.data.reset_index(drop=True)
+    codes = pd.factorize(data["video"])[0]
+    rows = np.arange(len(data))
+    starts = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]])
+    first = np.repeat(starts, np.diff(np.r_[starts, len(data)]))
+    last = np.repeat(np.r_[starts[1:], len(data)] - 1, np.diff(np.r_[starts, len(data)]))
+    source = np.clip(rows + by, first, last)
+    outputs = data.columns[2:]
+    moved = data[outputs].iloc[source].reset_index(drop=True)
+    return PredictionTable(pd.concat([data[["video", "frame"]], moved], axis=1), table.meta)
+
+
+def swap_columns(table: PredictionTable, a: str, b: str) -> PredictionTable:
+    """The table with output columns ``a`` and ``b`` exchanged (classes written in another order)."""
+    data = table.data.copy()
+    data[[a, b]] = data[[b, a]].to_numpy()
+    return PredictionTable(data, table.meta)
+
+
+def simulate_splits(
+    videos: int, frames: int, specs: list[MemberSpec], seed: int = 0, edition: int = DEFAULT_EDITION
+) -> tuple[dict, list[PredictionTable], dict, list[PredictionTable]]:
+    """Labels and clean members' tables of a fit split (validation) and an apply split (test):
+    ``(fit_labels, fit_tables, apply_labels, apply_tables)``; member i is named ``m<i>`` on both."""
+    out = []
+    for split, offset in (("val", 0), ("test", 1)):
+        labels = simulate_labels(videos, frames, edition, seed=2 * seed + offset)
+        tables = [
+            simulate_member(labels, spec, name=f"m{i}", seed=1000 * seed + 100 * offset + i, edition=edition)
+            for i, spec in enumerate(specs)
+        ]
+        for t in tables:
+            t.meta.split = split
+        out += [labels, tables]
+    return tuple(out)
+
+
+BAD_MEMBERS = ("leaky", "shifted", "swapped", "stale", "noise")
+"""Members that break a fusion fitted on one split and applied to another (``noise`` is only weak: it is
+useless on both splits, and the check must not flag it)."""
+
+
+def bad_member(
+    kind: str, fit_labels: dict, apply_labels: dict, seed: int = 0
+) -> tuple[PredictionTable, PredictionTable]:
+    """(fit table, apply table) of a member named ``kind``:
+
+    - ``leaky``: trained on the fit split (its labels plus a little noise there), unrelated to the apply split;
+    - ``shifted``: an ordinary member whose apply table is one frame off (numbered from 0);
+    - ``swapped``: an ordinary member whose apply table has the Anger and Disgust columns exchanged;
+    - ``stale``: an ordinary member whose apply table comes from a checkpoint that says Neutral, no AU and
+      VA near 0 almost everywhere;
+    - ``noise``: unrelated to the labels on both splits.
+    """
+    fit_spec = MemberSpec(0.15) if kind == "leaky" else MemberSpec(1.0)
+    fit = simulate_member(
+        unrelated_labels(fit_labels, seed) if kind == "noise" else fit_labels, fit_spec, name=kind, seed=seed
+    )
+    apply_source = unrelated_labels(apply_labels, seed + 1) if kind in ("leaky", "noise") else apply_labels
+    apply = simulate_member(apply_source, fit_spec, name=kind, seed=seed + 1)
+    if kind == "shifted":
+        apply = shift_frames(apply, 1)
+    elif kind == "swapped":
+        apply = swap_columns(apply, "expr_anger", "expr_disgust")
+    elif kind == "stale":
+        apply = _stale(apply)
+    return fit, apply
+
+
+def _stale(table: PredictionTable) -> PredictionTable:
+    data = table.data.copy()
+    ed = get_edition(table.meta.edition)
+    if "expr" in table.meta.tasks:
+        expr = ed.output_columns("expr")
+        data[expr] = 0.1 * data[expr].to_numpy() + 0.9 * np.eye(len(expr), dtype=np.float32)[0]
+    if "va" in table.meta.tasks:
+        data[["valence", "arousal"]] *= np.float32(0.1)
+    if "au" in table.meta.tasks:
+        data[ed.output_columns("au")] *= np.float32(0.3)
+    return PredictionTable(data, table.meta)

@@ -1,16 +1,23 @@
-"""ABAW tasks and the label set of each edition, in one table.
+"""ABAW tasks and editions, in one table.
 
-A correction to a label set, a folder name or a score weighting is a one-line change in ``EDITIONS``.
+An edition is one year of the challenge (a year may hold two ABAW competitions: 2022 is ABAW3 and ABAW4,
+2024 is ABAW6 and ABAW7). It fixes the label sets, the score weightings, the submission layout of each
+track and the tracks offered. A correction is a one-line change in ``EDITIONS``; ``DEFAULT_EDITION`` is the
+only place that names the default, and no other module writes a year.
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
-from ensemble.errors import AffectEnsError
+from ensemble.errors import AffectEnsError, ContractError, SubmissionError
 
 TASKS = ("expr", "va", "au")
 """Single tasks. A member or table may hold several (the multi-task setting, ``mtl``)."""
+TRACKS = TASKS + ("mtl",)
+"""Challenge tracks: one per task, and the multi-task track that takes all three at once."""
 
 EXPR_7 = ("Neutral", "Anger", "Disgust", "Fear", "Happiness", "Sadness", "Surprise")
 EXPR_8 = EXPR_7 + ("Other",)
@@ -29,20 +36,55 @@ FOLDERS_2022 = {
 }
 SPLIT_FOLDERS = {"train": "Train_Set", "val": "Validation_Set", "test": "Test_Set"}
 
+PER_VIDEO = "per-video"
+"""Submission layout: one ``<video>.txt`` per test video, a line for every frame (submissions/formats.py)."""
+SINGLE_FILE = "single-file"
+"""Submission layout: one file per track, a row ``video/00001.jpg,...`` per listed image."""
+MTL_FILE = "multi-task"
+"""Submission layout of the multi-task track: one file, a row per image of the organisers' list."""
+
+SINGLE = ("expr", "va", "au")
+
 
 @dataclass(frozen=True)
 class Edition:
-    """What one ABAW edition fixes: label sets, folder names and how each track is scored."""
+    """What one ABAW edition fixes: label sets, folder names, scoring, submission layout and tracks."""
 
     year: int
+    abaw: dict[int, tuple[str, ...]]  # ABAW number -> the tracks that competition ran
     expr_classes: tuple[str, ...]
     aus: tuple[str, ...]
     folders: dict[str, str]
     expr_weights: tuple[float, float]  # (F1, accuracy) weights of the EXPR score
     au_weights: tuple[float, float]  # (mean F1, mean accuracy) weights of the AU score
+    layout: str  # submission layout of the expr, va and au tracks: PER_VIDEO or SINGLE_FILE
+    sentinel_fill: bool = False  # participants wrote sentinel rows (-1, -5) for frames without a face
+
+    @property
+    def name(self) -> str:
+        """``'2024 (ABAW6, ABAW7)'``."""
+        return f"{self.year} ({', '.join(f'ABAW{n}' for n in self.abaw)})"
+
+    @property
+    def tracks(self) -> tuple[str, ...]:
+        """The tracks offered by any competition of the year, in ``TRACKS`` order."""
+        offered = {t for tracks in self.abaw.values() for t in tracks}
+        return tuple(t for t in TRACKS if t in offered)
+
+    def track_layout(self, track: str) -> str:
+        """The submission layout of ``track``; a track the edition did not run is a one-line error."""
+        if track not in TRACKS:
+            raise SubmissionError(f"unknown track {track!r}; choose one of: {', '.join(TRACKS)}")
+        if track not in self.tracks:
+            ran = [ed.name for ed in EDITIONS.values() if track in ed.tracks]
+            raise SubmissionError(
+                f"no {track} track in edition {self.name}; it ran in: {', '.join(ran)} "
+                f"(tracks of {self.year}: {', '.join(self.tracks)})"
+            )
+        return MTL_FILE if track == "mtl" else self.layout
 
     def header(self, task: str) -> str:
-        """The first line of an annotation or submission file of ``task``."""
+        """The first line of an annotation or per-video submission file of ``task``."""
         return ",".join(self.label_names(task))
 
     def label_names(self, task: str) -> tuple[str, ...]:
@@ -68,23 +110,62 @@ def expr_column(name: str) -> str:
     return f"expr_{name.lower()}"
 
 
+# Layouts and label sets from participants' public code (sources beside each layout in submissions/formats.py
+# and in the README's edition table); ABAW9 (ICCV 2025) is left out: its tracks are not confirmed.
 EDITIONS: dict[int, Edition] = {
-    2020: Edition(2020, EXPR_7, AU_8, FOLDERS_2020, (0.67, 0.33), (0.5, 0.5)),
-    # 2021 (verify): the 12 AUs of the later editions with the 2020 score weightings.
-    2021: Edition(2021, EXPR_7, AU_12, FOLDERS_2020, (0.67, 0.33), (0.5, 0.5)),
-    2022: Edition(2022, EXPR_8, AU_12, FOLDERS_2022, (1.0, 0.0), (1.0, 0.0)),
-    2023: Edition(2023, EXPR_8, AU_12, FOLDERS_2022, (1.0, 0.0), (1.0, 0.0)),
-    2024: Edition(2024, EXPR_8, AU_12, FOLDERS_2022, (1.0, 0.0), (1.0, 0.0)),
-    2025: Edition(2025, EXPR_8, AU_12, FOLDERS_2022, (1.0, 0.0), (1.0, 0.0)),
+    2020: Edition(2020, {1: SINGLE}, EXPR_7, AU_8, FOLDERS_2020, (0.67, 0.33), (0.5, 0.5), PER_VIDEO),
+    2021: Edition(2021, {2: SINGLE}, EXPR_7, AU_12, FOLDERS_2020, (0.67, 0.33), (0.5, 0.5), PER_VIDEO, True),
+    2022: Edition(2022, {3: TRACKS, 4: ("mtl",)}, EXPR_8, AU_12, FOLDERS_2022, (1.0, 0.0), (1.0, 0.0), PER_VIDEO),
+    2023: Edition(2023, {5: SINGLE}, EXPR_8, AU_12, FOLDERS_2022, (1.0, 0.0), (1.0, 0.0), SINGLE_FILE),
+    2024: Edition(2024, {6: SINGLE, 7: ("mtl",)}, EXPR_8, AU_12, FOLDERS_2022, (1.0, 0.0), (1.0, 0.0), SINGLE_FILE),
+    2025: Edition(2025, {8: SINGLE}, EXPR_8, AU_12, FOLDERS_2022, (1.0, 0.0), (1.0, 0.0), SINGLE_FILE),
 }
 DEFAULT_EDITION = 2025
+"""The edition every command uses when neither ``--edition`` nor its input tables name one."""
+
+ABAW_NUMBERS = {n: year for year, ed in EDITIONS.items() for n in ed.abaw}
+_NAME = re.compile(r"^\s*(?:abaw\s*(\d+)|(\d{4}))\s*$", re.IGNORECASE)
 
 
-def get_edition(year: int) -> Edition:
+def editions_where(test) -> str:
+    """Names of the editions for which ``test(edition)`` holds, for help texts: ``'2022 (ABAW3, ABAW4), ...'``."""
+    return ", ".join(ed.name for ed in EDITIONS.values() if test(ed))
+
+
+def get_edition(name: int | str) -> Edition:
+    """The edition named by a year (``2025``, ``'2025'``) or an ABAW number (``'abaw8'``, ``'ABAW8'``)."""
+    match = _NAME.match(str(name))
+    year = None
+    if match and match.group(1):
+        year = ABAW_NUMBERS.get(int(match.group(1)))
+    elif match:
+        year = int(match.group(2))
     if year not in EDITIONS:
         known = ", ".join(str(y) for y in EDITIONS)
-        raise AffectEnsError(f"unknown ABAW edition {year}; choose one of: {known}")
+        raise AffectEnsError(
+            f"unknown ABAW edition {name}; choose one of: {known} (or abaw1 ... abaw{max(ABAW_NUMBERS)})"
+        )
     return EDITIONS[year]
+
+
+def resolve_edition(given: int | str | None, found: Iterable[tuple[str, int]] = ()) -> tuple[Edition, str]:
+    """The edition a command uses and where it came from: ``given`` (the command line), else the one all
+    ``found`` (source, year) pairs name (tables' metadata), else ``DEFAULT_EDITION``.
+
+    Tables naming different editions are an error unless ``given`` settles it; whether each table's label set
+    fits the chosen edition is for the caller to check (``contract.check_label_set``).
+    """
+    if given is not None and str(given).strip() != "":
+        return get_edition(given), "given"
+    found = list(found)
+    years = sorted({year for _, year in found})
+    if len(years) > 1:
+        first = {year: source for source, year in reversed(found)}
+        named = ", ".join(f"{first[y]} says {y}" for y in years)
+        raise ContractError(f"the tables name different editions ({named}); pass --edition to choose one")
+    if years:
+        return get_edition(years[0]), "from the tables' metadata"
+    return get_edition(DEFAULT_EDITION), "the default"
 
 
 def check_task(task: str) -> str:

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from ensemble.errors import DataError
-from ensemble.tasks import Edition
+from ensemble.tasks import DEFAULT_EDITION, Edition
 from members.heads import TaskHeads
 from members.registry import MEMBERS
 
@@ -22,7 +22,7 @@ class CnnConfig:
     backbone: str = "resnet18"  # any timm model name
     weights: str | None = None  # local file of pretrained backbone weights (never downloaded)
     tasks: tuple[str, ...] = ("expr",)
-    edition: int = 2025
+    edition: int = DEFAULT_EDITION
     image_size: int = 112
     epochs: int = 5
     batch_size: int = 64
@@ -30,7 +30,7 @@ class CnnConfig:
     weight_decay: float = 1e-4
     seed: int = 0
     checkpoint_every: int = 0  # also checkpoint every N steps inside an epoch (0: at epoch ends only)
-    amp: bool = True  # mixed precision when a GPU is used
+    dropout: float = 0.2  # before the task heads
 
 
 def load_backbone_weights(model: nn.Module, path: str) -> None:
@@ -59,7 +59,7 @@ class CnnNet(nn.Module):
             raise DataError(f"unknown timm backbone {cfg.backbone!r} ({str(exc)[:80]})") from None
         if cfg.weights:
             load_backbone_weights(self.backbone, cfg.weights)
-        self.heads = TaskHeads(self.backbone.num_features, tuple(cfg.tasks), edition)
+        self.heads = TaskHeads(self.backbone.num_features, tuple(cfg.tasks), edition, cfg.dropout)
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
         return self.backbone(images)

@@ -11,20 +11,18 @@ table (and, on request, each member's).
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
-
-import torch
 
 from ensemble.align import align
 from ensemble.contract import PredictionTable, TableMeta
 from ensemble.errors import AffectEnsError
 from ensemble.fusion.vote import VoteFuser
-from ensemble.outputs import STAMP, atomic_file
 from ensemble.tasks import DEFAULT_EDITION, TASKS
 from members.cnn import CnnConfig, CnnMember
+from members.distributed import Launch
 from members.registry import MEMBERS
+from members.runs import BEST, make_run_folder, resumed_config, save_checkpoint, write_config
 
 DEFAULT_BACKBONES = ("vgg16", "xception41", "resnetv2_50x1_bit", "efficientnet_b1")
 
@@ -66,7 +64,9 @@ def check_lead(cfg: CommitteeConfig) -> None:
         raise AffectEnsError(f"committee: lead {cfg.lead!r} is not one of its backbones: {', '.join(cfg.backbones)}")
 
 
-def train_committee(member_cls, cfg: CommitteeConfig, data_root: Path, run_dir: Path, progress=None) -> list[dict]:
+def train_committee(
+    member_cls, cfg: CommitteeConfig, data_root: Path, run_dir: Path, progress=None, *, launch=None
+) -> list[dict]:
     """Train every backbone in ``run_dir/<backbone>`` (each resumable); returns one history row per backbone."""
     from members.train import train_member
 
@@ -75,14 +75,19 @@ def train_committee(member_cls, cfg: CommitteeConfig, data_root: Path, run_dir: 
             "committee: a committee of existing runs is assembled with 'affect-ens committee', not trained"
         )
     check_lead(cfg)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.json").write_text(json.dumps({"member": member_cls.__name__, **asdict(cfg)}, indent=1))
+    launch = launch or Launch()
+    cfg = resumed_config(run_dir, member_cls, cfg, launch)
+    if launch.main:
+        make_run_folder(run_dir)
+        write_config(run_dir, member_cls, cfg, launch)
     rows = []
     for i, backbone in enumerate(cfg.backbones):
-        history = train_member(CnnMember, backbone_config(cfg, backbone), data_root, run_dir / backbone, progress)
+        sub = run_dir / backbone
+        history = train_member(CnnMember, backbone_config(cfg, backbone), data_root, sub, progress, launch=launch)
         best = max(history, key=lambda r: r["score"])
         rows.append({**best, "epoch": i + 1, "backbone": backbone})
-    torch.save({"backbones": list(cfg.backbones), "lead": cfg.lead}, run_dir / "best.pt")
+    if launch.main:
+        save_checkpoint(run_dir / BEST, {"backbones": list(cfg.backbones), "lead": cfg.lead})  # marks it finished
     return rows
 
 
@@ -123,10 +128,10 @@ def assemble_committee(runs: list[Path], lead: Path | None, folder: Path) -> Com
     cfg = CommitteeConfig(
         backbones=(), lead=lead_name, runs=tuple(map(str, resolved)), tasks=tasks, edition=editions.pop()
     )
-    with atomic_file(folder / "config.json") as tmp:
-        tmp.write_text(json.dumps({"member": CommitteeMember.__name__, "generator": STAMP, **asdict(cfg)}, indent=1))
-    with atomic_file(folder / "best.pt") as tmp:  # what marks a finished run; the members hold the weights
-        torch.save({"runs": list(cfg.runs), "lead": cfg.lead}, tmp)
+    write_config(folder, CommitteeMember, cfg)
+    save_checkpoint(
+        folder / BEST, {"runs": list(cfg.runs), "lead": cfg.lead}
+    )  # marks it finished; members hold the weights
     return cfg
 
 
@@ -159,15 +164,21 @@ def committee_vote(tables: list[PredictionTable], lead: str) -> PredictionTable:
     return table
 
 
-def predict_committee(cfg: CommitteeConfig, run_dir: Path, data_root: Path, split: str, frames=None, progress=None):
-    """The committee's voted table, with each member's own table as a part (named after the member)."""
+def predict_committee(
+    cfg: CommitteeConfig, run_dir: Path, data_root: Path, split: str, frames=None, progress=None, launch=None
+):
+    """The committee's voted table, with each member's own table as a part, named after the member (under
+    torchrun rank 0 gets them; the other processes get an empty ``Prediction``)."""
     from members.predict import Prediction, predict_member
 
     parts, filled = {}, 0
     for name, run in committee_members(cfg, run_dir).items():
-        done = predict_member(run, data_root, split, frames=frames, progress=progress)
-        done.table.meta.member = name
+        done = predict_member(run, data_root, split, frames=frames, progress=progress, launch=launch)
+        if done.table is not None:
+            done.table.meta.member = name
         parts[name], filled = done.table, max(filled, done.filled)
+    if done.table is None:
+        return Prediction(None, 0)
     voted = committee_vote(list(parts.values()), cfg.lead)
     extra = {**voted.meta.extra, "config": asdict(cfg), "filled_frames": filled}
     voted.meta = TableMeta(voted.meta.tasks, cfg.edition, run_dir.name, split, extra)

@@ -25,6 +25,11 @@ FRAMES_DIR = "cropped_aligned"
 MEAN, STD = (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)
 
 
+def derived_seed(*parts: int) -> int:
+    """A well-mixed 32-bit seed from integers (the run's seed, an epoch, a step or sample; negative allowed)."""
+    return int(np.random.SeedSequence([p % 2**64 for p in parts]).generate_state(1)[0])
+
+
 def frame_path(root: Path, video: str, frame: int) -> Path:
     return root / FRAMES_DIR / video / f"{frame:05d}.jpg"
 
@@ -69,10 +74,24 @@ def labelled_frames(root: Path, split: str, tasks: tuple[str, ...], edition: Edi
 
 
 class FrameDataset(Dataset):
-    """Face frames with masked multi-task targets: (image, expr, va, au, mask) per sample."""
+    """Face frames with masked multi-task targets: (image, expr, va, au, mask) per sample.
 
-    def __init__(self, root: str | Path, split: str, tasks: tuple[str, ...], edition: Edition, size: int, train: bool):
+    Training augmentations are drawn from a generator seeded by (``seed``, epoch, sample), so a sample gets the
+    same augmentation in an epoch whichever process or loader worker reads it, and after a resume.
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        split: str,
+        tasks: tuple[str, ...],
+        edition: Edition,
+        size: int,
+        train: bool,
+        seed: int = 0,
+    ):
         self.root = Path(root)
+        self.train, self.seed, self.epoch = train, seed, 0
         self.tasks = tasks
         self.edition = edition
         self.frames = labelled_frames(self.root, split, tasks, edition)
@@ -94,9 +113,21 @@ class FrameDataset(Dataset):
     def __len__(self) -> int:
         return len(self.frames)
 
-    def __getitem__(self, i: int):
+    def set_epoch(self, epoch: int) -> None:
+        """The epoch whose augmentations ``__getitem__`` draws."""
+        self.epoch = epoch
+
+    def image(self, i: int) -> torch.Tensor:
         row = self.frames.iloc[i]
-        image = self.transform(load_image(frame_path(self.root, row["video"], int(row["frame"]))))
+        image = load_image(frame_path(self.root, row["video"], int(row["frame"])))
+        if not self.train:
+            return self.transform(image)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(derived_seed(self.seed, self.epoch, i))
+            return self.transform(image)
+
+    def __getitem__(self, i: int):
+        image = self.image(i)
         lab = self.labels
         mask = torch.tensor([not np.isnan(lab.expr[i]), not np.isnan(lab.va[i, 0]), not np.isnan(lab.au[i, 0])])
         expr = torch.tensor(0 if np.isnan(lab.expr[i]) else int(lab.expr[i]))

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ensemble.align import align
+from ensemble.check import check_members
 from ensemble.contract import read_table, write_table
 from ensemble.evaluate import truths_for
 from ensemble.labels import read_labels
@@ -108,6 +109,8 @@ def fuse_all(out: Path, cfg: DemoConfig, paths: dict[str, list[Path]], log: Log)
     }
     val_truth, test_truth = truths_for(val.keys, labels["val"], edition), truths_for(test.keys, labels["test"], edition)
     rows_val, rows_test = member_rows(val, val_truth), member_rows(test, test_truth)
+    flagged = [f"{r.name} ({', '.join(r.tags)})" for r in check_members(val, test, val_truth) if r.flags]
+    log(f"member check, validation vs test: {'; '.join(flagged) if flagged else 'no member flagged'}")
     for method, params in cfg.fusions:
         log(f"fusing: {method}")
         fusion = fit_fusion(val, val_truth, method, params, smooth=True, thresholds=True, folds=cfg.data.val_videos)
@@ -120,19 +123,24 @@ def fuse_all(out: Path, cfg: DemoConfig, paths: dict[str, list[Path]], log: Log)
 
 
 def write_submissions(out: Path, cfg: DemoConfig, scores: dict, log: Log) -> dict[str, Path]:
-    """Challenge files of each track from the fusion with the best out-of-fold validation score there."""
-    from ensemble.frames import read_manifest
+    """Challenge files of each track from the fusion with the best out-of-fold validation score there, through
+    the organisers' files of the test split (example file and video-name list), as a user submits them."""
+    from ensemble.frames import read_frame_source, read_manifest
+    from members.synthetic import organiser_files, write_organiser_files
     from submissions import write_submission
 
-    counts, zips = read_manifest(out / "data" / "test_frames.csv"), {}
+    edition, zips = get_edition(cfg.data.edition), {}
+    files = organiser_files(out / "data", edition)
+    if not all(f.exists() for pair in files.values() for f in pair if f is not None):  # a folder from an older demo
+        write_organiser_files(out / "data", read_manifest(out / "data" / "test_frames.csv"), edition)
     fused = [r for r in scores["val"] if r["name"].endswith("+ post (out-of-fold)")]
     for task in TASKS:
         best = max(fused, key=lambda r: r[f"{task}_score"])["name"].split(" ")[0]
-        log(f"writing the {task} submission from {best}")
+        frames, videos = files[task]
+        log(f"writing the {task} submission from {best} ({frames.name}, {videos.name})")
         table = read_table(out / "fused" / f"{best}_test.parquet")
-        zips[task] = write_submission(
-            table, task, cfg.data.edition, counts, out / "submissions" / task, force=True
-        ).zip_path
+        source = read_frame_source(frames, videos)
+        zips[task] = write_submission(table, task, edition, source, out / "submissions" / task, force=True).zip_path
     return zips
 
 
@@ -142,6 +150,8 @@ def run_demo(out: str | Path, cfg: DemoConfig, log: Log = lambda message: None) 
     if not (out / "data" / "dataset.json").exists():
         log("generating the synthetic dataset")
         make_dataset(out / "data", cfg.data)
+    for folder in ("features", "predictions", "fusions", "fused"):  # files inside are written with atomic_file
+        (out / folder).mkdir(exist_ok=True)
     runs = train_members(out, cfg, log)
     paths = predict_all(out, runs, log)
     scores = fuse_all(out, cfg, paths, log)

@@ -43,8 +43,12 @@ def ccc_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 def masked_loss(outputs: dict[str, torch.Tensor], expr, va, au, mask) -> torch.Tensor:
-    """Sum of the task losses, each over the samples whose label for that task exists."""
+    """Sum of the task losses, each over the samples whose label for that task exists. A head whose task has
+    no label in the batch still joins the graph with weight 0: DistributedDataParallel expects a gradient for
+    every parameter at every step."""
     total = outputs[next(iter(outputs))].new_zeros(())
+    for out in outputs.values():
+        total = total + 0.0 * out.sum()
     if "expr" in outputs and mask[:, 0].any():
         total = total + F.cross_entropy(outputs["expr"][mask[:, 0]], expr[mask[:, 0]])
     if "va" in outputs and mask[:, 1].sum() > 1:

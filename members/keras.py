@@ -10,9 +10,8 @@ best.pt, so predicting no longer needs the file.
 
 from __future__ import annotations
 
-import json
 import re
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +19,6 @@ import torch
 from torch import nn
 
 from ensemble.errors import DataError
-from ensemble.outputs import atomic_file
 from ensemble.tasks import DEFAULT_EDITION, TASKS, Edition, get_edition
 from members.keras_import import architecture, build_graph, read_keras
 from members.registry import MEMBERS
@@ -99,7 +97,6 @@ class KerasConfig:
     weight_decay: float = 1e-4
     seed: int = 0
     checkpoint_every: int = 0
-    amp: bool = True
     architecture: dict | None = None  # the Keras config and weight shapes, filled on import
 
 
@@ -297,37 +294,23 @@ def read_model(cfg: KerasConfig) -> tuple[dict, dict[str, list[np.ndarray]]]:
     return architecture(config, weights), weights
 
 
-def score_import(model: KerasNet, cfg: KerasConfig, data_root: Path, run_dir: Path) -> list[dict]:
-    """Save the imported weights as the run's best.pt, with the validation score as epoch 0."""
-    from members.data import FrameDataset
-    from members.train import evaluate_member, pick_device
-
-    val_set = FrameDataset(data_root, "val", tuple(cfg.tasks), get_edition(cfg.edition), cfg.image_size, train=False)
-    metrics = evaluate_member(model.to(pick_device()), val_set, pick_device(), cfg.batch_size)
-    with atomic_file(run_dir / "best.pt") as tmp:
-        torch.save({"model": model.state_dict(), "epoch": 0, "metrics": metrics}, tmp)
-    history = [{"epoch": 0, **metrics}]
-    with atomic_file(run_dir / "history.json") as tmp:
-        tmp.write_text(json.dumps(history, indent=1))
-    return history
-
-
-def train_keras(member_cls, cfg: KerasConfig, data_root: Path, run_dir: Path, progress=None) -> list[dict]:
-    """Import (and, with epochs, fine-tune) the Keras model; config.json keeps its architecture and the
-    resolved outputs, tasks and input size."""
-    from members.train import train_member
+def train_keras(
+    member_cls, cfg: KerasConfig, data_root: Path, run_dir: Path, progress=None, *, launch=None
+) -> list[dict]:
+    """Import the Keras model and score it on validation (epochs 0, saved as epoch 0), or fine-tune it for
+    ``epochs``; config.json keeps its architecture and the resolved outputs, tasks and input size."""
+    from members.train import image_fit, train_member
 
     arch, weights = read_model(cfg)
     model = member_cls.network(replace(cfg, architecture=arch), get_edition(cfg.edition), weights)  # checks first
-    cfg = replace(cfg, tasks=model.tasks, outputs=dict(model.roles), image_size=model.graph.input_shape[0])
-    run_dir.mkdir(parents=True, exist_ok=True)
-    if cfg.epochs:  # train_member builds its network from the file (no architecture in the config)
-        history = train_member(member_cls, cfg, data_root, run_dir, progress)
-    else:
-        history = score_import(model, replace(cfg, architecture=arch), data_root, run_dir)
-    with atomic_file(run_dir / "config.json") as tmp:
-        tmp.write_text(json.dumps({"member": member_cls.__name__, **asdict(replace(cfg, architecture=arch))}, indent=1))
-    return history
+    cfg = replace(
+        cfg, architecture=arch, tasks=model.tasks, outputs=dict(model.roles), image_size=model.graph.input_shape[0]
+    )
+
+    def build(member_cls, cfg, data_root, launch):
+        return image_fit(member_cls, cfg, data_root, launch, model=model)
+
+    return train_member(member_cls, cfg, data_root, run_dir, progress, launch=launch, build=build)
 
 
 @MEMBERS.register("keras")

@@ -1,8 +1,11 @@
-"""Prediction tables and feature caches from a trained run, covering every frame of every video."""
+"""Prediction tables and feature caches from a trained run, covering every frame of every video.
+
+Under torchrun the processes share the videos (each predicts a contiguous share, in batches that never mix
+two videos, so every frame's output is the one a single process computes) and rank 0 merges and writes.
+"""
 
 from __future__ import annotations
 
-import pickle
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,33 +18,32 @@ from torch.utils.data import DataLoader
 from ensemble.contract import PredictionTable, TableMeta, write_table
 from ensemble.errors import DataError
 from ensemble.frames import fill_missing_frames, read_manifest
-from ensemble.io import read_json_object
 from ensemble.labels import annotation_frame_counts, track_dir
 from ensemble.outputs import STAMP, atomic_file, safe_join, safe_name
 from ensemble.tasks import get_edition
 from members.data import ImageListDataset
+from members.distributed import Launch, gather_to_main, shard
 from members.heads import probabilities
 from members.registry import MEMBERS
-from members.train import pick_device
+from members.runs import BEST, CONFIG, config_values, load_checkpoint, member_name, read_config
+from members.train import load_weights
 
 Progress = Callable[[int, int], None]
 
 
 def load_config(run_dir: Path):
     """(member class, config) of a finished run."""
-    config_file, best = run_dir / "config.json", run_dir / "best.pt"
-    if not config_file.is_file() or not best.is_file():
-        raise DataError(f"{run_dir}: not a finished run (needs config.json and best.pt)")
-    raw = read_json_object(config_file, "run config")
-    raw.pop("generator", None)  # the tool's stamp (a committee's config.json), not a config field
-    class_name = raw.pop("member", None)
-    member_cls = next((MEMBERS.get(n) for n in MEMBERS.names() if MEMBERS.get(n).__name__ == class_name), None)
-    if member_cls is None:
-        raise DataError(f"{config_file}: names no known member ({class_name!r})")
+    doc = read_config(run_dir)
+    if doc is None or not (run_dir / BEST).is_file():
+        raise DataError(f"{run_dir}: not a finished run (needs {CONFIG} and {BEST})")
+    name = member_name(doc["member"])
+    if name not in MEMBERS:
+        raise DataError(f"{run_dir / CONFIG}: names no known member ({doc['member']!r})")
+    member_cls = MEMBERS.get(name)
     try:
-        return member_cls, member_cls.config_class(**{**raw, "tasks": tuple(raw["tasks"])})
+        return member_cls, member_cls.config_class(**config_values(doc, member_cls.config_class, strict=True))
     except (KeyError, TypeError):
-        raise DataError(f"{config_file}: does not fit member {class_name} (fields differ)") from None
+        raise DataError(f"{run_dir / CONFIG}: does not fit member {doc['member']} (fields differ)") from None
 
 
 def load_run(run_dir: Path):
@@ -52,29 +54,9 @@ def load_run(run_dir: Path):
             f"{run_dir}: a {member_cls.__name__} run has no per-frame image network; "
             "features come from an image member's run (cnn, keras)"
         )
-    best = run_dir / "best.pt"
     model = member_cls.network(cfg, get_edition(cfg.edition))
-    try:
-        model.load_state_dict(load_weights(best)["model"])
-    except (RuntimeError, KeyError, TypeError) as exc:  # a best.pt from another config or version of the member
-        detail = " ".join(str(exc).split())[:160]
-        raise DataError(f"{best}: the weights do not fit the run's config.json ({detail})") from None
+    load_weights(model, load_checkpoint(run_dir / BEST)["model"], run_dir / BEST)
     return member_cls, cfg, model.eval()
-
-
-def load_weights(path: Path) -> dict:
-    """A checkpoint's tensors and plain values, never unpickled code: anything else is a one-line error."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        raise DataError(
-            f"{path}: holds more than weights and plain values; refused (loading it could run code)"
-        ) from None
-    except (RuntimeError, OSError, EOFError) as exc:
-        raise DataError(f"{path}: not a readable torch checkpoint ({type(exc).__name__})") from None
-    if not isinstance(state, dict):
-        raise DataError(f"{path}: not a checkpoint of affect-ens (expected a dict, got {type(state).__name__})")
-    return state
 
 
 def split_frame_counts(
@@ -93,16 +75,27 @@ def split_frame_counts(
     return annotation_frame_counts(track_dir(data_root, tasks[0], split, edition), tasks[0], edition)
 
 
+def video_batches(keys: pd.DataFrame, batch_size: int) -> list[list[int]]:
+    """Row indices in batches of at most ``batch_size`` that never mix two videos."""
+    starts = np.flatnonzero(np.r_[True, keys["video"].to_numpy()[1:] != keys["video"].to_numpy()[:-1]])
+    bounds = np.r_[starts, len(keys)]
+    return [
+        list(range(i, min(i + batch_size, stop)))
+        for start, stop in zip(bounds[:-1], bounds[1:])
+        for i in range(start, stop, batch_size)
+    ]
+
+
 @torch.no_grad()
-def run_images(model, data_root: Path, videos: list[str], size: int, batch_size: int, fn, progress: Progress | None):
+def run_images(model, data_root: Path, videos: list[str], size: int, batch_size: int, fn, progress, launch: Launch):
     """Keys of every face image of ``videos`` and ``fn(model, images)`` stacked per output name."""
     dataset = ImageListDataset(data_root, videos, size)
-    device = pick_device()
-    model = model.to(device)
+    model = model.to(launch.device)
     parts: dict[str, list[np.ndarray]] = {}
     done = 0
-    for images, _ in DataLoader(dataset, batch_size=batch_size):
-        for name, value in fn(model, images.to(device)).items():
+    batches = video_batches(dataset.keys, batch_size)
+    for images, _ in DataLoader(dataset, batch_sampler=batches, num_workers=launch.workers):
+        for name, value in fn(model, images.to(launch.device)).items():
             parts.setdefault(name, []).append(value.float().cpu().numpy())
         done += len(images)
         if progress:
@@ -110,19 +103,26 @@ def run_images(model, data_root: Path, videos: list[str], size: int, batch_size:
     return dataset.keys, {k: np.concatenate(v) for k, v in parts.items()}
 
 
-def run_split(run_dir: Path, data_root: Path, split: str, frames: Path | None, batch_size: int, fn, progress):
-    """A finished image run's config, the split's frame counts, and ``fn(model, images)`` on every face image."""
+def run_split(run_dir: Path, data_root: Path, split: str, frames: Path | None, batch_size: int, fn, progress, launch):
+    """A finished image run's config, the split's frame counts, and ``fn(model, images)`` on every face image;
+    the processes share the videos and rank 0 gets every output, in video order (the others get None)."""
     _, cfg, model = load_run(run_dir)
     counts = split_frame_counts(data_root, split, tuple(cfg.tasks), cfg.edition, frames)
-    keys, outs = run_images(model, data_root, list(counts), cfg.image_size, batch_size, fn, progress)
-    return cfg, counts, keys, outs
+    mine = list(counts)[shard(list(counts.values()), launch)]
+    parts = gather_to_main(launch, run_images(model, data_root, mine, cfg.image_size, batch_size, fn, progress, launch))
+    if parts is None:
+        return cfg, counts, None, None
+    parts = [(keys, outs) for keys, outs in parts if len(keys)]
+    keys = pd.concat([k for k, _ in parts], ignore_index=True)
+    return cfg, counts, keys, {name: np.concatenate([o[name] for _, o in parts]) for name in parts[0][1]}
 
 
 @dataclass
 class Prediction:
-    """A member's table of a split, how many frames were filled, and (committee) each part's own table."""
+    """A member's table of a split, how many frames were filled, and (committee) each part's own table. Under
+    torchrun rank 0 holds them; the other processes get ``table`` None."""
 
-    table: PredictionTable
+    table: PredictionTable | None
     filled: int
     parts: dict[str, PredictionTable] = field(default_factory=dict)
 
@@ -135,23 +135,29 @@ def predict_member(
     frames: Path | None = None,
     batch_size: int = 128,
     progress: Progress | None = None,
+    launch: Launch | None = None,
 ) -> Prediction:
-    """The run's prediction table for every frame of ``split`` (nothing is written: see ``write_prediction``)."""
+    """The run's prediction table for every frame of ``split`` (nothing is written: see ``write_prediction``).
+    Under torchrun the processes share the videos and rank 0 gets the table."""
+    launch = launch or Launch()
     member_cls, cfg = load_config(run_dir)
     if hasattr(member_cls, "predict"):
-        return member_cls.predict(cfg, run_dir, data_root, split, frames, progress)
+        return member_cls.predict(cfg, run_dir, data_root, split, frames, progress, launch)
     if getattr(member_cls, "on_features", False):
         from members.temporal_train import predict_temporal
 
-        return predict_temporal(member_cls, cfg, run_dir, split)
+        return predict_temporal(member_cls, cfg, run_dir, split, launch)
     cfg, counts, keys, outs = run_split(
-        run_dir, data_root, split, frames, batch_size, lambda m, x: probabilities(m(x)), progress
+        run_dir, data_root, split, frames, batch_size, lambda m, x: probabilities(m(x)), progress, launch
     )
+    if keys is None:
+        return Prediction(None, 0)
     edition = get_edition(cfg.edition)
     columns = {c: outs[t][:, j] for t in cfg.tasks for j, c in enumerate(edition.output_columns(t))}
     data = pd.concat([keys, pd.DataFrame(columns)], axis=1)
-    config = read_json_object(run_dir / "config.json", "run config")
-    meta = TableMeta(tuple(cfg.tasks), cfg.edition, member=run_dir.name, split=split, extra={"config": config})
+    meta = TableMeta(
+        tuple(cfg.tasks), cfg.edition, member=run_dir.name, split=split, extra={"config": read_config(run_dir)}
+    )
     return Prediction(*fill_missing_frames(PredictionTable(data, meta), counts, f"{run_dir} ({split})"))
 
 
@@ -161,7 +167,8 @@ def part_paths(out: Path, parts: dict[str, PredictionTable]) -> dict[str, Path]:
 
 
 def write_prediction(prediction: Prediction, out: Path) -> Path:
-    """Write the table at ``out`` and each part's beside it (each file atomically)."""
+    """Write the table at ``out`` and each part's beside it (each file atomically; the folder is made if new)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
     for name, path in part_paths(out, prediction.parts).items():
         write_table(prediction.parts[name], path)
     return write_table(prediction.table, out)
@@ -176,12 +183,23 @@ def extract_features(
     frames: Path | None = None,
     batch_size: int = 128,
     progress: Progress | None = None,
+    launch: Launch | None = None,
 ) -> int:
     """Cache the CNN's per-frame embeddings of every face image of ``split`` as ``.npz``
-    (``video``, ``frame``, ``features``, plus the frame counts); returns the number of frames."""
+    (``video``, ``frame``, ``features``, plus the frame counts); returns the number of frames (rank 0 writes;
+    the other processes return 0)."""
     _, counts, keys, outs = run_split(
-        run_dir, data_root, split, frames, batch_size, lambda m, x: {"features": m.features(x)}, progress
+        run_dir,
+        data_root,
+        split,
+        frames,
+        batch_size,
+        lambda m, x: {"features": m.features(x)},
+        progress,
+        launch or Launch(),
     )
+    if keys is None:
+        return 0
     with atomic_file(out) as tmp, open(tmp, "wb") as file:  # a file object: savez adds no '.npz' to it
         np.savez(
             file,

@@ -15,7 +15,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ensemble.tasks import SENTINELS, SPLIT_FOLDERS, TASKS, Edition, get_edition
+from ensemble.tasks import (
+    DEFAULT_EDITION,
+    MTL_FILE,
+    PER_VIDEO,
+    SENTINELS,
+    SPLIT_FOLDERS,
+    TASKS,
+    Edition,
+    get_edition,
+)
 from members.faces import AUS_ALL, FaceState, Identity, draw_face
 
 # Per expression: (valence, arousal) centre and the AUs it tends to activate (FACS prototypes).
@@ -41,7 +50,7 @@ class SyntheticConfig:
     min_frames: int = 120  # frames per video are drawn uniformly in [min_frames, max_frames]
     max_frames: int = 200
     size: int = 48  # image side in pixels
-    edition: int = 2025  # the label sets written (7 or 8 classes, 8 or 12 AUs)
+    edition: int = DEFAULT_EDITION  # the label sets written (7 or 8 classes, 8 or 12 AUs)
     unannotated: float = 0.05  # share of frames in unannotated stretches, per task
     missing_faces: float = 0.03  # share of frames with no face image
 
@@ -154,6 +163,74 @@ def write_video(root: Path, split: str, video: str, cfg: SyntheticConfig, rng: n
     return n
 
 
+# The organisers' test-set files, named as participants' scripts open them: upczww/abaw5 and upczww/abaw6
+# EXPR/test.py, VA/test.py, AU/test.py (test_set_examples/CVPR_5th_ABAW_EXPR_test_set_example.txt,
+# names_of_videos_in_each_test_set/Expression_Classification_Challenge_test_set_release.txt, ...);
+# khanhnd185/MTL-ABAW4 test.py (MTL_Challenge_test_set_release.txt: a header line, then video/00001.jpg).
+TEST_SET = "test_set"
+NAMES_DIR = "names_of_videos_in_each_test_set"
+EXAMPLES_DIR = "test_set_examples"
+NAME_LISTS = {
+    "expr": "Expression_Classification_Challenge_test_set_release.txt",
+    "va": "Valence_Arousal_Estimation_Challenge_test_set_release.txt",
+    "au": "Action_Unit_Detection_Challenge_test_set_release.txt",
+}
+MTL_LIST = "MTL_Challenge_test_set_release.txt"
+EXAMPLE_TRACKS = {"expr": "EXPR", "va": "VA", "au": "AU"}
+
+
+def example_name(track: str, edition: Edition) -> str:
+    """``CVPR_8th_ABAW_EXPR_test_set_example.txt`` for the edition's last competition that ran ``track``."""
+    number = max(n for n, tracks in edition.abaw.items() if track in tracks)
+    return f"CVPR_{number}th_ABAW_{EXAMPLE_TRACKS[track]}_test_set_example.txt"
+
+
+def track_order(videos: list[str], track: str) -> list[str]:
+    """Each track lists the test videos in its own order (the organisers' lists differ per track)."""
+    if track == "va":
+        return videos[::-1]
+    if track == "au":
+        return videos[1:] + videos[:1]
+    return list(videos)
+
+
+def organiser_files(root: str | Path, edition: Edition) -> dict[str, tuple[Path, Path | None]]:
+    """Per track the edition offers: (frame source, video-name list) as ``submit --frames --videos`` take them:
+    the example file (2023 on) or the test manifest (per-video editions); the image list for ``mtl``."""
+    folder = Path(root) / TEST_SET
+    files = {}
+    for track in edition.tracks:
+        names = folder / NAMES_DIR / NAME_LISTS.get(track, "")
+        if edition.track_layout(track) == MTL_FILE:
+            files[track] = (folder / MTL_LIST, None)
+        elif edition.layout == PER_VIDEO:
+            files[track] = (Path(root) / "test_frames.csv", names)
+        else:
+            files[track] = (folder / EXAMPLES_DIR / example_name(track, edition), names)
+    return files
+
+
+def _faces(root: Path, video: str) -> list[int]:
+    return sorted(int(p.stem) for p in (root / "cropped_aligned" / video).glob("*.jpg"))
+
+
+def write_organiser_files(root: Path, counts: dict[str, int], edition: Edition) -> None:
+    """The organisers' files of the test split: a video-name list and an example file per track (a row for
+    every frame, faces or not), and the multi-task image list (every third frame with a face)."""
+    for track, (frames, names) in organiser_files(root, edition).items():
+        videos = track_order(list(counts), track)
+        for folder in (frames.parent, names.parent if names else frames.parent):
+            folder.mkdir(parents=True, exist_ok=True)
+        if names is not None:
+            names.write_text("".join(f"{v}\n" for v in videos))
+        if frames.name == MTL_LIST:
+            rows = [f"{v}/{f:05d}.jpg" for v in videos for f in _faces(root, v) if f % 3 == 1]
+            frames.write_text("image\n" + "".join(f"{r}\n" for r in rows))
+        elif frames.suffix == ".txt":
+            rows = [f"{v}/{f:05d}.jpg," for v in videos for f in range(1, counts[v] + 1)]
+            frames.write_text(f"image_location,{edition.header(track)}\n" + "".join(f"{r}\n" for r in rows))
+
+
 def make_dataset(
     out: str | Path, cfg: SyntheticConfig | None = None, progress: Callable[[int, int], None] | None = None
 ) -> dict:
@@ -172,6 +249,7 @@ def make_dataset(
                 progress(sum(len(c) for c in counts.values()), total)
         manifest = pd.DataFrame({"video": list(counts[split]), "frames": list(counts[split].values())})
         manifest.to_csv(root / f"{split}_frames.csv", index=False)
+    write_organiser_files(root, counts["test"], get_edition(cfg.edition))
     summary = {"config": asdict(cfg), "frames": counts}
     (root / "dataset.json").write_text(json.dumps(summary, indent=1))
     return summary

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ensemble.tasks import Edition
+from ensemble.tasks import DEFAULT_EDITION, Edition
 from members.heads import TaskHeads
 from members.registry import MEMBERS
 
@@ -24,7 +24,7 @@ class TemporalConfig:
 
     features: str = ""  # folder with train.npz and val.npz (and test.npz to predict the test split)
     tasks: tuple[str, ...] = ("va",)
-    edition: int = 2025
+    edition: int = DEFAULT_EDITION
     rnn: str = "gru"  # cnn_rnn: gru or lstm
     bidirectional: bool = True
     hidden: int = 128

@@ -1,22 +1,24 @@
-"""Training and prediction of temporal members on cached features (same checkpoints and resume as
-the image members: ``members.train``)."""
+"""The temporal members' part of the training loop (``members.train``): windows of cached features as
+samples, a loss over every real frame of a window, validation over every frame of every video; and their
+prediction tables."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
+from torch.utils.data import Dataset
 
 from ensemble.contract import PredictionTable, TableMeta
-from ensemble.metrics import task_metrics
 from ensemble.tasks import get_edition
+from members.distributed import Launch, gather, gather_to_main, shard
 from members.heads import masked_loss, probabilities
+from members.runs import BEST, load_checkpoint
 from members.sequences import VideoSequence, load_sequences, temporal_statistics, windows
-from members.train import Progress, epoch_order, resume, save_checkpoint, seed_everything
+from members.train import Fit, Progress, load_weights, task_scores, train_member
 
 
 def model_inputs(seqs: list[VideoSequence], stats: int) -> list[np.ndarray]:
@@ -53,31 +55,35 @@ def sequence_loss(outputs, pad, expr, va, au) -> torch.Tensor:
 def predict_sequences(model, seqs, inputs, cfg) -> list[dict[str, np.ndarray]]:
     """Per-frame outputs of every video: overlapping windows averaged frame by frame."""
     model.eval()
+    device = next(model.parameters()).device
     result = []
     for i, seq in enumerate(seqs):
         sums: dict[str, np.ndarray] = {}
         count = np.zeros((len(seq.features), 1))
         for start, stop in windows(len(seq.features), cfg.window, cfg.stride):
-            out = probabilities(model(torch.from_numpy(inputs[i][start:stop])[None]))
+            out = probabilities(model(torch.from_numpy(inputs[i][start:stop])[None].to(device)))
             for task, value in out.items():
-                sums.setdefault(task, np.zeros((len(seq.features), value.shape[-1])))[start:stop] += value[0].numpy()
+                value = value[0].float().cpu().numpy()
+                sums.setdefault(task, np.zeros((len(seq.features), value.shape[-1])))[start:stop] += value
             count[start:stop] += 1
         result.append({t: s / count for t, s in sums.items()})
     return result
 
 
-def evaluate_sequences(model, seqs, inputs, cfg, edition) -> dict[str, float]:
-    preds = predict_sequences(model, seqs, inputs, cfg)
-    result = {}
-    for task in cfg.tasks:
-        truth = np.concatenate([getattr(s, task).reshape(len(s.features), -1) for s in seqs])
-        pred = np.concatenate([p[task] for p in preds])
-        keep = ~np.isnan(truth[:, 0])
-        y = truth[keep].reshape(-1) if task == "expr" else truth[keep]
-        metrics = task_metrics(task, edition, y.astype(int) if task != "va" else y, pred[keep])
-        result.update({f"{task}_{k}": v for k, v in metrics.items()})
-    result["score"] = sum(result[f"{t}_score"] for t in cfg.tasks)
-    return result
+def shared_predictions(model, seqs, inputs, cfg, launch: Launch, collect=gather) -> list[dict] | None:
+    """``predict_sequences`` with the videos shared among the processes: every video's outputs, in order, as
+    ``collect`` brings them together (``gather``: on every rank; ``gather_to_main``: on rank 0, else None)."""
+    mine = shard([len(s.features) for s in seqs], launch)
+    parts = collect(launch, predict_sequences(model, seqs[mine], inputs[mine], cfg))
+    return None if parts is None else [p for part in parts for p in part]
+
+
+def evaluate_sequences(model, seqs, inputs, cfg, edition, launch: Launch | None = None) -> dict[str, float]:
+    """Challenge metrics over every labelled frame of every video (each process predicts a share of them)."""
+    preds = shared_predictions(model, seqs, inputs, cfg, launch or Launch())
+    truth = {t: np.concatenate([getattr(s, t).reshape(len(s.features), -1) for s in seqs]) for t in cfg.tasks}
+    pred = {t: np.concatenate([p[t] for p in preds]) for t in cfg.tasks}
+    return task_scores(truth, pred, cfg.tasks, edition)
 
 
 def fit_scaler(model, inputs: list[np.ndarray]) -> None:
@@ -86,84 +92,74 @@ def fit_scaler(model, inputs: list[np.ndarray]) -> None:
     model.scale.std.copy_(torch.from_numpy(stacked.std(0) + 1e-6))
 
 
-def train_temporal(member_cls, cfg, data_root: Path, run_dir: Path, progress: Progress | None = None) -> list[dict]:
-    """Train (or resume) a temporal member on ``cfg.features``; returns the per-epoch history."""
-    edition, feats = get_edition(cfg.edition), Path(cfg.features)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.json").write_text(json.dumps({"member": member_cls.__name__, **asdict(cfg)}, indent=1))
-    seed_everything(cfg.seed)
-    train = load_sequences(feats / "train.npz", data_root, "train", tuple(cfg.tasks), edition)
-    val = load_sequences(feats / "val.npz", data_root, "val", tuple(cfg.tasks), edition)
+class Windows(Dataset):
+    """The training windows (video, start, stop) of every video; ``collate`` turns some into a padded batch."""
+
+    def __init__(self, seqs: list[VideoSequence], inputs: list[np.ndarray], cfg):
+        self.seqs, self.inputs = seqs, inputs
+        self.items = [
+            (i, a, b) for i, s in enumerate(seqs) for a, b in windows(len(s.features), cfg.window, cfg.stride)
+        ]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> tuple[int, int, int]:
+        return self.items[i]
+
+    def collate(self, items: list[tuple[int, int, int]]) -> tuple:
+        return window_batch(self.seqs, self.inputs, items)
+
+
+def window_loss(net, batch) -> torch.Tensor:
+    x, pad, expr, va, au = batch
+    return sequence_loss(net(x, pad), pad, expr, va, au)
+
+
+def temporal_fit(member_cls, cfg, data_root: Path, launch: Launch) -> Fit:
+    """Windows of the training cache, validated on every frame of the validation cache."""
+    edition, feats, tasks = get_edition(cfg.edition), Path(cfg.features), tuple(cfg.tasks)
+    train = load_sequences(feats / "train.npz", data_root, "train", tasks, edition)
+    val = load_sequences(feats / "val.npz", data_root, "val", tasks, edition)
     x_train, x_val = model_inputs(train, cfg.stats), model_inputs(val, cfg.stats)
-    items = [(i, a, b) for i, s in enumerate(train) for a, b in windows(len(s.features), cfg.window, cfg.stride)]
     model = member_cls.network(cfg, edition, x_train[0].shape[1])
     fit_scaler(model, x_train)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    steps = max(1, len(items) // cfg.batch_size)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=cfg.epochs * steps, pct_start=0.2)
-    last = run_dir / "last.pt"
-    at = resume(last, model, opt, sched, "cpu")
-    while at.epoch < cfg.epochs:
-        order = epoch_order(len(items), cfg.seed, at.epoch)
-        model.train()
-        losses = []
-        for b in range(at.step, steps):
-            batch = window_batch(
-                train, x_train, [items[j] for j in order[b * cfg.batch_size : (b + 1) * cfg.batch_size]]
-            )
-            loss = sequence_loss(model(batch[0], batch[1]), *batch[1:])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-            losses.append(loss.item())
-            at.step = b + 1
-            if progress:
-                progress(f"epoch {at.epoch + 1}/{cfg.epochs}", at.step, steps)
-            if cfg.checkpoint_every and at.step % cfg.checkpoint_every == 0 and at.step < steps:
-                save_checkpoint(last, model, opt, sched, at)
-        metrics = evaluate_sequences(model, val, x_val, cfg, edition)
-        at.history.append(
-            {"epoch": at.epoch + 1, "loss": float(np.mean(losses)) if losses else float("nan"), **metrics}
-        )
-        if metrics["score"] > at.best:
-            at.best = metrics["score"]
-            torch.save(
-                {"model": model.state_dict(), "epoch": at.epoch + 1, "metrics": metrics, "in_dim": x_train[0].shape[1]},
-                run_dir / "best.pt",
-            )
-        at.epoch, at.step = at.epoch + 1, 0
-        save_checkpoint(last, model, opt, sched, at)
-        (run_dir / "history.json").write_text(json.dumps(at.history, indent=1))
-    return at.history
+    samples = Windows(train, x_train, cfg)
+
+    def evaluate(m, la):
+        return evaluate_sequences(m, val, x_val, cfg, edition, la)
+
+    return Fit(model, samples, window_loss, evaluate, samples.collate, {"in_dim": x_train[0].shape[1]})
 
 
-def predict_temporal(member_cls, cfg, run_dir: Path, split: str):
-    """Prediction table for every frame of every video in ``<features>/<split>.npz``."""
-    edition = get_edition(cfg.edition)
-    state = torch.load(run_dir / "best.pt", map_location="cpu", weights_only=False)
+def train_temporal(
+    member_cls, cfg, data_root: Path, run_dir: Path, progress: Progress | None = None, *, launch: Launch | None = None
+) -> list[dict]:
+    """Train (or resume, or extend) a temporal member on ``cfg.features``; returns the per-epoch history."""
+    return train_member(member_cls, cfg, data_root, run_dir, progress, launch=launch, build=temporal_fit)
+
+
+def predict_temporal(member_cls, cfg, run_dir: Path, split: str, launch: Launch | None = None):
+    """The ``Prediction`` for every frame of every video in ``<features>/<split>.npz`` (the processes share the
+    videos; rank 0 gets the table, the others an empty ``Prediction``)."""
+    from members.predict import Prediction
+
+    launch, edition = launch or Launch(), get_edition(cfg.edition)
+    state = load_checkpoint(run_dir / BEST)
     model = member_cls.network(cfg, edition, state["in_dim"])
-    model.load_state_dict(state["model"])
+    load_weights(model, state["model"], run_dir / BEST)
     cache = Path(cfg.features) / f"{split}.npz"
     seqs = load_sequences(cache, None, split, tuple(cfg.tasks), edition)
-    preds = predict_sequences(model, seqs, model_inputs(seqs, cfg.stats), cfg)
+    preds = shared_predictions(model, seqs, model_inputs(seqs, cfg.stats), cfg, launch, gather_to_main)
+    if preds is None:
+        return Prediction(None, 0)
     parts = []
     for seq, pred in zip(seqs, preds):
         cols = {c: pred[t][:, j] for t in cfg.tasks for j, c in enumerate(edition.output_columns(t))}
         parts.append(pd.DataFrame({"video": seq.video, "frame": np.arange(1, len(seq.features) + 1), **cols}))
     faces = len(np.load(cache)["frame"])
     total = sum(len(s.features) for s in seqs)
-    meta = TableMeta(
-        tuple(cfg.tasks),
-        cfg.edition,
-        member=run_dir.name,
-        split=split,
-        extra={
-            "config": asdict(cfg),
-            "filled_frames": total - faces,
-            "fill": "features of frames without a face interpolated from neighbouring frames",
-        },
-    )
-    from members.predict import Prediction
-
+    fill = "features of frames without a face interpolated from neighbouring frames"
+    extra = {"config": asdict(cfg), "filled_frames": total - faces, "fill": fill}
+    meta = TableMeta(tuple(cfg.tasks), cfg.edition, member=run_dir.name, split=split, extra=extra)
     return Prediction(PredictionTable(pd.concat(parts, ignore_index=True), meta), total - faces)

@@ -49,14 +49,11 @@ def simulated_stack(videos=8, frames=120, specs=None, seed=0, tasks=("expr", "va
     return stack, truths_for(stack.keys, {t: labels[t] for t in tasks}, stack.edition), tables
 
 
-def write_simulated_dataset(root, videos=6, frames=80, members=3, seed=0, split="Validation_Set"):
-    """Annotation folders and members' Parquet tables of a simulated validation split under ``root``."""
-    from ensemble.contract import write_table
-    from ensemble.simulate import MemberSpec, simulate_labels, simulate_member
+def write_labels(root, labels, split="Validation_Set"):
+    """Annotation folders of simulated ``labels`` (task -> labels table) under ``root``, in the ABAW layout."""
     from ensemble.tasks import get_edition
 
     ed = get_edition(2025)
-    labels = simulate_labels(videos, frames, seed=seed)
     for task, lab in labels.items():
         folder = root / ed.folders[task] / split
         folder.mkdir(parents=True, exist_ok=True)
@@ -65,6 +62,15 @@ def write_simulated_dataset(root, videos=6, frames=80, members=3, seed=0, split=
             fmt = (lambda x: f"{x:.4f}") if task == "va" else (lambda x: str(int(x)))
             lines = [ed.header(task)] + [",".join(fmt(x) for x in row) for row in values]
             (folder / f"{video}.txt").write_text("\n".join(lines) + "\n")
+
+
+def write_simulated_dataset(root, videos=6, frames=80, members=3, seed=0, split="Validation_Set"):
+    """Annotation folders and members' Parquet tables of a simulated validation split under ``root``."""
+    from ensemble.contract import write_table
+    from ensemble.simulate import MemberSpec, simulate_labels, simulate_member
+
+    labels = simulate_labels(videos, frames, seed=seed)
+    write_labels(root, labels, split)
     paths = []
     for i in range(members):
         path = root / f"m{i}.parquet"
@@ -73,6 +79,26 @@ def write_simulated_dataset(root, videos=6, frames=80, members=3, seed=0, split=
         )
         paths.append(path)
     return labels, paths
+
+
+def write_check_dataset(root, bad=("leaky",), videos=12, frames=300, seed=3):
+    """Validation labels under ``root`` and the validation and test tables of five graded members plus the
+    ``bad`` ones (``ensemble.simulate.bad_member``): ``(val labels, test labels, val paths, test paths)``."""
+    from ensemble.contract import write_table
+    from ensemble.simulate import MemberSpec, bad_member, simulate_splits
+
+    specs = [MemberSpec(0.8 + 0.2 * i, 0.05 * (i - 2)) for i in range(5)]
+    fit_labels, fit_tables, apply_labels, apply_tables = simulate_splits(videos, frames, specs, seed=seed)
+    write_labels(root, fit_labels)
+    for kind in bad:
+        fit, apply = bad_member(kind, fit_labels, apply_labels, seed=7)
+        fit_tables.append(fit)
+        apply_tables.append(apply)
+    paths = {"val": [], "test": []}
+    for split, tables in (("val", fit_tables), ("test", apply_tables)):
+        for table in tables:
+            paths[split].append(write_table(table, root / f"{table.meta.member}_{split}.parquet"))
+    return fit_labels, apply_labels, paths["val"], paths["test"]
 
 
 def table_for(edition: int, rows: list[tuple]) -> PredictionTable:
@@ -143,3 +169,30 @@ def tree_state(*roots) -> dict[str, object]:
         for path in sorted(Path(root).rglob("*")):
             state[str(path)] = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else "dir"
     return state
+
+
+def one_hot_table(root, summary, edition=2025, drop=True) -> PredictionTable:
+    """A fused table of the test split that predicts the labels (label gaps filled from neighbours); with
+    ``drop``, each video's first frame and 3% of the others are left out (no face)."""
+    from ensemble.labels import read_label_folder
+
+    ed = get_edition(edition)
+    keys = pd.DataFrame(
+        [(v, f) for v, n in summary["frames"]["test"].items() for f in range(1, n + 1)], columns=["video", "frame"]
+    )
+    parts = [keys]
+    for task in ("expr", "va", "au"):
+        labels = read_label_folder(root / "test_labels" / ed.folders[task] / "Test_Set", task, ed)
+        full = (
+            keys.merge(labels, on=["video", "frame"], how="left")
+            .groupby("video")
+            .transform(lambda c: c.ffill().bfill())
+        )
+        if task == "expr":
+            parts.append(pd.DataFrame(np.eye(8)[full["expr"].astype(int)], columns=ed.output_columns("expr")))
+        else:
+            parts.append(full[ed.label_columns(task)].astype(np.float32))
+    data = pd.concat(parts, axis=1)
+    if drop:
+        data = data[np.random.default_rng(0).uniform(size=len(data)) > 0.03 + (data["frame"] == 1)]
+    return PredictionTable(data.reset_index(drop=True), TableMeta(("expr", "va", "au"), edition, "fused", "test"))

@@ -23,9 +23,14 @@ def test_demo_runs_end_to_end_and_reuses_finished_steps(tmp_path):
         "stack + post",
     ):
         assert name in first.stdout
-    for task in ("expr", "va", "au"):
-        with zipfile.ZipFile(out / "submissions" / task / "submission.zip") as zf:
-            assert len(zf.namelist()) == 2  # one file per test video
+    for task, header in (
+        ("expr", "image_location,Neutral"),
+        ("va", "image_location,valence"),
+        ("au", "image_location,AU1"),
+    ):
+        with zipfile.ZipFile(out / "submissions" / task / "submission.zip") as zf:  # the default edition: one file
+            assert zf.namelist() == ["predictions.txt"] and zf.read("predictions.txt").startswith(header.encode())
+    assert "edition 2025 (ABAW8) (the default)" in first.stderr
     page = (out / "report.html").read_text()
     images = re.findall(r'<img alt="[^"]*" src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
     assert len(images) == page.count("<img") == 5

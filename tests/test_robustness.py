@@ -498,11 +498,11 @@ EVALUATE_CASES = {
 }
 
 SUBMIT_CASES = {
-    "manifest missing a video": (
-        _submit("video,frames\nv0000,40\nv0001,40\nv0002,40\n"),
-        "manifest misses 1 video(s) of the table, first 'v0003'",
+    "manifest video without predictions": (
+        _submit("video,frames\nv0000,40\nv0001,40\nv0002,40\nv0003,40\nv0009,40\n"),
+        "no predictions for 1 video(s) of the frame source",
     ),
-    "manifest bad header": (_submit("name,count\nv0000,40\n"), "manifest header must be 'video,frames'"),
+    "manifest bad header": (_submit("name,count\nv0000,40\n"), "not a frame source: expected a 'video,frames'"),
     "video shorter than predictions": (
         _submit("video,frames\nv0000,40\nv0001,40\nv0002,40\nv0003,30\n"),
         "frames past the video's length in 1 video(s), first 'v0003' (frame 40 of 30)",
@@ -682,13 +682,18 @@ def test_malformed_input_gives_one_line_error_and_changes_nothing(sim, tmp_path,
     if args[0] == "__cwd__":
         monkeypatch.chdir(args[1])
         args = args[2:]
+    else:
+        monkeypatch.chdir(tmp_path)
     before = tree_state(sim[0], tmp_path)
     result = invoke(*args)
     _check_one_line_error(result, message, before, tree_state(sim[0], tmp_path))
 
 
 @pytest.mark.parametrize("case", IMAGE_CASES)
-def test_malformed_member_input_gives_one_line_error_and_changes_nothing(sim, run, tiny_dataset, tmp_path, case):
+def test_malformed_member_input_gives_one_line_error_and_changes_nothing(
+    sim, run, tiny_dataset, tmp_path, monkeypatch, case
+):
+    monkeypatch.chdir(tmp_path)  # a case that gets through anyway writes here, never into the repository
     build, message = IMAGE_CASES[case]
     args = build(sim, tmp_path, run, tiny_dataset[0])
     before = tree_state(tmp_path, run, tiny_dataset[0])

@@ -5,13 +5,15 @@ Every command module registers itself on ``app``; ``main`` turns every user erro
 
 from __future__ import annotations
 
+import os
 import sys
 
 import typer
 from rich.markup import escape
 
-from ensemble.cli import committee, data, demo, evaluate, fuse, members, submit, video  # noqa: F401  (register the commands)
+from ensemble.cli import check, committee, data, demo, evaluate, fuse, members, submit, video  # noqa: F401  (register the commands)
 from ensemble.cli.app import app, err_console
+from ensemble.cli.common import NOTES, flush_notes
 from ensemble.errors import AffectEnsError
 
 try:  # typer >= 0.20 carries its own copy of click
@@ -24,14 +26,19 @@ USER_ERROR = 2
 
 
 def fail(message: str) -> None:
-    """Print ``error: <message>`` as one line on stderr and exit with ``USER_ERROR``."""
+    """Print ``error: <message>`` as one line on stderr and exit with ``USER_ERROR``. Under torchrun a
+    process other than rank 0 says which it is (an error may happen in one process only: its data share)."""
     one_line = " ".join(str(message).split())
-    err_console.print(f"[red]error:[/red] {escape(one_line)}", highlight=False, soft_wrap=True)
+    rank = os.environ.get("RANK", "0")
+    where = f" (rank {escape(rank)})" if rank != "0" else ""
+    err_console.print(f"[red]error{where}:[/red] {escape(one_line)}", highlight=False, soft_wrap=True)
     sys.exit(USER_ERROR)
 
 
 def main() -> None:
-    """Entry point: run the app; a user error prints ``error: <message>`` and exits 2, no traceback."""
+    """Entry point: run the app; a user error prints ``error: <message>`` and exits 2, no traceback (and
+    nothing else on stderr: the command's notes are printed only when it succeeds)."""
+    NOTES.clear()
     try:
         code = app(standalone_mode=False)
     except click_errors.NoArgsIsHelpError:
@@ -46,6 +53,7 @@ def main() -> None:
     except OSError as exc:  # a full disk, a file we may not read or write: the system's words, on one line
         where = f"{exc.filename}: " if exc.filename else ""
         fail(f"{where}{exc.strerror or exc}")
+    flush_notes()
     sys.exit(code if isinstance(code, int) else 0)
 
 

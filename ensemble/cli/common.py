@@ -11,13 +11,20 @@ from rich.table import Table
 from rich.text import Text
 
 from ensemble.align import POLICIES, Stack, align
-from ensemble.cli.app import console
-from ensemble.contract import read_table
+from ensemble.cli.app import console, err_console
+from ensemble.contract import read_table, table_edition
 from ensemble.evaluate import Truth, truths_for
 from ensemble.labels import read_labels
-from ensemble.tasks import DEFAULT_EDITION, SPLIT_FOLDERS, check_split, get_edition
+from ensemble.tasks import DEFAULT_EDITION, SPLIT_FOLDERS, Edition, check_split, editions_where, get_edition
 
-EDITION = typer.Option(DEFAULT_EDITION, help="ABAW edition: label sets and scoring (2020-2021 weigh in accuracy).")
+_DEFAULT = get_edition(DEFAULT_EDITION)
+EDITION = typer.Option(
+    None,
+    "--edition",
+    help=f"ABAW edition, by year or ABAW number ({_DEFAULT.year} or abaw{max(_DEFAULT.abaw)}): label sets, scoring "
+    f"(accuracy counts in {editions_where(lambda e: e.expr_weights[1] > 0)}) and submission layout. "
+    f"Default: the edition the input tables name, else {_DEFAULT.name}.",
+)
 ALIGN = typer.Option("strict", "--align", help=f"Members covering different frames: {' or '.join(POLICIES)}.")
 LABELS_SPLIT = typer.Option("val", "--labels-split", help=f"Split of the labels: {', '.join(SPLIT_FOLDERS)}.")
 
@@ -34,10 +41,40 @@ COLUMN_NAMES = {
 }
 
 
-def load_stack(paths: list[Path], edition: int, policy: str) -> Stack:
-    """Read, validate and align members' tables for ``edition``."""
-    get_edition(edition)
-    return align([read_table(p, edition=edition) for p in paths], policy=policy)
+NOTES: list[str] = []
+"""What a command tells the user about its inputs (edition, frame source): printed to stderr when it
+succeeds (``main`` calls ``flush_notes``), dropped when it fails, so that an error stays one line."""
+
+
+def note(text: str) -> None:
+    NOTES.append(text)
+
+
+def flush_notes() -> None:
+    for text in NOTES:
+        err_console.print(text, highlight=False, markup=False, soft_wrap=True)
+    NOTES.clear()
+
+
+def say_edition(edition: Edition, how: str) -> None:
+    """Tell the user which edition is used and where it came from (``edition 2025 (ABAW8) (the default)``)."""
+    note(f"edition {edition.name} ({how})")
+
+
+def given_year(edition: str | None) -> int | None:
+    """The year of an edition named on the command line (a year or an ABAW number), None if not given."""
+    return None if edition is None else get_edition(edition).year
+
+
+def load_stack(paths: list[Path], edition: str | None, policy: str, *, quiet: bool = False) -> Stack:
+    """Read, validate and align members' tables for ``edition`` (default: the one their metadata names);
+    says which edition unless ``quiet``."""
+    year = given_year(edition)
+    tables = [read_table(p, edition=year) for p in paths]
+    resolved, how = table_edition(year, tables, [str(p) for p in paths])
+    if not quiet:
+        say_edition(resolved, how)
+    return align(tables, policy=policy, edition=resolved)
 
 
 def load_truths(root: Path, split: str, stack: Stack) -> dict[str, Truth]:
@@ -47,12 +84,12 @@ def load_truths(root: Path, split: str, stack: Stack) -> dict[str, Truth]:
     return truths_for(stack.keys, labels, stack.edition)
 
 
-def _shown(key: str, edition_year: int) -> bool:
-    weighted = get_edition(edition_year).expr_weights[1] > 0
+def _shown(key: str, edition: Edition | int) -> bool:
+    weighted = (edition if isinstance(edition, Edition) else get_edition(edition)).expr_weights[1] > 0
     return key in COLUMN_NAMES and (weighted or not key.endswith(("_accuracy", "expr_score", "au_score")))
 
 
-def print_scores(rows: list[dict[str, Any]], edition: int, title: str) -> None:
+def print_scores(rows: list[dict[str, Any]], edition: Edition | int, title: str) -> None:
     """Rows are members and fusions, columns the edition's metrics, best of each column in bold."""
     keys = [k for k in rows[0] if _shown(k, edition)]
     table = Table(title=escape(title), title_justify="left")

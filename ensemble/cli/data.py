@@ -7,8 +7,9 @@ from pathlib import Path
 import typer
 
 from ensemble.cli.app import app, console, progress_bar
+from ensemble.cli.common import EDITION, say_edition
 from ensemble.outputs import Outputs
-from ensemble.tasks import DEFAULT_EDITION, get_edition
+from ensemble.tasks import resolve_edition
 
 
 @app.command("make-demo-data")
@@ -21,15 +22,16 @@ def make_demo_data(
     min_frames: int = typer.Option(120, min=10, help="Fewest frames per video."),
     max_frames: int = typer.Option(200, min=10, help="Most frames per video."),
     size: int = typer.Option(48, min=24, max=256, help="Image side in pixels."),
-    edition: int = typer.Option(DEFAULT_EDITION, help="ABAW edition whose label sets are written."),
+    edition: str = EDITION,
     force: bool = typer.Option(False, "--force", help="Replace OUT if it exists."),
 ) -> None:
     """Write a synthetic dataset: face-like frames whose features follow smooth per-frame labels."""
     from members.synthetic import SyntheticConfig, make_dataset
 
-    get_edition(edition)
+    resolved, how = resolve_edition(edition)
+    say_edition(resolved, how)
     cfg = SyntheticConfig(
-        seed, train_videos, val_videos, test_videos, min_frames, max(max_frames, min_frames), size, edition
+        seed, train_videos, val_videos, test_videos, min_frames, max(max_frames, min_frames), size, resolved.year
     )
     with Outputs(force=force) as outs, progress_bar("drawing videos") as advance:
         summary = make_dataset(outs.folder(out), cfg, progress=advance)

@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from ensemble.cli.app import app, console, err_console
-from ensemble.cli.common import print_scores
+from ensemble.cli.common import EDITION, print_scores, say_edition
 from ensemble.errors import AffectEnsError
 
 
@@ -21,10 +21,12 @@ def demo(
 ) -> None:
     """Generate data, train members (cnn x2, committee, cnn_rnn, cnn_transformer), predict, fuse (vote, average, stack
     with smoothing and thresholds), score on validation (out-of-fold) and test, write submissions."""
+    from ensemble.tasks import get_edition
     from members.demo import DemoConfig, run_demo
     from members.synthetic import SyntheticConfig
 
     cfg = DemoConfig.smallest() if small else DemoConfig(SyntheticConfig())
+    say_edition(get_edition(cfg.data.edition), "the default")
     start = time.perf_counter()
 
     def log(message: str) -> None:
@@ -51,16 +53,23 @@ def report(
         ..., help="Run folder laid out like the demo's (scores.json, predictions/, fusions/, data/)."
     ),
     out: Path = typer.Option(None, "--out", help="HTML file to write (default: RUN/report.html)."),
-    edition: int = typer.Option(2025, help="ABAW edition of the labels."),
+    edition: str = EDITION,
     force: bool = typer.Option(False, "--force", help="Replace OUT if a previous report is there."),
 ) -> None:
     """Write a self-contained HTML report with plots (scores, confusion matrix, VA over time, ...)."""
+    import json
+
     from ensemble.outputs import Outputs
     from ensemble.report import write_report
+    from ensemble.tasks import resolve_edition
 
     target = out or run / "report.html"
     if target.suffix.lower() not in (".html", ".htm"):
         raise AffectEnsError(f"{target}: the report is an HTML page; name it <name>.html")
+    dataset = run / "data" / "dataset.json"
+    found = [(str(dataset), json.loads(dataset.read_text())["config"]["edition"])] if dataset.is_file() else []
+    resolved, how = resolve_edition(edition, found)
+    say_edition(resolved, how.replace("the tables' metadata", "the run's dataset.json"))
     with Outputs(force=force, inputs=[run]) as outs:
-        write_report(run, outs.file(target), edition)
+        write_report(run, outs.file(target), resolved.year)
     console.print(f"wrote {target}")

@@ -16,10 +16,11 @@ def evaluate(
     predictions: list[Path] = typer.Argument(..., help="Prediction tables (.parquet or .csv) of the same split."),
     labels: Path = typer.Option(..., "--labels", help="Aff-Wild2 root holding the annotation folders."),
     labels_split: str = LABELS_SPLIT,
-    edition: int = EDITION,
+    edition: str = EDITION,
     align_policy: str = ALIGN,
 ) -> None:
     """Score each prediction table as the organisers do and print one row per table."""
     stack = load_stack(predictions, edition, align_policy)
     truths = load_truths(labels, labels_split, stack)
-    print_scores(member_rows(stack, truths), edition, f"ABAW {edition} scores on {labels_split}")
+    title = f"ABAW {stack.edition.name} scores on {labels_split}"
+    print_scores(member_rows(stack, truths), stack.edition, title)

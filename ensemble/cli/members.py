@@ -1,10 +1,15 @@
 """``train-member``, ``predict-member`` and ``extract-features``: the member side of the pipeline.
 
+Each runs as one process, or as several under torchrun (``torchrun --nproc-per-node N -m ensemble.cli ...``):
+the processes share the work and rank 0 alone writes and prints.
+
 torch and timm are imported inside the commands, so the fusion commands start without them.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import MISSING, fields
 from pathlib import Path
 
@@ -12,10 +17,11 @@ import typer
 from rich.markup import escape
 
 from ensemble.cli.app import app, console, err_console, progress_bar
+from ensemble.cli.common import say_edition
 from ensemble.errors import AffectEnsError
 from ensemble.io import read_json_object
 from ensemble.outputs import Outputs
-from ensemble.tasks import check_split, get_edition, parse_tasks
+from ensemble.tasks import DEFAULT_EDITION, check_split, get_edition, parse_tasks
 
 SPLIT = typer.Option(..., "--split", help="Split to predict: train, val or test.", callback=lambda v: check_split(v))
 DATA = typer.Option(..., "--data", help="Aff-Wild2 root: cropped_aligned/ and the annotation folders.")
@@ -28,9 +34,26 @@ FRAMES = typer.Option(
 )
 
 
-def resolve_config(config_class, config_file: Path | None, overrides: dict):
-    """Defaults < config file (JSON) < command-line options that were given."""
+PRECISION = typer.Option(
+    "auto",
+    "--precision",
+    help="Training arithmetic: auto (bf16 on a GPU that has it, else fp16; fp32 on CPUs), fp32, bf16 or fp16 "
+    "(mixed precision; fp16 on GPUs only).",
+)
+COMPILE = typer.Option(False, "--compile", help="Compile the network with torch.compile (slow start, faster steps).")
+SYNC_BN = typer.Option(
+    False, "--sync-bn", help="Under torchrun on GPUs: BatchNorm statistics over the global batch (SyncBatchNorm)."
+)
+WORKERS = typer.Option(0, "--workers", min=0, help="Data-loader worker processes per process (default: 0).")
+
+
+def resolve_config(config_class, config_file: Path | None, overrides: dict, base: dict | None = None):
+    """Defaults < the run's own options (``base``, when resuming) < config file (JSON) < command-line options
+    that were given. A config file may be a run's config.json: its record keys are skipped."""
+    from members.runs import RECORD_KEYS
+
     values = read_json_object(config_file, "config file") if config_file else {}
+    values = {k: v for k, v in values.items() if k not in RECORD_KEYS}
     known = {f.name for f in fields(config_class)}
     unknown = sorted(set(values) - known)
     if unknown:
@@ -41,7 +64,7 @@ def resolve_config(config_class, config_file: Path | None, overrides: dict):
         raise AffectEnsError(
             f"option(s) --{', --'.join(f.replace('_', '-') for f in foreign)} do not apply to this member"
         )
-    values.update(given)
+    values = {**(base or {}), **values, **given}
     check_config_types(config_class, values, str(config_file or "options"))
     return config_class(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
 
@@ -108,12 +131,18 @@ def train_member_cmd(
         help="cnn, committee: local file of pretrained backbone weights (nothing is downloaded); "
         "keras: the Keras model file (.h5 or .keras).",
     ),
-    epochs: int = typer.Option(None, min=0, help="Training epochs (default: 5; keras: 0, import only)."),
-    batch_size: int = typer.Option(None, min=1, help="Batch size (default: 64)."),
+    epochs: int = typer.Option(
+        None, min=0, help="Training epochs; more than a finished run's extends it (default: 5; keras: 0, import only)."
+    ),
+    batch_size: int = typer.Option(
+        None, min=1, help="Batch size per process; under torchrun the global batch is this x processes (default: 64)."
+    ),
     lr: float = typer.Option(None, help="Peak learning rate (one-cycle schedule) (default: 1e-3)."),
     image_size: int = typer.Option(None, min=16, help="Input side in pixels (default: 112)."),
     seed: int = typer.Option(None, help="Random seed (default: 0)."),
-    edition: int = typer.Option(None, help="ABAW edition of the labels (default: 2025)."),
+    edition: str = typer.Option(
+        None, help=f"ABAW edition of the labels, by year or ABAW number (default: {DEFAULT_EDITION})."
+    ),
     checkpoint_every: int = typer.Option(None, min=0, help="Also checkpoint every N steps (default: 0, epoch ends)."),
     features: Path = typer.Option(
         None, help="cnn_rnn, cnn_transformer: folder with train.npz and val.npz from extract-features."
@@ -171,12 +200,26 @@ def train_member_cmd(
     pixel_std: str = typer.Option(
         None, help="keras: with --pixel-mean, then divided by these per-channel values (torch style)."
     ),
+    dropout: float = typer.Option(
+        None, min=0.0, max=0.9, help="cnn, cnn_rnn, cnn_transformer: dropout before the task heads (default: 0.2, 0.1)."
+    ),
     config: Path = typer.Option(None, "--config", help="JSON config file; options given here override it."),
+    precision: str = PRECISION,
+    compile_: bool = COMPILE,
+    sync_bn: bool = SYNC_BN,
+    workers: int = WORKERS,
 ) -> None:
-    """Train a member (resumes from RUN/last.pt if it exists), validating each epoch."""
+    """Train a member (resumes from RUN/last.pt if it exists; a larger --epochs extends a finished run),
+    validating each epoch.
+
+    --batch-size is per process: under torchrun the global batch is batch size x processes. A re-run resumes
+    the run with its own options (name only those you change: a larger --epochs); another number of processes
+    keeps the run's global batch. Extending a finished run trains the added epochs with a new one-cycle
+    schedule (warm-up, then annealing), keeping weights, optimiser state and history.
+    """
     from members import MEMBERS
-    from members.temporal_train import train_temporal
-    from members.train import train_member
+    from members.distributed import launch_from_env
+    from members.runs import resumed_config
 
     member_cls = MEMBERS.get(member)
     check_input_options(pixel_range, pixel_mean, pixel_std, bgr, preprocess)
@@ -189,7 +232,7 @@ def train_member_cmd(
         "lr": lr,
         "image_size": image_size,
         "seed": seed,
-        "edition": edition,
+        "edition": get_edition(edition).year if edition else None,
         "checkpoint_every": checkpoint_every,
         "features": str(features) if features else None,
         "rnn": rnn,
@@ -208,16 +251,78 @@ def train_member_cmd(
         "bgr": bgr,
         "pixel_mean": parse_numbers(pixel_mean, "--pixel-mean") if pixel_mean else None,
         "pixel_std": parse_numbers(pixel_std, "--pixel-std") if pixel_std else None,
+        "dropout": dropout,
     }
-    cfg = resolve_config(member_cls.config_class, config, overrides)
-    get_edition(cfg.edition)
+    cfg = resolve_config(member_cls.config_class, config, overrides, base=run_options(out, member_cls))
+    say_edition(get_edition(cfg.edition), "given" if edition else "from --config, the run or the default")
     least = getattr(member_cls, "min_epochs", 1)
     if cfg.epochs < least:
         raise AffectEnsError(f"--epochs {cfg.epochs}: member {member} trains at least {least} epoch(s)")
+    launch = launch_from_env(precision, compile_, sync_bn, workers)
+    cfg = resumed_config(out, member_cls, cfg, launch)  # a re-run that differs fails before any output
+    with training_folder(out, [data, config, weights, features], launch) as run:
+        with main_progress(launch, "training") as advance:
+            progress = advance and (lambda phase, done, total: advance(done, total))
+            history = trainer_of(member_cls)(member_cls, cfg, data, run, progress, launch=launch)
+    if launch.main:
+        print_history(history)
+
+
+def run_options(out: Path, member_cls) -> dict:
+    """The options of the run at ``out`` (a re-run names only what it changes); {} for a new run."""
+    from members.runs import check_member, config_values, read_config
+
+    doc = read_config(out) if out.is_dir() else None
+    if doc is None:
+        return {}
+    check_member(out, doc, member_cls)
+    return config_values(doc, member_cls.config_class)
+
+
+def trainer_of(member_cls):
+    from members.temporal_train import train_temporal
+    from members.train import train_member
+
     trainer = train_temporal if getattr(member_cls, "on_features", False) else train_member
-    trainer = getattr(member_cls, "train", trainer)
-    with progress_bar("training") as advance:
-        history = trainer(member_cls, cfg, data, out, lambda phase, done, total: advance(done, total))
+    return getattr(member_cls, "train", trainer)
+
+
+@contextmanager
+def training_folder(out: Path, inputs: list, launch) -> Iterator[Path]:
+    """The run folder, changed in place and locked by rank 0 (the only writer). If the command fails, a new
+    folder is removed unless it holds a checkpoint to resume from; stale temporary files are cleared first."""
+    if not launch.main:
+        yield out
+        return
+    from members.runs import has_checkpoint, remove_stale_temps
+
+    with Outputs(inputs=inputs) as outs:
+        run = outs.update_folder(out, keep=has_checkpoint)
+        remove_stale_temps(run)
+        yield run
+
+
+@contextmanager
+def main_outputs(launch, force: bool, inputs: list) -> Iterator[Outputs | None]:
+    """The command's outputs on rank 0, the only writer (see ``ensemble.outputs.Outputs``); None elsewhere."""
+    if not launch.main:
+        yield None
+        return
+    with Outputs(force=force, inputs=inputs) as outs:
+        yield outs
+
+
+@contextmanager
+def main_progress(launch, description: str) -> Iterator:
+    """A progress bar's ``advance(done, total)`` on rank 0; None on the other ranks."""
+    if not launch.main:
+        yield None
+        return
+    with progress_bar(description) as advance:
+        yield advance
+
+
+def print_history(history: list[dict]) -> None:
     for row in history:
         who = f"{row['backbone']} (best epoch)" if "backbone" in row else f"epoch {row['epoch']}"
         loss = f"loss {row['loss']:.4f}, " if "loss" in row else "imported, "
@@ -235,28 +340,35 @@ def predict_member_cmd(
         False, "--member-tables", help="Committee runs: also write each member's table as OUT_STEM_<member>.parquet."
     ),
     force: bool = typer.Option(False, "--force", help="Overwrite OUT (and the member tables) if this tool wrote them."),
+    workers: int = WORKERS,
 ) -> None:
-    """Write a prediction table with a row for every frame of every video of the split."""
+    """Write a prediction table with a row for every frame of every video of the split (under torchrun the
+    processes share the videos and rank 0 writes the table)."""
     from ensemble.contract import check_table_path, write_table
     from members.committee import check_member_tables
+    from members.distributed import launch_from_env
     from members.predict import part_paths, predict_member
 
-    with Outputs(force=force, inputs=[run, data, frames]) as outs:
-        table_tmp = outs.file(check_table_path(out))
-        if member_tables:
-            check_member_tables(run)
-        with progress_bar("predicting") as advance:
-            done = predict_member(run, data, split, frames=frames, progress=advance)
-        write_table(done.table, table_tmp, name=str(out))
-        paths = part_paths(out, done.parts) if member_tables else {}
-        for name, path in paths.items():
-            write_table(done.parts[name], outs.file(path), name=str(path))
-    err_console.print(f"filled {done.filled} frame(s) without a face image from their neighbours")
-    for path in paths.values():
-        console.print(f"wrote {escape(str(path))}", highlight=False)
-    console.print(
-        f"wrote {escape(str(out))}: {len(done.table.data)} frames of {done.table.data['video'].nunique()} videos"
-    )
+    check_table_path(out)
+    if member_tables:
+        check_member_tables(run)
+    launch = launch_from_env(workers=workers)
+    with main_outputs(launch, force, [run, data, frames]) as outs:
+        table_tmp = outs and outs.file(out)
+        with main_progress(launch, "predicting") as advance:
+            done = predict_member(run, data, split, frames=frames, progress=advance, launch=launch)
+        paths = part_paths(out, done.parts) if member_tables and outs else {}
+        if outs:
+            write_table(done.table, table_tmp, name=str(out))
+            for name, path in paths.items():
+                write_table(done.parts[name], outs.file(path), name=str(path))
+    if launch.main:
+        err_console.print(f"filled {done.filled} frame(s) without a face image from their neighbours")
+        for path in paths.values():
+            console.print(f"wrote {escape(str(path))}", highlight=False)
+        console.print(
+            f"wrote {escape(str(out))}: {len(done.table.data)} frames of {done.table.data['video'].nunique()} videos"
+        )
 
 
 @app.command("extract-features")
@@ -267,12 +379,18 @@ def extract_features_cmd(
     out: Path = typer.Option(..., "--out", help="Feature cache to write (.npz)."),
     frames: Path = FRAMES,
     force: bool = typer.Option(False, "--force", help="Overwrite OUT."),
+    workers: int = WORKERS,
 ) -> None:
-    """Cache per-frame CNN embeddings so temporal members train on vectors, not images."""
+    """Cache per-frame CNN embeddings so temporal members train on vectors, not images (under torchrun the
+    processes share the videos and rank 0 writes the cache)."""
+    from members.distributed import launch_from_env
     from members.predict import extract_features
 
     if out.suffix.lower() != ".npz":
         raise AffectEnsError(f"{out}: the feature cache is a NumPy archive; name it <name>.npz")
-    with Outputs(force=force, inputs=[run, data, frames]) as outs, progress_bar("extracting") as advance:
-        n = extract_features(run, data, split, outs.file(out), frames=frames, progress=advance)
-    console.print(f"wrote {out}: {n} frames")
+    launch = launch_from_env(workers=workers)
+    with main_outputs(launch, force, [run, data, frames]) as outs, main_progress(launch, "extracting") as advance:
+        target = outs.file(out) if outs else out  # only rank 0 writes
+        n = extract_features(run, data, split, target, frames=frames, progress=advance, launch=launch)
+    if launch.main:
+        console.print(f"wrote {out}: {n} frames")

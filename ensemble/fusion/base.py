@@ -46,7 +46,7 @@ class Fuser:
         if stack.members != self.members_:
             raise AffectEnsError(f"{self.name}: fitted on members {self.members_}, applied to {stack.members}")
         parts = [self.predict_task(task, stack) for task in stack.tasks]
-        return np.concatenate(parts, axis=1).astype(np.float32)
+        return np.concatenate(parts, axis=1, dtype=np.float32)
 
     def member_weights(self, n: int) -> np.ndarray:
         w = np.ones(n) if self.weights is None else np.asarray(self.weights, dtype=np.float64)

@@ -48,3 +48,15 @@ def test_align_uses_common_tasks_and_checks_label_sets():
 def test_duplicate_member_names_are_disambiguated():
     a, b = _valid(random_table(member="m")), _valid(random_table(member="m", seed=5))
     assert align([a, b]).members == ["m", "m#2"]
+
+
+def test_stacked_values_are_each_members_values_at_each_key():
+    """Block-wise filling, whether the members share their keys or are matched key by key (intersect)."""
+    a = _valid(random_table(seed=1, member="a", frames=20_000))  # 40,000 rows: more than one block
+    b = random_table(seed=2, member="b", frames=19_990)
+    b.data = b.data.iloc[::-1].reset_index(drop=True)
+    b = _valid(b)
+    for stack in (align([a, a]), align([a, b], policy="intersect")):
+        for m, table in enumerate((a, a) if stack.members == ["a", "a#2"] else (a, b)):
+            expected = stack.keys.merge(table.data, on=["video", "frame"], how="left")[stack.columns].to_numpy()
+            np.testing.assert_array_equal(stack.values[m], expected)

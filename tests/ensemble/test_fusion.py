@@ -210,6 +210,18 @@ def test_smoothing_raises_ccc_when_noise_is_temporally_independent(uneven):
     assert smoothed["expr_score"] > plain["expr_score"]
 
 
+def test_median_smoothing_keeps_expression_rows_summing_to_one():
+    """Classes changing at every frame: each class's median over the window is 0, the row is kept unsmoothed."""
+    from ensemble.postprocess import PostProcess
+
+    one_hot = np.eye(8)[[0, 1, 2, 3, 4, 0, 0, 0]]  # vote shares hold exact zeros
+    post = PostProcess(windows_={"expr": [("median", 1)]})
+    out = post.apply("expr", one_hot, np.zeros(8, dtype=int))
+    np.testing.assert_allclose(out.sum(axis=1), 1.0)
+    np.testing.assert_array_equal(out[1:4], one_hot[1:4])  # the emptied rows
+    assert out[6].argmax() == 0
+
+
 def test_smoothing_windows_never_cross_a_video():
     from ensemble.postprocess import smooth_within_videos
 

@@ -10,6 +10,7 @@ from ensemble.contract import read_table
 from ensemble.labels import read_labels
 from ensemble.tasks import get_edition
 from members.predict import predict_member, write_prediction
+from members.runs import load_checkpoint
 from members.sequences import load_sequences, temporal_statistics, windows
 from members.temporal import CnnRnnMember, CnnTransformerMember, TemporalConfig
 from members.temporal_train import predict_sequences, train_temporal
@@ -94,8 +95,8 @@ def test_resume_after_a_kill_reaches_the_same_weights(caches, tmp_path, name):
     with pytest.raises(Killed):
         train_temporal(MEMBERS[name], cfg, root, tmp_path / "resumed", kill)
     train_temporal(MEMBERS[name], cfg, root, tmp_path / "resumed")
-    a = torch.load(tmp_path / "straight" / "last.pt", weights_only=False)["model"]
-    b = torch.load(tmp_path / "resumed" / "last.pt", weights_only=False)["model"]
+    a = load_checkpoint(tmp_path / "straight" / "last.pt")["model"]
+    b = load_checkpoint(tmp_path / "resumed" / "last.pt")["model"]
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=0)
 

@@ -1,50 +1,132 @@
-"""``affect-ens submit`` and ``validate-submission`` as a user runs them."""
+"""``affect-ens submit`` and ``validate-submission`` as a user runs them, with the organisers' files."""
+
+import random
 
 import pandas as pd
-from helpers import COUNTS, ROWS_12, table_for
-from test_cli import run_cli
+import pytest
+from helpers import invoke, one_hot_table
 
 from ensemble.contract import write_table
+from ensemble.tasks import get_edition
+from members.synthetic import organiser_files
 
 
-def _inputs(tmp_path):
-    fused = write_table(table_for(2025, ROWS_12), tmp_path / "fused.parquet")
-    manifest = tmp_path / "test_frames.csv"
-    pd.DataFrame({"video": list(COUNTS), "frames": list(COUNTS.values())}).to_csv(manifest, index=False)
-    return fused, manifest
+@pytest.fixture(scope="module")
+def fused(tiny_dataset, tmp_path_factory):
+    root, summary = tiny_dataset
+    path = tmp_path_factory.mktemp("fused") / "fused.parquet"
+    write_table(one_hot_table(root, summary), path)
+    return root, path
 
 
-def test_submit_then_validate(tmp_path):
-    fused, manifest = _inputs(tmp_path)
+def _errors(result):
+    return [ln for ln in result.stderr.splitlines() if ln.startswith("error: ")]
+
+
+def test_submit_through_the_organisers_files_then_validate(fused, tmp_path):
+    root, table = fused
+    frames, videos = organiser_files(root, get_edition(2025))["va"]
     out = tmp_path / "sub"
-    result = run_cli("submit", fused, "--track", "au", "--frames", manifest, "--out", out)
+    result = invoke("submit", table, "--track", "va", "--frames", frames, "--videos", videos, "--out", out)
     assert result.returncode == 0, result.stderr
-    assert "filled 2 frame(s)" in result.stderr and "2 video(s), 5 frame lines" in result.stdout
-    ok = run_cli("validate-submission", out / "submission.zip", "--track", "au", "--frames", manifest)
-    assert ok.returncode == 0 and "valid au submission for ABAW 2025" in ok.stdout
-    wrong = run_cli("validate-submission", out, "--track", "va", "--frames", manifest)
-    assert wrong.returncode == 2 and "v1.txt: wrong header: expected 'valence,arousal'" in wrong.stdout
-    assert "error: " in wrong.stderr and "2 problem(s)" in wrong.stderr
+    rows = frames.read_text().count("\n") - 1
+    assert "edition 2025 (ABAW8) (from the tables' metadata)" in result.stderr
+    assert f"frames: {frames}: example file, 2 video(s), {rows} frame(s)" in result.stderr
+    assert "frame(s) without predictions (--fill previous)" in result.stderr
+    assert f"wrote 1 file(s), {rows} rows (single-file layout, va track, edition 2025 (ABAW8))" in result.stdout
+    lines = (out / "predictions" / "predictions.txt").read_text().splitlines()
+    assert lines[0] == "image_location,valence,arousal" and len(lines) == rows + 1
+    assert [ln.split(",")[0] for ln in lines[1:]] == [ln.split(",")[0] for ln in frames.read_text().splitlines()[1:]]
+    assert list(dict.fromkeys(ln.split("/")[0] for ln in lines[1:])) == videos.read_text().split()
+    ok = invoke("validate-submission", out / "submission.zip", "--track", "va", "--frames", frames, "--videos", videos)
+    assert ok.returncode == 0 and f"valid va submission for ABAW 2025 (ABAW8) (1 file(s), {rows} rows)" in ok.stdout
+    again = invoke("submit", table, "--track", "va", "--frames", frames, "--videos", videos, "--out", out)
+    assert again.returncode == 2 and _errors(again) == [f"error: {out}: output exists; pass --force to overwrite it"]
 
 
-def test_submit_errors_are_one_line(tmp_path):
-    fused, manifest = _inputs(tmp_path)
-    short = tmp_path / "short.csv"
-    short.write_text("video,frames\nv1,3\n")
-    cases = [
-        (["--frames", short], "manifest misses 1 video(s) of the table, first 'v2'"),
-        (["--frames", tmp_path / "none.csv"], "none.csv: frame manifest not found"),
-        (["--frames", manifest, "--track", "mtl"], "no multi-task track in edition 2025"),
-        (
-            ["--frames", manifest, "--edition", "2020"],
-            "label set of edition 2025 (8 outputs) does not match edition 2020",
-        ),
-    ]
-    for args, message in cases:
-        track = [] if "--track" in args else ["--track", "va"]
-        result = run_cli("submit", fused, *track, "--out", tmp_path / "out", *args)
-        assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr, (
-            args,
-            result.stderr,
-        )
-        assert not (tmp_path / "out").exists()
+def test_validate_lists_problems_on_stdout_and_fails_in_one_line(fused, tmp_path):
+    root, _ = fused
+    frames, videos = organiser_files(root, get_edition(2025))["expr"]
+    image = frames.read_text().splitlines()[1].split(",")[0]
+    broken = tmp_path / "predictions.txt"
+    broken.write_text("\ufeff" + frames.read_text().replace(f"{image},\n", f"{image},3.0\n").replace(",\n", ",0\n"))
+    result = invoke("validate-submission", broken, "--track", "expr", "--frames", frames, "--videos", videos)
+    assert result.returncode == 2 and _errors(result) == [f"error: {broken}: 2 problem(s)"]
+    assert "- predictions.txt: starts with a UTF-8 byte-order mark" in result.stdout
+    assert (
+        "- predictions.txt: integers written as decimals (like '3.0'; write '3'): 1 line(s), first line"
+        in result.stdout
+    )
+
+
+def test_mtl_is_refused_where_it_did_not_run(fused, tmp_path):
+    _, table = fused
+    result = invoke("submit", table, "--track", "mtl", "--edition", "2023", "--frames", table, "--out", tmp_path / "o")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    (line,) = _errors(result)
+    assert "no mtl track in edition 2023 (ABAW5); it ran in: 2022 (ABAW3, ABAW4), 2024 (ABAW6, ABAW7)" in line
+    assert not (tmp_path / "o").exists()
+
+
+def test_mtl_2024_rows_follow_a_shuffled_image_list(fused, tmp_path):
+    root, table = fused
+    images = [f"{v}/{f:05d}.jpg" for v, n in pd.read_csv(root / "test_frames.csv").values for f in range(1, n + 1, 2)]
+    random.Random(4).shuffle(images)
+    (tmp_path / "MTL_Challenge_test_set_release.txt").write_text("image\n" + "\n".join(images) + "\n")
+    out = tmp_path / "mtl"
+    args = ["--track", "mtl", "--edition", "abaw7", "--frames", tmp_path / "MTL_Challenge_test_set_release.txt"]
+    result = invoke("submit", table, *args, "--out", out)
+    assert result.returncode == 0, result.stderr
+    assert "edition 2024 (ABAW6, ABAW7) (given)" in result.stderr and "image list" in result.stderr
+    assert [p.name for p in (out / "predictions").iterdir()] == ["predictions.txt"]
+    lines = (out / "predictions" / "predictions.txt").read_text().splitlines()
+    assert lines[0] == "image,valence,arousal,expression,aus"
+    assert [ln.split(",")[0] for ln in lines[1:]] == images
+    assert all(len(ln.split(",")) == 16 for ln in lines[1:])
+
+
+def test_sentinel_fill_for_2021_only(fused, tmp_path):
+    root, table = fused
+    frames = root / "test_frames.csv"
+    out = tmp_path / "va2021"
+    result = invoke(
+        "submit", table, "--track", "va", "--edition", "2021", "--frames", frames, "--fill", "sentinel", "--out", out
+    )
+    assert result.returncode == 0, result.stderr
+    files = sorted((out / "predictions").iterdir())
+    text = "".join(p.read_text() for p in files)
+    assert text.count("-5,-5\n") > 0 and all(p.read_text().startswith("valence,arousal\n") for p in files)
+    assert f"filled {text.count('-5,-5')} frame(s) without predictions (--fill sentinel)" in result.stderr
+    refused = invoke(
+        "submit", table, "--track", "va", "--frames", frames, "--fill", "sentinel", "--out", tmp_path / "x"
+    )
+    assert refused.returncode == 2 and "--fill sentinel is for 2021 (ABAW2) only" in _errors(refused)[0]
+
+
+@pytest.mark.parametrize(
+    "manifest, message",
+    [
+        ("video,frames\n../../x,3\n", "video id '../../x' cannot be used as a file name"),
+        ("video,frames\n/abs,3\n", "video id '/abs' cannot be used as a file name"),
+        ("name,count\nv,3\n", "not a frame source: expected a 'video,frames' manifest"),
+    ],
+)
+def test_submit_errors_are_one_line_and_write_nothing(fused, tmp_path, manifest, message):
+    _, table = fused
+    (tmp_path / "frames.csv").write_text(manifest)
+    result = invoke(
+        "submit",
+        table,
+        "--track",
+        "va",
+        "--edition",
+        "2022",
+        "--frames",
+        tmp_path / "frames.csv",
+        "--out",
+        tmp_path / "o",
+    )
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    (line,) = _errors(result)
+    assert message in line
+    assert not (tmp_path / "o").exists() and not (tmp_path / "x").exists()

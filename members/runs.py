@@ -1,0 +1,175 @@
+"""A training run's folder: its config.json (written by ``write_config`` alone), its checkpoints (read with
+``load_checkpoint`` alone, which never unpickles code), and the check that a re-run resumes the same training.
+
+A run folder holds ``config.json`` (the member, every field of its config, and how it was launched),
+``last.pt`` (everything to resume), ``best.pt`` (the weights of the best validation epoch) and
+``history.json``; each is written whole or not at all (``ensemble.outputs.atomic_file``).
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+import re
+from dataclasses import asdict, fields, replace
+from pathlib import Path
+
+import torch
+
+from ensemble.errors import DataError
+from ensemble.io import read_json_object
+from ensemble.outputs import STAMP, TMP_TAG, atomic_file, write_marker
+from members.distributed import Launch
+
+CONFIG, LAST, BEST, HISTORY = "config.json", "last.pt", "best.pt", "history.json"
+RECORD_KEYS = ("generator", "member", "launch")
+"""Keys of config.json that describe the run rather than configure the member."""
+RETIRED_KEYS = ("amp",)
+"""Config fields of earlier versions, ignored when read (``amp`` became the launch option --precision)."""
+
+
+class RunMismatchError(DataError):
+    """A re-run names another member or other options than the run it would resume."""
+
+
+def write_json(path: Path, doc: object) -> None:
+    with atomic_file(path) as tmp:
+        tmp.write_text(json.dumps(doc, indent=1) + "\n")
+
+
+def write_config(run: Path, member_cls, cfg, launch: Launch | None = None) -> None:
+    """``run/config.json``: the member's class, every config field, and the launch (world size, global batch)."""
+    doc = {"generator": STAMP, "member": member_cls.__name__, **asdict(cfg)}
+    if launch is not None:
+        doc["launch"] = launch.record(cfg.batch_size)
+    write_json(run / CONFIG, doc)
+
+
+def read_config(run: Path) -> dict | None:
+    """The run's config.json as a dict; None when the folder holds none yet."""
+    path = run / CONFIG
+    if not path.is_file():
+        return None
+    doc = read_json_object(path, "run config")
+    if "member" not in doc:
+        raise DataError(f"{path}: not a run's config.json (no 'member')")
+    return doc
+
+
+def config_values(doc: dict, config_class, strict: bool = False) -> dict:
+    """The fields of ``config_class`` found in a config.json (older runs may lack newer fields); ``strict``:
+    a key that is no field (nor a record or retired key) is a ``KeyError``."""
+    known = {f.name for f in fields(config_class)}
+    foreign = set(doc) - known - set(RECORD_KEYS) - set(RETIRED_KEYS)
+    if strict and foreign:
+        raise KeyError(sorted(foreign)[0])
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in doc.items() if k in known}
+
+
+def member_name(class_name: str) -> str:
+    from members.registry import MEMBERS
+
+    return next((n for n in MEMBERS.names() if MEMBERS.get(n).__name__ == class_name), class_name)
+
+
+def check_member(run: Path, doc: dict, member_cls) -> None:
+    if doc["member"] != member_cls.__name__:
+        raise RunMismatchError(
+            f"{run}: is a {member_name(doc['member'])} run, not {member_name(member_cls.__name__)}; choose a new --out"
+        )
+
+
+def _plain(value: object) -> object:
+    return json.loads(json.dumps(value))
+
+
+def _option(name: str, value: object) -> str:
+    """``--name value`` as a user types it (lists comma-separated, long values cut)."""
+    value = _plain(value)
+    text = ",".join(map(str, value)) if isinstance(value, list) else str(value)
+    flag = {"tasks": "task"}.get(name, name).replace("_", "-")
+    return f"--{flag} {text if len(text) <= 40 else text[:37] + '...'}"
+
+
+def resumed_config(run: Path, member_cls, cfg, launch: Launch):
+    """``cfg`` for (re)training ``run`` with ``launch``: a new run takes it as it is; an existing run must be
+    the same member with the same options (a larger ``epochs`` extends it) and keeps its global batch size, so
+    another number of processes each take global / processes samples per step."""
+    doc = read_config(run)
+    if doc is None:
+        return cfg
+    check_member(run, doc, member_cls)
+    saved, world = config_values(doc, type(cfg)), doc.get("launch", {}).get("world_size", 1)
+    cfg = _keep_global_batch(run, cfg, saved["batch_size"], world, launch)
+    differ = [
+        f"{_option(k, v)} (the run's: {_option(k, saved[k]).split(' ', 1)[1]})"
+        for k, v in asdict(cfg).items()
+        if k in saved and k != "batch_size" and _plain(v) != _plain(saved[k]) and not (k == "epochs" and v > saved[k])
+    ]
+    if cfg.batch_size * launch.world != saved["batch_size"] * world:
+        differ.append(
+            f"--batch-size {cfg.batch_size} x {launch.world} process(es) (the run's: {saved['batch_size']} x {world})"
+        )
+    if differ:
+        raise RunMismatchError(
+            f"{run}: exists with other options: {', '.join(differ)}; re-run with the run's options "
+            "(a larger --epochs extends it) or choose a new --out"
+        )
+    return cfg
+
+
+def _keep_global_batch(run: Path, cfg, batch: int, world: int, launch: Launch):
+    """``cfg`` with the per-process batch that keeps the run's global batch (``batch`` x ``world``) when the run
+    is resumed by another number of processes with its own per-process batch."""
+    if cfg.batch_size != batch or launch.world == world:
+        return cfg
+    if batch * world % launch.world:
+        raise RunMismatchError(
+            f"{run}: its global batch of {batch * world} does not split over {launch.world} processes; "
+            f"resume it with a number of processes that divides {batch * world}"
+        )
+    return replace(cfg, batch_size=batch * world // launch.world)
+
+
+def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict:
+    """A checkpoint's tensors and plain values; a file holding any other Python object is refused, since
+    unpickling it could run code (``torch.load(weights_only=True)``)."""
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+    except FileNotFoundError:
+        raise DataError(f"{path}: checkpoint not found") from None
+    except pickle.UnpicklingError as exc:
+        found = re.search(r"GLOBAL (\S+)", str(exc))
+        held = f" ({found.group(1)})" if found else ""
+        raise DataError(
+            f"{path}: holds a Python object{held} or other data than weights and plain values; "
+            "refused (loading it could run code)"
+        ) from None
+    except Exception as exc:  # noqa: BLE001  torch raises many types for a damaged file
+        raise DataError(f"{path}: not a readable checkpoint ({type(exc).__name__})") from None
+    if not isinstance(state, dict) or "model" not in state:
+        raise DataError(f"{path}: not a checkpoint of this tool (no 'model' weights)")
+    return state
+
+
+def save_checkpoint(path: Path, state: dict) -> None:
+    with atomic_file(path) as tmp:
+        torch.save(state, tmp)
+
+
+def make_run_folder(run: Path) -> None:
+    """Create the run folder, marked as the tool's (so train-member may resume it), unless it exists."""
+    if not run.exists():
+        run.mkdir(parents=True)
+        write_marker(run)
+
+
+def has_checkpoint(run: Path) -> bool:
+    """True when the run (or one of its sub-runs, for a committee) can be resumed."""
+    return any(run.rglob(LAST))
+
+
+def remove_stale_temps(run: Path) -> None:
+    """Temporary files of writes that a killed command left in the run (call with the run's lock held)."""
+    for stale in run.rglob(f".*{TMP_TAG}*"):
+        stale.unlink(missing_ok=True)
