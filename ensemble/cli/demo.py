@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from ensemble.cli.app import app, console, err_console
 from ensemble.cli.common import ALIGN, EDITION, LABELS_SPLIT, load_stack, load_truths, print_scores, say_edition
 from ensemble.errors import AffectEnsError
+
+if TYPE_CHECKING:
+    from ensemble.report import ReportData, ReportSources
 
 
 @app.command()
@@ -38,7 +42,7 @@ def demo(
     with Outputs() as outs:
         result = run_demo(outs.update_folder(out, keep=lambda folder: True), cfg, log)
         log("writing the HTML report")
-        data = folder_report(demo_sources(out), None, "strict", quiet=True)
+        data = report_data(demo_sources(out), None, "strict", quiet=True)
         report_path = write_report(data, out / "report.html")
     print_scores(result["val"], cfg.data.edition, "validation (tuned rows out-of-fold by video)")
     print_scores(result["test"], cfg.data.edition, "test (held-out labels)")
@@ -48,7 +52,7 @@ def demo(
     console.print(f"done in {time.perf_counter() - start:.0f} s; everything is under {out}")
 
 
-def folder_report(sources, edition: str | None, policy: str, *, quiet: bool = False):
+def report_data(sources: ReportSources, edition: str | None, policy: str, *, quiet: bool = False) -> ReportData:
     """The report's data from its source files: tables and labels loaded as ``evaluate`` loads them."""
     from ensemble.report import ReportData, read_fusion
 
@@ -57,10 +61,18 @@ def folder_report(sources, edition: str | None, policy: str, *, quiet: bool = Fa
     return ReportData(stack, load_truths(sources.labels, sources.split, stack), sources.split, fusions)
 
 
+def _default_page(inputs: list[Path], labels: Path | None) -> Path:
+    """RUN/report.html for a demo run folder; tables name their page."""
+    if labels is None and len(inputs) == 1 and inputs[0].is_dir():
+        return inputs[0] / "report.html"
+    raise AffectEnsError("name the page to write: --out <name>.html")
+
+
 @app.command()
 def report(
     inputs: list[Path] = typer.Argument(
         ...,
+        metavar="TABLE... | RUN",
         help="Prediction tables (.parquet or .csv) of one split, members' or fused (as predict-member and fuse "
         "write them); or one run folder laid out like the demo's (then its test tables, labels and fusions).",
     ),
@@ -83,13 +95,11 @@ def report(
     from ensemble.outputs import Outputs
     from ensemble.report import report_sources, write_report
 
-    sources = report_sources(inputs, labels, labels_split, fusion or [])
-    if out is None and labels is not None:  # only a demo folder has a default page
-        raise AffectEnsError("name the page to write: --out <name>.html")
-    target = out or inputs[0] / "report.html"
+    target = out or _default_page(inputs, labels)
     if target.suffix.lower() not in (".html", ".htm"):
         raise AffectEnsError(f"{target}: the report is an HTML page; name it <name>.html")
-    data = folder_report(sources, edition, align_policy)
-    with Outputs(force=force, inputs=[*inputs, labels, *sources.fusions]) as outs:
-        write_report(data, outs.file(target))
+    with Outputs(force=force, inputs=[*inputs, labels, *(fusion or [])]) as outs:
+        page = outs.file(target)  # refused outputs are said before the tables are read
+        data = report_data(report_sources(inputs, labels, labels_split, fusion or []), edition, align_policy)
+        write_report(data, page)
     console.print(f"wrote {target}")
