@@ -72,7 +72,7 @@ def _default_page(inputs: list[Path], labels: Path | None) -> Path:
 def report(
     inputs: list[Path] = typer.Argument(
         ...,
-        metavar="TABLE... | RUN",
+        metavar="tables|run",
         help="Prediction tables (.parquet or .csv) of one split, members' or fused (as predict-member and fuse "
         "write them); or one run folder laid out like the demo's (then its test tables, labels and fusions).",
     ),
