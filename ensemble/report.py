@@ -148,7 +148,8 @@ def fusion_section(fusions: list[SavedFusion], columns: list[tuple[str, str]]) -
     return (
         f"<h2>Where the fusion was fitted: tuned rows out-of-fold by video ({html.escape(names)})</h2>"
         + score_table(rows, known)
-        + decisions_table(fusions)
+        + "<p class='note'>A fused table scored above on the split its fusion was fitted on is scored in-sample; "
+        "the rows here are the honest ones.</p>" + decisions_table(fusions)
     )
 
 
@@ -271,9 +272,9 @@ def au_f1(stack: Stack, truth: Truth, members: list[int]) -> str:
         f1 = binary_f1_per_unit(truth.values, stack.task_values("au")[m, truth.rows] >= 0.5)
         ax.bar(x + (i - (len(members) - 1) / 2) * width, f1, width, label=_plain(stack.members[m]))
     ax.set_xticks(x, aus)
-    ax.set_ylim(0, 1)
+    ax.set_ylim(0, 1.15)  # room for the legend above the bars
     ax.set_ylabel("F1")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, ncol=len(members), loc="upper center")
     ax.set_title("per-AU F1", fontsize=10)
     return _png(fig)
 
