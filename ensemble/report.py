@@ -117,8 +117,9 @@ def score_table(rows: list[dict[str, Any]], columns: list[tuple[str, str]], firs
 def decisions_table(fusions: list[SavedFusion]) -> str:
     """The post-processing steps the saved fusions kept, with their out-of-fold scores; dropped ones counted."""
     kept = [(f.name, d) for f in fusions for d in f.decisions if d["kept"]]
-    dropped = {f.name: sum(not d["kept"] for d in f.decisions) for f in fusions}
-    counts = ", ".join(f"{html.escape(name)} {n}" for name, n in dropped.items())
+    counts = ", ".join(
+        f"{html.escape(f.name)}: {sum(not d['kept'] for d in f.decisions)} of {len(f.decisions)}" for f in fusions
+    )
     note = f"<p class='note'>Post-processing steps dropped (gain under the margin): {counts}.</p>"
     if not kept:
         return f"<p class='note'>No post-processing step kept.</p>{note}"
