@@ -639,7 +639,7 @@ OTHER_CASES = {
         lambda s, t: ["demo", "--out", s[0], "--small"],
         "exists and was not made by affect-ens",
     ),
-    "report without scores": (_report(scores=False), "no scores.json"),
+    "report on a folder that is no demo run": (_report(scores=False), "not a demo run folder"),
     "report as text": (_report("--out", "notes.txt"), "the report is an HTML page; name it <name>.html"),
     "report onto a page not ours": (
         lambda s, t: _report("--out", t / "page.html", "--force", existing="<html>mine</html>")(s, t),
