@@ -21,7 +21,7 @@ from ensemble.evaluate import Truth
 from ensemble.metrics import binary_f1_per_unit
 from ensemble.outputs import STAMP, atomic_file
 from ensemble.pipeline import member_rows
-from ensemble.tasks import Edition
+from ensemble.tasks import Edition, score_columns, score_formulas
 
 GENERATOR = f'<meta name="generator" content="{STAMP}">'
 STYLE = (
@@ -62,25 +62,6 @@ class ReportData:
     truths: dict[str, Truth]
     split: str
     fusions: list[SavedFusion] = field(default_factory=list)
-
-
-def score_columns(edition: Edition, tasks: tuple[str, ...]) -> list[tuple[str, str]]:
-    """(row key, header) of the score table: each task's metrics once. Where the edition's score is the F1
-    alone (or accuracy alone) it is shown once under that name; where it mixes both, all three are shown."""
-    columns = []
-    for task in tasks:
-        name = task.upper()
-        if task == "va":
-            columns += [("va_ccc_valence", "VA CCC (valence)"), ("va_ccc_arousal", "VA CCC (arousal)")]
-            columns.append(("va_score", "VA CCC (mean)"))
-            continue
-        w_f1, w_acc = edition.expr_weights if task == "expr" else edition.au_weights
-        if w_acc == 0 or w_f1 == 0:
-            columns.append((f"{task}_score", f"{name} {'F1' if w_acc == 0 else 'accuracy'}"))
-        else:
-            columns += [(f"{task}_f1", f"{name} F1"), (f"{task}_accuracy", f"{name} accuracy")]
-            columns.append((f"{task}_score", f"{name} score ({w_f1:g}·F1 + {w_acc:g}·accuracy)"))
-    return columns
 
 
 def _value(row: dict[str, Any], key: str) -> float:
@@ -322,7 +303,8 @@ def build_report(data: ReportData, title: str = "affect-ens report") -> str:
     note = (
         f"Scored as <code>affect-ens evaluate</code> scores them (edition {html.escape(data.stack.edition.name)}); "
         f"shaded: the challenge score of each track ({html.escape(', '.join(challenge[f'{t}_score'] for t in data.truths))}); "
-        "bold: the best of each column."
+        "bold: the best of each column; CCC V, CCC A: valence, arousal."
+        + "".join(f" {html.escape(f)}." for f in score_formulas(data.stack.edition, data.truths))
     )
     parts = [
         f"<h1>{html.escape(title)}</h1><p class='meta'>{html.escape(_summary(data))}</p>",

@@ -132,6 +132,42 @@ def editions_where(test) -> str:
     return ", ".join(ed.name for ed in EDITIONS.values() if test(ed))
 
 
+def score_columns(edition: Edition, tasks: Iterable[str]) -> list[tuple[str, str]]:
+    """(score key, header) of every score table (``evaluate``, ``fuse``, the report): each task's metrics once.
+    Where the edition's score is F1 alone it is shown once, as F1; where it mixes F1 and accuracy, all three.
+
+    >>> [header for _, header in score_columns(get_edition(2025), ("expr", "va"))]
+    ['EXPR F1', 'CCC V', 'CCC A', 'VA CCC']
+    >>> [key for key, _ in score_columns(get_edition(2021), ("au",))]
+    ['au_f1', 'au_accuracy', 'au_score']
+    """
+    columns = []
+    for task in tasks:
+        if task == "va":
+            columns += [("va_ccc_valence", "CCC V"), ("va_ccc_arousal", "CCC A"), ("va_score", "VA CCC")]
+            continue
+        name, (w_f1, w_acc) = task.upper(), edition.expr_weights if task == "expr" else edition.au_weights
+        if w_acc == 0 or w_f1 == 0:
+            columns.append((f"{task}_score", f"{name} {'F1' if w_acc == 0 else 'acc'}"))
+        else:
+            columns += [
+                (f"{task}_f1", f"{name} F1"),
+                (f"{task}_accuracy", f"{name} acc"),
+                (f"{task}_score", f"{name} score"),
+            ]
+    return columns
+
+
+def score_formulas(edition: Edition, tasks: Iterable[str]) -> list[str]:
+    """How each mixed score is made, for captions: ``['AU score = 0.5 F1 + 0.5 acc']`` (none from 2022 on)."""
+    weights = {"expr": edition.expr_weights, "au": edition.au_weights}
+    return [
+        f"{t.upper()} score = {weights[t][0]:g} F1 + {weights[t][1]:g} acc"
+        for t in tasks
+        if t in weights and all(weights[t])
+    ]
+
+
 def get_edition(name: int | str) -> Edition:
     """The edition named by a year (``2025``, ``'2025'``) or an ABAW number (``'abaw8'``, ``'ABAW8'``).
 

@@ -15,7 +15,17 @@ from ensemble.cli.app import console, err_console
 from ensemble.contract import read_table, table_edition
 from ensemble.evaluate import Truth, truths_for
 from ensemble.labels import read_labels
-from ensemble.tasks import DEFAULT_EDITION, SPLIT_FOLDERS, Edition, check_split, editions_where, get_edition
+from ensemble.tasks import (
+    DEFAULT_EDITION,
+    SPLIT_FOLDERS,
+    TASKS,
+    Edition,
+    check_split,
+    editions_where,
+    get_edition,
+    score_columns,
+    score_formulas,
+)
 
 _DEFAULT = get_edition(DEFAULT_EDITION)
 EDITION = typer.Option(
@@ -27,19 +37,6 @@ EDITION = typer.Option(
 )
 ALIGN = typer.Option("strict", "--align", help=f"Members covering different frames: {' or '.join(POLICIES)}.")
 LABELS_SPLIT = typer.Option("val", "--labels-split", help=f"Split of the labels: {', '.join(SPLIT_FOLDERS)}.")
-
-COLUMN_NAMES = {
-    "expr_f1": "EXPR F1",
-    "expr_accuracy": "EXPR acc",
-    "expr_score": "EXPR score",
-    "va_ccc_valence": "CCC V",
-    "va_ccc_arousal": "CCC A",
-    "va_score": "VA score",
-    "au_f1": "AU F1",
-    "au_accuracy": "AU acc",
-    "au_score": "AU score",
-}
-
 
 NOTES: list[str] = []
 """What a command tells the user about its inputs (edition, frame source): printed to stderr when it
@@ -84,22 +81,20 @@ def load_truths(root: Path, split: str, stack: Stack) -> dict[str, Truth]:
     return truths_for(stack.keys, labels, stack.edition)
 
 
-def _shown(key: str, edition: Edition | int) -> bool:
-    weighted = (edition if isinstance(edition, Edition) else get_edition(edition)).expr_weights[1] > 0
-    return key in COLUMN_NAMES and (weighted or not key.endswith(("_accuracy", "expr_score", "au_score")))
-
-
-def print_scores(rows: list[dict[str, Any]], edition: Edition | int, title: str) -> None:
+def print_scores(rows: list[dict[str, Any]], edition: Edition, title: str) -> None:
     """Rows are members and fusions, columns the edition's metrics, best of each column in bold."""
-    keys = [k for k in rows[0] if _shown(k, edition)]
-    table = Table(title=escape(title), title_justify="left")
+    columns = score_columns(edition, [t for t in TASKS if f"{t}_score" in rows[0]])
+    table = Table(
+        title=escape(title), title_justify="left", caption=escape("; ".join(score_formulas(edition, TASKS))) or None
+    )
     table.add_column("predictions")
-    for key in keys:
-        table.add_column(COLUMN_NAMES[key], justify="right")
-    best = {k: max((r.get(k, float("-inf")) for r in rows), default=None) for k in keys}
+    for _, header in columns:
+        table.add_column(header, justify="right")
+    best = {k: max((r.get(k, float("-inf")) for r in rows), default=None) for k, _ in columns}
     for row in rows:
         cells = [
-            f"[bold]{row[k]:.4f}[/bold]" if row.get(k) == best[k] else f"{row.get(k, float('nan')):.4f}" for k in keys
+            f"[bold]{row[k]:.4f}[/bold]" if row.get(k) == best[k] else f"{row.get(k, float('nan')):.4f}"
+            for k, _ in columns
         ]
         table.add_row(Text(str(row["name"])), *cells)  # names come from data: never read as markup
     console.print(table)

@@ -44,8 +44,8 @@ def demo(
         log("writing the HTML report")
         data = report_data(demo_sources(out), None, "strict", quiet=True)
         report_path = write_report(data, out / "report.html")
-    print_scores(result["val"], cfg.data.edition, "validation (tuned rows out-of-fold by video)")
-    print_scores(result["test"], cfg.data.edition, "test (held-out labels)")
+    print_scores(result["val"], get_edition(cfg.data.edition), "validation (tuned rows out-of-fold by video)")
+    print_scores(result["test"], get_edition(cfg.data.edition), "test (held-out labels)")
     for task, path in result["zips"].items():
         console.print(f"{task} submission: {path}")
     console.print(f"report: {report_path}")

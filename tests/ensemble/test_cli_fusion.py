@@ -20,7 +20,7 @@ def test_evaluate_prints_a_row_per_member(sim_root):
     root, paths = sim_root
     result = run_cli("evaluate", *paths, "--labels", root)
     assert result.returncode == 0, result.stderr
-    for name in ("m0", "m1", "m2", "EXPR F1", "VA score", "AU F1"):
+    for name in ("m0", "m1", "m2", "EXPR F1", "VA CCC", "AU F1"):
         assert name in result.stdout
 
 
