@@ -5,6 +5,8 @@ cleans up what the killed one left and succeeds. Of two commands started togethe
 one succeeds and the other says why.
 """
 
+import hashlib
+import zipfile
 from pathlib import Path
 
 import pandas as pd
@@ -111,3 +113,57 @@ def test_two_dataset_writers_to_one_folder_exactly_one_succeeds(datasets, tmp_pa
     assert sorted(code for code, _ in results) == [0, 2], results
     assert contents(out) == datasets[1]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]
+
+
+def submit_args(sim, member: int, out, *extra):
+    frames = sim[0] / "frames.csv"
+    return ["submit", sim[1][member], "--track", "va", "--edition", "2022", "--frames", frames, "--out", out, *extra]
+
+
+def submission(folder: Path) -> dict:
+    """A submission folder's files and its zip's entries, by content (a zip's own bytes hold its time)."""
+    files = {k: v for k, v in contents(folder).items() if not k.endswith(".zip")}
+    for path in folder.rglob("*.zip"):
+        with zipfile.ZipFile(path) as z:
+            files |= {f"{path.name}:{n}": hashlib.sha256(z.read(n)).hexdigest() for n in z.namelist()}
+    return files
+
+
+@pytest.mark.parametrize("point", [("open", 1), ("open", 4), ("exchange", 1), ("after-exchange", 1), ("unlink", 2)])
+def test_killed_submit_force_leaves_the_old_submission_or_the_new_one(sim, tmp_path, point):
+    out, ref = tmp_path / "sub", tmp_path / "ref"
+    assert run(*submit_args(sim, 0, out)).returncode == 0
+    assert run(*submit_args(sim, 1, ref)).returncode == 0
+    old, new = submission(out), submission(ref)
+    assert old != new
+    killed = run(*submit_args(sim, 1, out, "--force"), kill=point)
+    assert killed.returncode == -9, killed.stderr
+    assert submission(out) in (old, new)
+    again = run(*submit_args(sim, 1, out, "--force"))
+    assert again.returncode == 0, again.stderr
+    assert submission(out) == new
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ref", "sub"]  # no temporary, old copy or lock left
+
+
+def test_two_submits_to_one_output_exactly_one_succeeds(sim, tmp_path):
+    out = tmp_path / "sub"
+    results = _race(submit_args(sim, 0, out), submit_args(sim, 1, out))
+    assert sorted(code for code, _ in results) == [0, 2], results
+    loser = next(err for code, err in results if code == 2)
+    assert "being written by another affect-ens command (pid" in loser or "output exists" in loser
+    winner = 0 if results[0][0] == 0 else 1
+    assert run(*submit_args(sim, winner, tmp_path / "ref")).returncode == 0
+    assert submission(out) == submission(tmp_path / "ref")  # whole: the winner's submission, nothing of the other
+    assert (
+        run(
+            "validate-submission",
+            out / "submission.zip",
+            "--track",
+            "va",
+            "--edition",
+            "2022",
+            "--frames",
+            sim[0] / "frames.csv",
+        ).returncode
+        == 0
+    )
