@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ensemble.align import Stack
+from ensemble.align import Aligned
 from ensemble.contract import PredictionTable, TableMeta
 from ensemble.errors import DataError
 from ensemble.evaluate import Truth, score, video_folds
@@ -28,7 +28,7 @@ def restrict(truth: Truth, rows: np.ndarray, n: int) -> Truth:
     return Truth(new[new >= 0], truth.values[new >= 0])
 
 
-def task_slices(stack: Stack) -> dict[str, slice]:
+def task_slices(stack: Aligned) -> dict[str, slice]:
     out, start = {}, 0
     for task in stack.tasks:
         k = len(stack.edition.output_columns(task))
@@ -36,7 +36,7 @@ def task_slices(stack: Stack) -> dict[str, slice]:
     return out
 
 
-def out_of_fold(method: str, params: dict, stack: Stack, truths: dict[str, Truth], folds: int) -> np.ndarray:
+def out_of_fold(method: str, params: dict, stack: Aligned, truths: dict[str, Truth], folds: int) -> np.ndarray:
     """Fused outputs on every frame, each video's from a fusion fitted without that video."""
     out = np.full((len(stack.keys), len(stack.columns)), np.nan, dtype=np.float32)
     codes = stack.video_codes()
@@ -47,14 +47,14 @@ def out_of_fold(method: str, params: dict, stack: Stack, truths: dict[str, Truth
 
 
 @dataclass
-class Fusion:
+class FittedFusion:
     """A fitted fuser with its optional post-processing, ready to apply to another split."""
 
     fuser: Fuser
     post: PostProcess | None = None
     scores: list[dict[str, Any]] = field(default_factory=list)
 
-    def apply(self, stack: Stack) -> np.ndarray:
+    def apply(self, stack: Aligned) -> np.ndarray:
         outputs = self.fuser.predict(stack)
         if self.post is not None:
             codes = stack.video_codes()
@@ -80,7 +80,7 @@ class Fusion:
         return Path(path)
 
     @classmethod
-    def load(cls, path: str | Path) -> Fusion:
+    def load(cls, path: str | Path) -> FittedFusion:
         """A fusion saved by ``save``; any other file is a one-line error."""
         doc = read_json_object(path, "fusion file")
         try:
@@ -95,7 +95,11 @@ class Fusion:
         return cls(fuser, post, doc.get("scores", []))
 
 
-def score_row(name: str, stack: Stack, truths: dict[str, Truth], outputs: np.ndarray) -> dict[str, Any]:
+Fusion = FittedFusion
+"""The old name, kept for ensemble/report.py until the report part of issue 16 merges; use ``FittedFusion``."""
+
+
+def score_row(name: str, stack: Aligned, truths: dict[str, Truth], outputs: np.ndarray) -> dict[str, Any]:
     """One row of the score table: every metric of every task of ``outputs`` (frames, columns)."""
     row: dict[str, Any] = {"name": name}
     for task, s in task_slices(stack).items():
@@ -105,13 +109,13 @@ def score_row(name: str, stack: Stack, truths: dict[str, Truth], outputs: np.nda
     return row
 
 
-def member_rows(stack: Stack, truths: dict[str, Truth]) -> list[dict[str, Any]]:
+def member_rows(stack: Aligned, truths: dict[str, Truth]) -> list[dict[str, Any]]:
     flat = stack.values
     return [score_row(name, stack, truths, flat[m]) for m, name in enumerate(stack.members)]
 
 
 def fit_fusion(
-    stack: Stack,
+    stack: Aligned,
     truths: dict[str, Truth],
     method: str,
     params: dict | None = None,
@@ -119,7 +123,7 @@ def fit_fusion(
     smooth: bool = False,
     thresholds: bool = False,
     folds: int = 5,
-) -> Fusion:
+) -> FittedFusion:
     """Fit ``method`` on validation; score members, the fusion and its post-processing out-of-fold."""
     params = params or {}
     fuser = create_fuser(method, **params).fit(stack, truths)
@@ -137,10 +141,10 @@ def fit_fusion(
             post_oof[:, s] = post.oof_[task]
         row = score_row(f"{method} + post (out-of-fold)", stack, truths, post_oof)
         scores.append({**row, "post": post.summary()})
-    return Fusion(fuser, post, scores)
+    return FittedFusion(fuser, post, scores)
 
 
-def fused_table(stack: Stack, outputs: np.ndarray, fusion: Fusion, split: str = "") -> PredictionTable:
+def fused_table(stack: Aligned, outputs: np.ndarray, fusion: FittedFusion, split: str = "") -> PredictionTable:
     data = pd.concat([stack.keys.reset_index(drop=True), pd.DataFrame(outputs, columns=stack.columns)], axis=1)
     extra = {"method": fusion.fuser.name, "members": stack.members, "post": fusion.post is not None}
     return PredictionTable(data, TableMeta(stack.tasks, stack.edition.year, f"fused-{fusion.fuser.name}", split, extra))

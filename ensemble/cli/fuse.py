@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 from rich.markup import escape
 
-from ensemble.align import Stack
+from ensemble.align import Aligned
 from ensemble.check import drop_members
 from ensemble.cli.app import app, err_console
 from ensemble.cli.check import ACCEPT, DROP, run_check
@@ -17,7 +17,7 @@ from ensemble.contract import check_table_path, write_table
 from ensemble.errors import AffectEnsError
 from ensemble.fusion import FUSERS
 from ensemble.outputs import Outputs
-from ensemble.pipeline import Fusion, fit_fusion, fused_table
+from ensemble.pipeline import FittedFusion, fit_fusion, fused_table
 
 
 def parse_weights(text: str | None) -> list[float] | None:
@@ -48,7 +48,7 @@ class Loading:
     policy: str
     drop: list[str]
 
-    def stack(self, paths: list[Path], quiet: bool = False) -> Stack:
+    def stack(self, paths: list[Path], quiet: bool = False) -> Aligned:
         return drop_members(load_stack(paths, self.edition, self.policy, quiet=quiet), self.drop)
 
 
@@ -133,7 +133,7 @@ def fuse(
         fusion_tmp = outs.file(save_fusion) if save_fusion else None
         target = None
         if load_fusion:
-            fusion = Fusion.load(load_fusion)
+            fusion = FittedFusion.load(load_fusion)
         else:
             params = method_params(
                 method, parse_weights(weights), tune_weights, tie_break, lead, context, folds, max_frames

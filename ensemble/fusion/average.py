@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from ensemble.align import Stack, weighted_sum
+from ensemble.align import Aligned, weighted_sum
 from ensemble.errors import AffectEnsError
 from ensemble.evaluate import Truth
 from ensemble.fusion.base import FUSERS, Fuser
@@ -151,14 +151,14 @@ class AverageFuser(Fuser):
         self.rounds = rounds
         self.weights_: dict[str, list[list[float]]] = {}
 
-    def fit_task(self, task: str, stack: Stack, truth: Truth | None) -> None:
+    def fit_task(self, task: str, stack: Aligned, truth: Truth | None) -> None:
         if not self.tune:
             return
         if truth is None:
             raise AffectEnsError(f"average: tuning weights needs {task} labels")
         self.weights_[task] = tuned_weights(task, stack.task_values(task), truth, stack.edition, self.rounds)
 
-    def predict_task(self, task: str, stack: Stack) -> np.ndarray:
+    def predict_task(self, task: str, stack: Aligned) -> np.ndarray:
         values = stack.task_values(task)
         if not self.tune:
             return weighted_average(values, self.member_weights(len(stack.members)))

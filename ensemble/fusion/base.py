@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from ensemble.align import Stack
+from ensemble.align import Aligned
 from ensemble.errors import AffectEnsError
 from ensemble.evaluate import Truth
 from ensemble.registry import Registry
@@ -26,7 +26,7 @@ class Fuser:
         self.weights = weights
         self.members_: list[str] = []
 
-    def check_members(self, stack: Stack) -> None:
+    def check_members(self, stack: Aligned) -> None:
         if self.weights is not None and len(self.weights) != len(stack.members):
             raise AffectEnsError(
                 f"{self.name}: {len(self.weights)} weight(s) given for {len(stack.members)} member(s) "
@@ -35,14 +35,14 @@ class Fuser:
         if self.weights is not None and (min(self.weights) < 0 or sum(self.weights) <= 0):
             raise AffectEnsError(f"{self.name}: weights must be non-negative and not all zero, got {self.weights}")
 
-    def fit(self, stack: Stack, truths: dict[str, Truth]) -> Fuser:
+    def fit(self, stack: Aligned, truths: dict[str, Truth]) -> Fuser:
         self.check_members(stack)
         self.members_ = list(stack.members)
         for task in stack.tasks:
             self.fit_task(task, stack, truths.get(task))
         return self
 
-    def predict(self, stack: Stack) -> np.ndarray:
+    def predict(self, stack: Aligned) -> np.ndarray:
         if stack.members != self.members_:
             raise AffectEnsError(f"{self.name}: fitted on members {self.members_}, applied to {stack.members}")
         parts = [self.predict_task(task, stack) for task in stack.tasks]
@@ -52,10 +52,10 @@ class Fuser:
         w = np.ones(n) if self.weights is None else np.asarray(self.weights, dtype=np.float64)
         return w / w.sum()
 
-    def fit_task(self, task: str, stack: Stack, truth: Truth | None) -> None:
+    def fit_task(self, task: str, stack: Aligned, truth: Truth | None) -> None:
         """Learn what ``task`` needs; the default learns nothing."""
 
-    def predict_task(self, task: str, stack: Stack) -> np.ndarray:
+    def predict_task(self, task: str, stack: Aligned) -> np.ndarray:
         raise NotImplementedError
 
     def to_dict(self) -> dict[str, Any]:

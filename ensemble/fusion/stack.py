@@ -15,7 +15,7 @@ from collections.abc import Callable
 import lightgbm as lgb
 import numpy as np
 
-from ensemble.align import Stack
+from ensemble.align import Aligned
 from ensemble.errors import AffectEnsError
 from ensemble.evaluate import Truth, video_folds
 from ensemble.fusion.base import FUSERS, Fuser
@@ -58,7 +58,7 @@ def _inner_split(groups: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]
 
 
 @FUSERS.register("stack")
-class StackFuser(Fuser):
+class StackingFuser(Fuser):
     """LightGBM stacker per task with video-grouped out-of-fold predictions."""
 
     name = "stack"
@@ -134,7 +134,7 @@ class StackFuser(Fuser):
             return np.arange(n)
         return np.sort(np.random.default_rng(self.seed).choice(n, self.max_frames, replace=False))
 
-    def fit_task(self, task: str, stack: Stack, truth: Truth | None) -> None:
+    def fit_task(self, task: str, stack: Aligned, truth: Truth | None) -> None:
         if truth is None or len(truth.rows) == 0:
             raise AffectEnsError(f"stack: fitting needs {task} labels")
         values, codes = stack.task_values(task), stack.video_codes()
@@ -171,7 +171,7 @@ class StackFuser(Fuser):
             self._boosters[task] = [lgb.Booster(model_str=s) for s in self.models_[task]]
         return self._boosters[task]
 
-    def predict_task(self, task: str, stack: Stack) -> np.ndarray:
+    def predict_task(self, task: str, stack: Aligned) -> np.ndarray:
         values, codes = stack.task_values(task), stack.video_codes()
         cols = list(range(values.shape[2]))
         if task == "expr":

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ensemble.align import Stack, weighted_sum
+from ensemble.align import Aligned, weighted_sum
 from ensemble.errors import AffectEnsError
 from ensemble.evaluate import Truth, score
 from ensemble.fusion.base import FUSERS, Fuser
@@ -97,7 +97,7 @@ class VoteFuser(Fuser):
         self.lead = lead
         self.lead_by_task_: dict[str, int] = {}
 
-    def fit_task(self, task: str, stack: Stack, truth: Truth | None) -> None:
+    def fit_task(self, task: str, stack: Aligned, truth: Truth | None) -> None:
         if self.tie_break == "lead":
             if self.lead is None or self.lead not in stack.members:
                 raise AffectEnsError(f"vote: tie-break 'lead' needs --lead, one of: {', '.join(stack.members)}")
@@ -109,7 +109,7 @@ class VoteFuser(Fuser):
             scores = [score(task, stack.edition, truth, values[m])["score"] for m in range(len(stack.members))]
             self.lead_by_task_[task] = int(np.nanargmax(scores))
 
-    def predict_task(self, task: str, stack: Stack) -> np.ndarray:
+    def predict_task(self, task: str, stack: Aligned) -> np.ndarray:
         probs = stack.task_values(task)
         weights = self.member_weights(len(stack.members))
         lead = self.lead_by_task_.get(task, 0)

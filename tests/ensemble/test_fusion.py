@@ -162,7 +162,7 @@ def test_stacker_folds_never_split_a_video(sim, monkeypatch):
 
 
 def test_fitted_fusion_saves_and_reapplies(sim, tmp_path):
-    from ensemble.pipeline import Fusion
+    from ensemble.pipeline import FittedFusion
 
     stack, truths, _ = sim
     for method in FUSERS.names():
@@ -175,7 +175,7 @@ def test_fitted_fusion_saves_and_reapplies(sim, tmp_path):
             thresholds=True,
             folds=3,
         )
-        loaded = Fusion.load(fusion.save(tmp_path / f"{method}.json"))
+        loaded = FittedFusion.load(fusion.save(tmp_path / f"{method}.json"))
         np.testing.assert_allclose(loaded.apply(stack), fusion.apply(stack), atol=1e-6)
 
 
