@@ -127,9 +127,7 @@ def fit_fusion(
     """Fit ``method`` on validation; score members, the fusion and its post-processing out-of-fold."""
     params = params or {}
     fuser = create_fuser(method, **params).fit(stack, truths)
-    oof = getattr(fuser, "oof", None)
-    if oof is None:
-        oof = out_of_fold(method, params, stack, truths, folds)
+    oof = fuser.oof_ if fuser.oof_ is not None else out_of_fold(method, params, stack, truths, folds)
     scores = member_rows(stack, truths) + [score_row(f"{method} (out-of-fold)", stack, truths, oof)]
     post = None
     if smooth or thresholds:

@@ -21,7 +21,7 @@ import numpy as np
 from ensemble.align import Aligned, weighted_sum
 from ensemble.errors import AffectEnsError
 from ensemble.evaluate import Truth
-from ensemble.fusion.base import FUSERS, Fuser
+from ensemble.fusion.base import FUSERS, Fuser, learned, param
 from ensemble.metrics import au_unit_scores_from_counts, ccc_from_sums, expr_score_from_counts
 from ensemble.tasks import Edition
 
@@ -143,13 +143,13 @@ class AverageFuser(Fuser):
 
     name = "average"
 
-    def __init__(self, *, weights: list[float] | None = None, tune: bool = False, rounds: int = 25) -> None:
-        super().__init__(weights=weights)
-        if tune and weights is not None:
+    tune: bool = param(False, "average: tune weights on validation (greedy selection).", flag="--tune-weights")
+    rounds: int = param(25, "average: greedy selection rounds when tuning.")
+    weights_: dict[str, list[list[float]]] = learned(dict)
+
+    def __post_init__(self) -> None:
+        if self.tune and self.weights is not None:
             raise AffectEnsError("average: give weights or tune them, not both")
-        self.tune = tune
-        self.rounds = rounds
-        self.weights_: dict[str, list[list[float]]] = {}
 
     def fit_task(self, task: str, stack: Aligned, truth: Truth | None) -> None:
         if not self.tune:
