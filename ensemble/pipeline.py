@@ -12,7 +12,7 @@ import pandas as pd
 
 from ensemble.align import Aligned
 from ensemble.contract import PredictionTable, TableMeta
-from ensemble.errors import DataError
+from ensemble.errors import AffectEnsError, DataError
 from ensemble.evaluate import Truth, score, video_folds
 from ensemble.fusion import FUSERS, Fuser, create_fuser
 from ensemble.io import read_json_object
@@ -92,6 +92,8 @@ class FittedFusion:
                 post = PostProcess(p["smooth"], p["thresholds"], windows, p["thresholds_"], p.get("decisions_", []))
         except (KeyError, TypeError, ValueError, AttributeError):
             raise DataError(f"{path}: not a fusion file saved by affect-ens fuse --save-fusion") from None
+        except AffectEnsError as exc:
+            raise DataError(f"{path}: {exc}") from None
         return cls(fuser, post, doc.get("scores", []))
 
 
