@@ -27,9 +27,12 @@ class Aligned:
 
     def task_values(self, task: str) -> np.ndarray:
         """(members, frames, outputs) slice of ``task``'s columns."""
-        cols = self.edition.output_columns(task)
-        start = self.columns.index(cols[0])
-        return self.values[:, :, start : start + len(cols)]
+        return self.values[:, :, self.slices[task]]
+
+    @property
+    def slices(self) -> dict[str, slice]:
+        """Each task's columns among ``columns``."""
+        return self.edition.task_slices(self.tasks)
 
     def take(self, rows: np.ndarray) -> Aligned:
         """The stack on a subset of frames (whole videos keep their order and contiguity)."""

@@ -249,7 +249,7 @@ def shift_and_z(task: str, fit: tuple[np.ndarray, np.ndarray], apply: tuple[np.n
 
 def column_weights(stack: Aligned) -> np.ndarray:
     """Weights making every task count the same in a sum over the columns."""
-    sizes = [len(stack.edition.output_columns(t)) for t in stack.tasks]
+    sizes = [s.stop - s.start for s in stack.slices.values()]
     return np.concatenate([np.full(k, 1.0 / (k * len(sizes))) for k in sizes]).astype(np.float32)
 
 

@@ -29,11 +29,8 @@ def restrict(truth: Truth, rows: np.ndarray, n: int) -> Truth:
 
 
 def task_slices(stack: Aligned) -> dict[str, slice]:
-    out, start = {}, 0
-    for task in stack.tasks:
-        k = len(stack.edition.output_columns(task))
-        out[task], start = slice(start, start + k), start + k
-    return out
+    """Each task's columns among the aligned columns (kept for ensemble/report.py; use ``Aligned.slices``)."""
+    return stack.slices
 
 
 def out_of_fold(method: str, params: dict, stack: Aligned, truths: dict[str, Truth], folds: int) -> np.ndarray:
@@ -58,7 +55,7 @@ class FittedFusion:
         outputs = self.fuser.predict(stack)
         if self.post is not None:
             codes = stack.video_codes()
-            for task, s in task_slices(stack).items():
+            for task, s in stack.slices.items():
                 outputs[:, s] = self.post.apply(task, outputs[:, s], codes)
         return outputs.astype(np.float32)
 
@@ -104,7 +101,7 @@ Fusion = FittedFusion
 def score_row(name: str, stack: Aligned, truths: dict[str, Truth], outputs: np.ndarray) -> dict[str, Any]:
     """One row of the score table: every metric of every task of ``outputs`` (frames, columns)."""
     row: dict[str, Any] = {"name": name}
-    for task, s in task_slices(stack).items():
+    for task, s in stack.slices.items():
         if task in truths:
             for metric, value in score(task, stack.edition, truths[task], outputs[:, s]).items():
                 row[f"{task}_{metric}"] = value
@@ -133,7 +130,7 @@ def fit_fusion(
     scores = member_rows(stack, truths) + [score_row(f"{method} (out-of-fold)", stack, truths, oof)]
     post = None
     if smooth or thresholds:
-        slices = task_slices(stack)
+        slices = stack.slices
         post = PostProcess(smooth, thresholds)
         post.fit({t: oof[:, s] for t, s in slices.items()}, stack.video_codes(), truths, stack.edition, folds)
         post_oof = oof.copy()

@@ -100,6 +100,15 @@ class Edition:
             return list(VA)
         return [au.lower() for au in self.aus]
 
+    def task_slices(self, tasks: Iterable[str]) -> dict[str, slice]:
+        """Where each task's columns sit among the output columns of ``tasks`` side by side (prediction tables,
+        aligned members, fused outputs): the one place that computes the offsets."""
+        out, start = {}, 0
+        for task in tasks:
+            k = len(self.output_columns(task))
+            out[task], start = slice(start, start + k), start + k
+        return out
+
     def label_columns(self, task: str) -> list[str]:
         """Ground-truth columns of ``task`` in a labels table."""
         check_task(task)

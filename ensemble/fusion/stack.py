@@ -139,7 +139,7 @@ class StackingFuser(Fuser):
         k = values.shape[2]
         if self.oof_ is None:
             self.oof_ = np.full((values.shape[1], len(stack.columns)), np.nan, dtype=np.float32)
-        start = stack.columns.index(stack.edition.output_columns(task)[0])
+        start = stack.slices[task].start
         self.models_[task], self._boosters[task] = [], []
         for j, (cols, y, params, feval) in enumerate(self._targets(task, k, truth)):
             x = stack_features(values[:, :, cols], codes, self.context)

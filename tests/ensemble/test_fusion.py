@@ -27,12 +27,7 @@ def sim():
 
 
 def _decisions(stack, outputs):
-    parts, start = {}, 0
-    for task in stack.tasks:
-        k = len(stack.edition.output_columns(task))
-        parts[task] = decide(task, outputs[:, start : start + k])
-        start += k
-    return parts
+    return {task: decide(task, outputs[:, s]) for task, s in stack.slices.items()}
 
 
 @pytest.mark.parametrize("method", FUSERS.names())
@@ -79,9 +74,7 @@ def test_member_order_does_not_matter_with_uniform_weights(sim, method):
 
 
 def _slice(stack, outputs, task):
-    cols = stack.edition.output_columns(task)
-    start = stack.columns.index(cols[0])
-    return outputs[:, start : start + len(cols)]
+    return outputs[:, stack.slices[task]]
 
 
 @pytest.mark.parametrize("method", FUSERS.names())
