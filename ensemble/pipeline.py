@@ -16,8 +16,10 @@ from ensemble.errors import AffectEnsError, DataError
 from ensemble.evaluate import Truth, score, video_folds
 from ensemble.fusion import FUSERS, Fuser, create_fuser
 from ensemble.io import read_json_object
+from ensemble.metrics import mtl_score
 from ensemble.outputs import STAMP, atomic_file
 from ensemble.postprocess import PostProcess
+from ensemble.tasks import TASKS
 
 
 def restrict(truth: Truth, rows: np.ndarray, n: int) -> Truth:
@@ -99,12 +101,15 @@ Fusion = FittedFusion
 
 
 def score_row(name: str, stack: Aligned, truths: dict[str, Truth], outputs: np.ndarray) -> dict[str, Any]:
-    """One row of the score table: every metric of every task of ``outputs`` (frames, columns)."""
+    """One row of the score table: every metric of every task of ``outputs`` (frames, columns), and the
+    multi-task score where the edition has that track and all three tasks are scored."""
     row: dict[str, Any] = {"name": name}
     for task, s in stack.slices.items():
         if task in truths:
             for metric, value in score(task, stack.edition, truths[task], outputs[:, s]).items():
                 row[f"{task}_{metric}"] = value
+    if "mtl" in stack.edition.tracks and all(f"{task}_score" in row for task in TASKS):
+        row["mtl_score"] = mtl_score(row["va_score"], row["expr_f1"], row["au_f1"])
     return row
 
 

@@ -12,6 +12,7 @@ import numpy as np
 from ensemble.contract import PredictionTable, check_label_set
 from ensemble.errors import SubmissionError
 from ensemble.frames import MANIFEST, FrameSource, from_counts
+from ensemble.metrics import decide
 from ensemble.outputs import Outputs, safe_join
 from ensemble.tasks import PER_VIDEO, SENTINELS, Edition
 from submissions.fill import DEFAULT_FILL, check_fill, fill, place
@@ -78,17 +79,8 @@ def _fixed6_strings(values: np.ndarray) -> list[str]:
 
 
 def decided(fmt: TrackFormat, table: PredictionTable, placement, policy: str) -> dict[str, np.ndarray]:
-    """Challenge values per task on the source rows: class index, VA in [-1, 1], 0/1 AUs at 0.5."""
-    out = {}
-    for task in fmt.tasks:
-        values = fill(table.outputs(task), placement, policy)
-        if task == "expr":
-            out[task] = values.argmax(axis=1)
-        elif task == "va":
-            out[task] = np.clip(values, -1, 1)
-        else:
-            out[task] = (values >= 0.5).astype(np.int8)
-    return out
+    """Challenge values per task on the source rows (``metrics.decide``: class index, VA in [-1, 1], 0/1 AUs)."""
+    return {task: decide(task, fill(table.outputs(task), placement, policy)) for task in fmt.tasks}
 
 
 def _sentinel(task: str, edition: Edition) -> str:

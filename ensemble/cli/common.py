@@ -38,6 +38,7 @@ COLUMN_NAMES = {
     "au_f1": "AU F1",
     "au_accuracy": "AU acc",
     "au_score": "AU score",
+    "mtl_score": "MTL score",
 }
 
 
