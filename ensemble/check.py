@@ -24,7 +24,8 @@ from scipy.optimize import linear_sum_assignment
 from ensemble.align import Aligned
 from ensemble.errors import AffectEnsError, MemberCheckError
 from ensemble.evaluate import Truth, score
-from ensemble.postprocess import per_run_sums, video_runs
+from ensemble.frames import run_bounds
+from ensemble.postprocess import per_run_sums
 
 MAX_LAG = 5
 """Frame lags tried on each side (a table numbered from 0 instead of 1 is off by one)."""
@@ -185,7 +186,8 @@ def video_sums(stack: Aligned) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Per task, (videos, members, d) sums over each video from which the output distribution follows (EXPR
     class counts; VA sum and sum of squares of each dimension; AU counts of yes), and the frames per video."""
     codes = stack.video_codes()
-    starts = np.array([start for start, _ in video_runs(codes)])
+    bounds = run_bounds(codes)
+    starts = bounds[:-1]
     n_videos, out = len(starts), {}
     for task in stack.tasks:
         values = stack.task_values(task)
@@ -201,7 +203,7 @@ def video_sums(stack: Aligned) -> tuple[dict[str, np.ndarray], np.ndarray]:
         else:
             sums = [per_run_sums(v >= 0.5, starts) for v in values]
         out[task] = np.stack(sums, axis=1).astype(np.float64)
-    return out, np.diff(np.r_[starts, len(codes)]).astype(np.float64)
+    return out, np.diff(bounds).astype(np.float64)
 
 
 def distribution_from(task: str, sums: np.ndarray, frames) -> np.ndarray:

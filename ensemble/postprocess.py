@@ -22,6 +22,7 @@ import numpy as np
 from scipy.ndimage import gaussian_filter1d, median_filter, uniform_filter1d
 
 from ensemble.evaluate import Truth, video_folds
+from ensemble.frames import video_runs
 from ensemble.metrics import au_unit_scores_from_counts, ccc_from_sums, expr_score_from_counts
 from ensemble.tasks import VA, Edition
 
@@ -41,13 +42,6 @@ MARGIN = 0.005
 
 
 # --- smoothing ---------------------------------------------------------------------------------------------
-
-
-def video_runs(codes: np.ndarray) -> list[tuple[int, int]]:
-    """(start, stop) of each run of equal video codes."""
-    edges = np.flatnonzero(np.diff(codes)) + 1
-    bounds = np.concatenate([[0], edges, [len(codes)]])
-    return list(zip(bounds[:-1].tolist(), bounds[1:].tolist()))
 
 
 def per_run_sums(x: np.ndarray, starts: np.ndarray) -> np.ndarray:

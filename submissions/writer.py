@@ -11,7 +11,7 @@ import numpy as np
 
 from ensemble.contract import PredictionTable, check_label_set
 from ensemble.errors import SubmissionError
-from ensemble.frames import MANIFEST, FrameSource, from_counts
+from ensemble.frames import MANIFEST, FrameSource, from_counts, video_runs
 from ensemble.metrics import decide
 from ensemble.outputs import Outputs, safe_join
 from ensemble.tasks import PER_VIDEO, SENTINELS, Edition
@@ -114,11 +114,11 @@ def _write_text(path: Path, header: str, lines) -> None:
 
 
 def _write_per_video(folder: Path, fmt: TrackFormat, source: FrameSource, rows: list[str]) -> int:
-    bounds = np.r_[0, np.flatnonzero(np.diff(source.codes)) + 1, len(source)]
-    for start, stop in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
+    runs = video_runs(source.codes)
+    for start, stop in runs:
         video = source.videos[source.codes[start]]
         _write_text(safe_join(folder, video, ".txt", what="video id"), fmt.header, rows[start:stop])
-    return len(bounds) - 1
+    return len(runs)
 
 
 def _write_single(folder: Path, fmt: TrackFormat, source: FrameSource, rows: list[str]) -> int:
