@@ -177,6 +177,14 @@ def resolve_edition(given: int | str | None, found: Iterable[tuple[str, int]] = 
     return get_edition(DEFAULT_EDITION), "the default"
 
 
+def tuned_groups(task: str, k: int) -> list[tuple[str, slice]]:
+    """The columns of ``task`` (``k`` of them) tuned together, named: each VA dimension on its own CCC, EXPR and
+    AU as a whole. Fusion weights and post-processing windows are tuned by the same groups."""
+    if task == "va":
+        return [(name, slice(d, d + 1)) for d, name in enumerate(VA)]
+    return [(task.upper(), slice(0, k))]
+
+
 def check_task(task: str) -> str:
     if task not in TASKS:
         raise AffectEnsError(f"unknown task {task!r}; choose one of: {', '.join(TASKS)}")

@@ -23,7 +23,7 @@ from ensemble.errors import AffectEnsError
 from ensemble.evaluate import Truth
 from ensemble.fusion.base import FUSERS, Fuser, learned, param
 from ensemble.metrics import au_unit_scores_from_counts, ccc_from_sums, expr_score_from_counts
-from ensemble.tasks import Edition
+from ensemble.tasks import Edition, tuned_groups
 
 
 def weighted_average(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
@@ -131,7 +131,8 @@ def tuned_weights(task: str, values: np.ndarray, truth: Truth, edition: Edition,
     """Weights per independently tuned group of a task (each VA dimension; EXPR and AU as a whole) from the
     (members, frames, k) outputs, tuned on the labelled frames."""
     if task == "va":
-        return [greedy_ccc_weights(values[:, truth.rows, d], truth.values[:, d], rounds).tolist() for d in range(2)]
+        dims = [cols.start for _, cols in tuned_groups(task, 2)]
+        return [greedy_ccc_weights(values[:, truth.rows, d], truth.values[:, d], rounds).tolist() for d in dims]
     if task == "expr":
         return [expr_weights(values, truth.values, edition, rounds, truth.rows).tolist()]
     return [au_weights(values, truth.values, edition, rounds, truth.rows).tolist()]
