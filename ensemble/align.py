@@ -44,10 +44,6 @@ class Aligned:
         return pd.factorize(self.keys["video"])[0]
 
 
-Stack = Aligned
-"""The old name, kept for ensemble/report.py until the report part of issue 16 merges; use ``Aligned``."""
-
-
 def weighted_sum(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """Sum over axis 0 of (members, frames, k) ``values`` (probabilities, values or 0/1 decisions) weighted by
     ``weights``, one member at a time into one float32 buffer (no members-sized or float64 copy)."""

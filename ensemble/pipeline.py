@@ -30,11 +30,6 @@ def restrict(truth: Truth, rows: np.ndarray, n: int) -> Truth:
     return Truth(new[new >= 0], truth.values[new >= 0])
 
 
-def task_slices(stack: Aligned) -> dict[str, slice]:
-    """Each task's columns among the aligned columns (kept for ensemble/report.py; use ``Aligned.slices``)."""
-    return stack.slices
-
-
 def out_of_fold(method: str, params: dict, stack: Aligned, truths: dict[str, Truth], folds: int) -> np.ndarray:
     """Fused outputs on every frame, each video's from a fusion fitted without that video."""
     out = np.full((len(stack.keys), len(stack.columns)), np.nan, dtype=np.float32)
@@ -94,10 +89,6 @@ class FittedFusion:
         except AffectEnsError as exc:
             raise DataError(f"{path}: {exc}") from None
         return cls(fuser, post, doc.get("scores", []))
-
-
-Fusion = FittedFusion
-"""The old name, kept for ensemble/report.py until the report part of issue 16 merges; use ``FittedFusion``."""
 
 
 def score_row(name: str, stack: Aligned, truths: dict[str, Truth], outputs: np.ndarray) -> dict[str, Any]:

@@ -142,7 +142,11 @@ def editions_where(test) -> str:
 
 
 def get_edition(name: int | str) -> Edition:
-    """The edition named by a year (``2025``, ``'2025'``) or an ABAW number (``'abaw8'``, ``'ABAW8'``)."""
+    """The edition named by a year (``2025``, ``'2025'``) or an ABAW number (``'abaw8'``, ``'ABAW8'``).
+
+    >>> get_edition("abaw7").year, get_edition("ABAW3") is get_edition(2022)
+    (2024, True)
+    """
     match = _NAME.match(str(name))
     year = None
     if match and match.group(1):
@@ -163,6 +167,10 @@ def resolve_edition(given: int | str | None, found: Iterable[tuple[str, int]] = 
 
     Tables naming different editions are an error unless ``given`` settles it; whether each table's label set
     fits the chosen edition is for the caller to check (``contract.check_label_set``).
+
+    >>> edition, how = resolve_edition(None, [("a.parquet", 2021), ("b.parquet", 2021)])
+    >>> edition.year, how
+    (2021, "from the tables' metadata")
     """
     if given is not None and str(given).strip() != "":
         return get_edition(given), "given"

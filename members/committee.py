@@ -1,8 +1,12 @@
-"""The ``committee`` member: several backbones, each a cnn member of its own, voting per frame.
+"""The ``committee`` member: several members voting per frame, ties broken by the lead.
 
-By default a VGG-Face-style VGG16 leads Xception, BiT ResNetV2-50x1 and EfficientNet-B1 (timm names);
-ties are decided by the lead. The committee writes its own table and each backbone's table, so the
-fusion can also use the backbones separately.
+Two ways to make one. ``train-member committee`` trains timm backbones, each a cnn member of its own in
+``RUN/<backbone>`` (by default a VGG-Face-style VGG16 leads Xception, BiT ResNetV2-50x1 and EfficientNet-B1).
+``affect-ens committee RUN... --lead RUN --out COMMITTEE`` assembles one from finished member runs of any
+kind (imported Keras models, timm cnns, temporal members, other committees): the committee's run folder
+names them, it copies nothing. Either way ``predict-member`` predicts with every member, votes per frame
+(classes for EXPR, units for AU, the median for VA), lets the lead decide ties, and writes the committee's
+table (and, on request, each member's).
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from ensemble.align import align
 from ensemble.contract import PredictionTable, TableMeta
 from ensemble.errors import AffectEnsError
 from ensemble.fusion.vote import VoteFuser
-from ensemble.tasks import DEFAULT_EDITION
+from ensemble.tasks import DEFAULT_EDITION, TASKS
 from members.cnn import CnnConfig, CnnMember
 from members.distributed import Launch
 from members.registry import MEMBERS
@@ -26,7 +30,8 @@ DEFAULT_BACKBONES = ("vgg16", "xception41", "resnetv2_50x1_bit", "efficientnet_b
 @dataclass
 class CommitteeConfig:
     backbones: tuple[str, ...] = DEFAULT_BACKBONES  # timm names; tiny ones (test_resnet, ...) for CPUs
-    lead: str = "vgg16"  # the backbone deciding ties (VGG-Face in the seed's committee)
+    lead: str = "vgg16"  # the member deciding ties: a backbone, or the name of one of ``runs``
+    runs: tuple[str, ...] = ()  # an assembled committee's member run folders (absolute); then no backbones
     weights_dir: str | None = None  # optional folder of local weights files named <backbone>.pth
     tasks: tuple[str, ...] = ("expr",)
     edition: int = DEFAULT_EDITION
@@ -65,6 +70,10 @@ def train_committee(
     """Train every backbone in ``run_dir/<backbone>`` (each resumable); returns one history row per backbone."""
     from members.train import train_member
 
+    if cfg.runs:
+        raise AffectEnsError(
+            "committee: a committee of existing runs is assembled with 'affect-ens committee', not trained"
+        )
     check_lead(cfg)
     launch = launch or Launch()
     cfg = resumed_config(run_dir, member_cls, cfg, launch)
@@ -82,8 +91,70 @@ def train_committee(
     return rows
 
 
+# --- a committee assembled from finished runs ---------------------------------------------------------
+
+
+def _member_info(run: Path) -> tuple[str, tuple[str, ...], int]:
+    """(member type, tasks, edition) of a finished run; anything else is a one-line error."""
+    from members.predict import load_config
+
+    member_cls, cfg = load_config(run)
+    name = next(n for n in MEMBERS.names() if MEMBERS.get(n) is member_cls)
+    return name, tuple(cfg.tasks), cfg.edition
+
+
+def assemble_committee(runs: list[Path], lead: Path | None, folder: Path) -> CommitteeConfig:
+    """Write a committee run into ``folder`` (config.json, best.pt) from finished member runs voting with
+    ties decided by ``lead`` (default: the first run). Members are named after their run folders, which must
+    differ; they must share an edition and at least one task (the committee predicts the shared tasks)."""
+    if len(runs) < 2:
+        raise AffectEnsError(f"committee: {len(runs)} run given; a committee needs at least two")
+    names = [Path(r).resolve().name for r in runs]
+    twice = next((n for n in names if names.count(n) > 1), None)
+    if twice:
+        raise AffectEnsError(f"committee: two runs are named {twice!r}; members are named after their run folders")
+    resolved = [Path(r).resolve() for r in runs]
+    if lead is not None and Path(lead).resolve() not in resolved:
+        raise AffectEnsError(f"committee: --lead {lead} is not one of its runs: {', '.join(map(str, runs))}")
+    info = {name: _member_info(Path(run)) for name, run in zip(names, runs)}
+    editions = {ed for _, _, ed in info.values()}
+    if len(editions) > 1:
+        raise AffectEnsError(f"committee: the runs use different editions ({', '.join(map(str, sorted(editions)))})")
+    tasks = tuple(t for t in TASKS if all(t in ts for _, ts, _ in info.values()))
+    if not tasks:
+        listing = "; ".join(f"{n}: {'+'.join(ts)}" for n, (_, ts, _) in info.items())
+        raise AffectEnsError(f"committee: the runs share no task ({listing})")
+    lead_name = Path(lead).resolve().name if lead is not None else names[0]
+    cfg = CommitteeConfig(
+        backbones=(), lead=lead_name, runs=tuple(map(str, resolved)), tasks=tasks, edition=editions.pop()
+    )
+    write_config(folder, CommitteeMember, cfg)
+    save_checkpoint(
+        folder / BEST, {"runs": list(cfg.runs), "lead": cfg.lead}
+    )  # marks it finished; members hold the weights
+    return cfg
+
+
+# --- voting -------------------------------------------------------------------------------------------
+
+
+def committee_members(cfg: CommitteeConfig, run_dir: Path) -> dict[str, Path]:
+    """Member name -> its run folder: the assembled runs, or the trained backbones inside ``run_dir``."""
+    if cfg.runs:
+        return {Path(run).name: Path(run) for run in cfg.runs}
+    return {backbone: run_dir / backbone for backbone in cfg.backbones}
+
+
+def check_member_tables(run_dir: Path) -> None:
+    """``predict-member --member-tables`` needs a committee run (other members have no member tables)."""
+    from members.predict import load_config
+
+    if load_config(run_dir)[0] is not CommitteeMember:
+        raise AffectEnsError(f"{run_dir}: not a committee run; --member-tables applies to committees")
+
+
 def committee_vote(tables: list[PredictionTable], lead: str) -> PredictionTable:
-    """Per-frame majority vote of the backbones' tables, ties decided by ``lead``."""
+    """Per-frame majority vote of the members' tables, ties decided by ``lead``."""
     stack = align(tables)
     fuser = VoteFuser(tie_break="lead", lead=lead).fit(stack, {})
     from ensemble.pipeline import FittedFusion, fused_table
@@ -96,30 +167,27 @@ def committee_vote(tables: list[PredictionTable], lead: str) -> PredictionTable:
 def predict_committee(
     cfg: CommitteeConfig, run_dir: Path, data_root: Path, split: str, frames=None, progress=None, launch=None
 ):
-    """The committee's voted table, with each backbone's own table as a part (under torchrun rank 0 gets them;
-    the other processes get an empty ``Prediction``)."""
+    """The committee's voted table, with each member's own table as a part, named after the member (under
+    torchrun rank 0 gets them; the other processes get an empty ``Prediction``)."""
     from members.predict import Prediction, predict_member
 
     parts, filled = {}, 0
-    for backbone in cfg.backbones:
-        done = predict_member(run_dir / backbone, data_root, split, frames=frames, progress=progress, launch=launch)
-        parts[backbone], filled = done.table, done.filled  # its member name is its run folder's: the backbone
+    for name, run in committee_members(cfg, run_dir).items():
+        done = predict_member(run, data_root, split, frames=frames, progress=progress, launch=launch)
+        if done.table is not None:
+            done.table.meta.member = name
+        parts[name], filled = done.table, max(filled, done.filled)
     if done.table is None:
         return Prediction(None, 0)
     voted = committee_vote(list(parts.values()), cfg.lead)
-    voted.meta = TableMeta(
-        tuple(cfg.tasks),
-        cfg.edition,
-        run_dir.name,
-        split,
-        {**voted.meta.extra, "config": asdict(cfg), "filled_frames": filled},
-    )
+    extra = {**voted.meta.extra, "config": asdict(cfg), "filled_frames": filled}
+    voted.meta = TableMeta(voted.meta.tasks, cfg.edition, run_dir.name, split, extra)
     return Prediction(voted, filled, parts)
 
 
 @MEMBERS.register("committee")
 class CommitteeMember:
-    """Backbones voting per frame, ties broken by the lead."""
+    """Members voting per frame, ties broken by the lead."""
 
     config_class = CommitteeConfig
     train = staticmethod(train_committee)

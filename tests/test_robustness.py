@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from helpers import invoke, tree_state, write_simulated_dataset
+from keras_files import tf_hub_model
 
 from ensemble.contract import read_table
 from ensemble.outputs import MARKER
@@ -443,7 +444,11 @@ FUSE_CASES = {
         ],
         "tie-break 'lead' needs --lead, one of: m0, m1, m2",
     ),
-    "max frames 0": (_fuse(_members, "--max-frames", "0"), "Invalid value for '--max-frames'"),
+    "max frames 0": (_fuse(_members, "--method", "stack", "--max-frames", "0"), "stack: max_frames must be at least 1"),
+    "option of another method": (
+        _fuse(_members, "--max-frames", "100"),
+        "--max-frames is not an option of method average (its options: --weights, --tune-weights, --rounds)",
+    ),
     "one fold": (_fuse(_members, "--folds", "1"), "Invalid value for '--folds'"),
     "unknown edition": (
         _fuse(_members, "--edition", "2019"),
@@ -526,10 +531,13 @@ MEMBER_CASES = {
     "config unknown key": (_train(config='{"epoch": 3}'), "unknown config keys ['epoch']"),
     "config wrong type": (_train(config='{"epochs": "five"}'), "epochs must be int, got 'five'"),
     "option of another member": (_train("--rnn", "gru"), "option(s) --rnn do not apply to this member"),
-    "keras file not hdf5": (_keras(_text_as_h5), "model.h5: not an HDF5 file (a Keras .h5 model is expected)"),
+    "keras file not hdf5": (
+        _keras(_text_as_h5),
+        "model.h5: not an HDF5 file (a Keras .h5 or .keras model is expected)",
+    ),
     "keras classes vs outputs": (
         _keras(_fer_model, "--classes", "angry,happy,neutral"),
-        "the model outputs (7,) values per face, --classes names 3",
+        "output 'predictions' gives (7,) values per face; --classes names 3",
     ),
     "keras pixel options clash": (
         _keras(_fer_model, "--pixel-range", "0,1", "--pixel-mean", "128"),
@@ -539,6 +547,28 @@ MEMBER_CASES = {
     "keras class unknown": (
         _keras(_fer_model, "--classes", "angry,disgust,fear,happy,sad,surprise,contempt"),
         "class 'contempt' maps to no 2025 expression class",
+    ),
+    "keras map names no class": (
+        _keras(_fer_model, "--map", "contempt=other"),
+        "--map names 'contempt', not one of the model's classes",
+    ),
+    "keras map malformed": (_keras(_fer_model, "--map", "contempt"), "--map 'contempt': expected distinct name=value"),
+    "keras output unknown": (_keras(_fer_model, "--outputs", "expr=dense_9"), "the model has no output 'dense_9'"),
+    "keras preprocess clash": (
+        _keras(_fer_model, "--preprocess", "caffe", "--pixel-range", "0,1"),
+        "--preprocess sets the input convention",
+    ),
+    "keras tf-hub layer": (
+        _keras(lambda tmp: tf_hub_model(tmp / "bit.h5")),
+        "bit.h5: Keras layer 'keras_layer' of class KerasLayer is a TensorFlow Hub layer",
+    ),
+    "committee lead not a member": (
+        lambda s, t: ["committee", t, s[0], "--lead", t / "x", "--out", t / "c"],
+        "is not one of its runs",
+    ),
+    "committee of non-runs": (
+        lambda s, t: ["committee", s[0], t, "--out", t / "c"],
+        "not a finished run (needs config.json and best.pt)",
     ),
 }
 
@@ -613,7 +643,7 @@ OTHER_CASES = {
         lambda s, t: ["demo", "--out", s[0], "--small"],
         "exists and was not made by affect-ens",
     ),
-    "report without scores": (_report(scores=False), "no scores.json"),
+    "report on a folder that is no demo run": (_report(scores=False), "not a demo run folder"),
     "report as text": (_report("--out", "notes.txt"), "the report is an HTML page; name it <name>.html"),
     "report onto a page not ours": (
         lambda s, t: _report("--out", t / "page.html", "--force", existing="<html>mine</html>")(s, t),

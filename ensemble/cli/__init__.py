@@ -11,7 +11,7 @@ import sys
 import typer
 from rich.markup import escape
 
-from ensemble.cli import check, data, demo, evaluate, fuse, members, submit, video  # noqa: F401  (register the commands)
+from ensemble.cli import check, committee, data, demo, evaluate, fuse, members, submit, video  # noqa: F401  (register the commands)
 from ensemble.cli.app import app, err_console
 from ensemble.cli.common import NOTES, flush_notes
 from ensemble.errors import AffectEnsError

@@ -11,8 +11,8 @@ from rich.table import Table
 
 from ensemble.align import Aligned
 from ensemble.check import AGREEMENT, TASK_NAMES, MemberReport, check_members, drop_members, raise_if_flagged
-from ensemble.cli.app import app, console, err_console
-from ensemble.cli.common import ALIGN, EDITION, LABELS_SPLIT, load_stack, load_truths
+from ensemble.cli.app import app, console
+from ensemble.cli.common import ALIGN, EDITION, LABELS_SPLIT, load_stack, load_truths, note
 from ensemble.errors import AffectEnsError
 from ensemble.evaluate import Truth
 
@@ -93,7 +93,7 @@ def run_check(
     if unknown:
         raise AffectEnsError(f"--accept {unknown[0]!r}: no such member; members: {', '.join(fit.members)}")
     if len(fit.members) < 2:
-        err_console.print("member check: one member has no others to be compared with; nothing checked")
+        note("member check: one member has no others to be compared with; nothing checked")
         return []
     splits = ("validation", "test")
     reports = check_members(fit, apply, truths, splits=splits)
@@ -101,10 +101,10 @@ def run_check(
         print_check(reports, fit, splits, accept)
     for r in reports:
         if r.flags and r.name in accept:
-            err_console.print(f"member {escape(r.name)} accepted despite: {escape('; '.join(r.flags))}")
+            note(f"member {r.name} accepted despite: {'; '.join(r.flags)}")
     raise_if_flagged(reports, accept)
     if not always and not any(r.flags for r in reports):
-        err_console.print(f"member check: {len(reports)} members behave alike on {splits[0]} and {splits[1]}")
+        note(f"member check: {len(reports)} members behave alike on {splits[0]} and {splits[1]}")
     return reports
 
 

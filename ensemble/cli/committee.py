@@ -1,0 +1,36 @@
+"""``affect-ens committee``: a committee run assembled from finished member runs of any kind."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.markup import escape
+
+from ensemble.cli.app import app, console
+from ensemble.outputs import Outputs
+
+
+@app.command()
+def committee(
+    runs: list[Path] = typer.Argument(
+        ..., help="Finished member runs (train-member folders of any kind: keras, cnn, cnn_rnn, ...), two or more."
+    ),
+    lead: Path = typer.Option(None, "--lead", help="The run that decides ties; one of RUNS (default: the first)."),
+    out: Path = typer.Option(
+        ...,
+        "--out",
+        help="Committee run folder to create (config.json naming the runs; they are not copied). "
+        "predict-member RUN writes its voted table.",
+    ),
+    force: bool = typer.Option(False, "--force", help="Replace OUT if it is a committee this tool wrote."),
+) -> None:
+    """Members vote per frame (classes for EXPR, units for AU, the median for VA), ties broken by the lead."""
+    from members.committee import assemble_committee
+
+    with Outputs(force=force, inputs=runs) as outs:
+        cfg = assemble_committee(runs, lead, outs.folder(out))
+    names = ", ".join(Path(r).name for r in cfg.runs)
+    console.print(
+        f"wrote {escape(str(out))}: committee of {escape(names)} on {'+'.join(cfg.tasks)}, ties by {escape(cfg.lead)}"
+    )
