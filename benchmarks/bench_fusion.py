@@ -136,11 +136,10 @@ def bench_stack(frames: int) -> None:
 
 
 def stack_for(stack, task):
-    from ensemble.align import Stack
+    from ensemble.align import Aligned
 
     cols = stack.edition.output_columns(task)
-    idx = [stack.columns.index(c) for c in cols]
-    return Stack(stack.keys, stack.values[:, :, idx], cols, stack.members, (task,), stack.edition)
+    return Aligned(stack.keys, stack.task_values(task), cols, stack.members, (task,), stack.edition)
 
 
 if __name__ == "__main__":

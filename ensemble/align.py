@@ -15,7 +15,7 @@ POLICIES = ("strict", "intersect")
 
 
 @dataclass
-class Stack:
+class Aligned:
     """Members' outputs on common frames: ``values[m, i, j]`` is member m, frame ``keys.iloc[i]``, column j."""
 
     keys: pd.DataFrame
@@ -27,18 +27,17 @@ class Stack:
 
     def task_values(self, task: str) -> np.ndarray:
         """(members, frames, outputs) slice of ``task``'s columns."""
-        cols = self.edition.output_columns(task)
-        start = self.columns.index(cols[0])
-        return self.values[:, :, start : start + len(cols)]
+        return self.values[:, :, self.slices[task]]
 
-    def take(self, rows: np.ndarray) -> Stack:
+    @property
+    def slices(self) -> dict[str, slice]:
+        """Each task's columns among ``columns``."""
+        return self.edition.task_slices(self.tasks)
+
+    def take(self, rows: np.ndarray) -> Aligned:
         """The stack on a subset of frames (whole videos keep their order and contiguity)."""
         keys = self.keys.iloc[rows].reset_index(drop=True)
-        return Stack(keys, self.values[:, rows], self.columns, self.members, self.tasks, self.edition)
-
-    def weighted_sum(self, task: str, weights: np.ndarray) -> np.ndarray:
-        """Sum over members of ``weights[m] * task_values(task)[m]`` (frames, k), without a members-sized copy."""
-        return weighted_sum(self.task_values(task), weights)
+        return Aligned(keys, self.values[:, rows], self.columns, self.members, self.tasks, self.edition)
 
     def video_codes(self) -> np.ndarray:
         """An integer per frame naming its video, for grouping and for windows within a video."""
@@ -122,8 +121,8 @@ def align(
     tasks: tuple[str, ...] | None = None,
     policy: str = "strict",
     edition: Edition | None = None,
-) -> Stack:
-    """Stack ``tables`` on their common frames; frames not covered by every member are an error under
+) -> Aligned:
+    """Align ``tables`` on their common frames; frames not covered by every member are an error under
     ``strict`` and dropped under ``intersect``. The stack is scored by ``edition`` (default: the first
     table's), whose label sets every table must share."""
     if not tables:
@@ -152,4 +151,4 @@ def align(
     for m, tab in enumerate(tables):
         rows = None if all(same) else _positions(tab, keys)
         _fill(values[m], tab.data, cols, rows)
-    return Stack(keys.reset_index(drop=True), values, cols, names, tasks, edition)
+    return Aligned(keys.reset_index(drop=True), values, cols, names, tasks, edition)

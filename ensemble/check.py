@@ -21,10 +21,11 @@ from itertools import combinations
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from ensemble.align import Stack
+from ensemble.align import Aligned
 from ensemble.errors import AffectEnsError, MemberCheckError
 from ensemble.evaluate import Truth, score
-from ensemble.postprocess import per_run_sums, video_runs
+from ensemble.frames import run_bounds
+from ensemble.postprocess import per_run_sums
 
 MAX_LAG = 5
 """Frame lags tried on each side (a table numbered from 0 instead of 1 is off by one)."""
@@ -124,7 +125,7 @@ def va_agreement(values: np.ndarray) -> np.ndarray:
     return np.nan_to_num(np.mean(corr, axis=0), nan=0.0)
 
 
-def pairwise_agreement(stack: Stack) -> dict[str, np.ndarray]:
+def pairwise_agreement(stack: Aligned) -> dict[str, np.ndarray]:
     """Per task, the (members, members) agreement of every pair of members."""
     out = {}
     for task in stack.tasks:
@@ -181,11 +182,12 @@ def collapsed_members(fit: np.ndarray, apply: np.ndarray, limits: Limits) -> lis
 # --- distribution ------------------------------------------------------------------------------------------
 
 
-def video_sums(stack: Stack) -> tuple[dict[str, np.ndarray], np.ndarray]:
+def video_sums(stack: Aligned) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Per task, (videos, members, d) sums over each video from which the output distribution follows (EXPR
     class counts; VA sum and sum of squares of each dimension; AU counts of yes), and the frames per video."""
     codes = stack.video_codes()
-    starts = np.array([start for start, _ in video_runs(codes)])
+    bounds = run_bounds(codes)
+    starts = bounds[:-1]
     n_videos, out = len(starts), {}
     for task in stack.tasks:
         values = stack.task_values(task)
@@ -201,7 +203,7 @@ def video_sums(stack: Stack) -> tuple[dict[str, np.ndarray], np.ndarray]:
         else:
             sums = [per_run_sums(v >= 0.5, starts) for v in values]
         out[task] = np.stack(sums, axis=1).astype(np.float64)
-    return out, np.diff(np.r_[starts, len(codes)]).astype(np.float64)
+    return out, np.diff(bounds).astype(np.float64)
 
 
 def distribution_from(task: str, sums: np.ndarray, frames) -> np.ndarray:
@@ -247,9 +249,9 @@ def shift_and_z(task: str, fit: tuple[np.ndarray, np.ndarray], apply: tuple[np.n
 # --- lag ---------------------------------------------------------------------------------------------------
 
 
-def column_weights(stack: Stack) -> np.ndarray:
+def column_weights(stack: Aligned) -> np.ndarray:
     """Weights making every task count the same in a sum over the columns."""
-    sizes = [len(stack.edition.output_columns(t)) for t in stack.tasks]
+    sizes = [s.stop - s.start for s in stack.slices.values()]
     return np.concatenate([np.full(k, 1.0 / (k * len(sizes))) for k in sizes]).astype(np.float32)
 
 
@@ -309,7 +311,7 @@ def peak_lag(sums: np.ndarray, counts: np.ndarray, reference: int, limit_z: floa
     return reference
 
 
-def lag_profiles(stack: Stack) -> list[tuple[np.ndarray, np.ndarray]]:
+def lag_profiles(stack: Aligned) -> list[tuple[np.ndarray, np.ndarray]]:
     """Per member, ``lag_sums`` of its standardised outputs against the mean of the others', on at most
     ``LAG_FRAMES`` frames (whole videos): enough to see a one-frame shift, and quick at Aff-Wild2 scale."""
     n, codes = len(stack.members), stack.video_codes()
@@ -350,7 +352,7 @@ def best_permutation(
     return perm.tolist(), gain, gain / spread if spread > 0 else np.inf, as_given
 
 
-def permutations(stack: Stack) -> list[tuple[list, float, float, float]]:
+def permutations(stack: Aligned) -> list[tuple[list, float, float, float]]:
     """``best_permutation`` of each member's EXPR classes against the others' mean probabilities."""
     if "expr" not in stack.tasks or len(stack.members) < 2:
         return [([], 0.0, 0.0, 0.0)] * len(stack.members)
@@ -376,7 +378,7 @@ class SplitData:
     frames: np.ndarray  # frames per video
 
 
-def split_data(stack: Stack, limits: Limits) -> SplitData:
+def split_data(stack: Aligned, limits: Limits) -> SplitData:
     """The statistics of every member of ``stack``."""
     pairs = pairwise_agreement(stack)
     (sums, frames), profiles, perms = video_sums(stack), lag_profiles(stack), permutations(stack)
@@ -396,8 +398,8 @@ def split_data(stack: Stack, limits: Limits) -> SplitData:
 
 
 def check_members(
-    fit: Stack,
-    apply: Stack,
+    fit: Aligned,
+    apply: Aligned,
     truths: dict[str, Truth] | None = None,
     *,
     limits: Limits = Limits(),
@@ -423,7 +425,7 @@ def check_members(
     return reports
 
 
-def all_flags(reports: list[MemberReport], stack: Stack, a: SplitData, b: SplitData, limits: Limits, splits):
+def all_flags(reports: list[MemberReport], stack: Aligned, a: SplitData, b: SplitData, limits: Limits, splits):
     """(tag, reason) pairs of every member. The leak flag comes last: it compares a member's agreement fall with
     that of the members no other flag explains (a stale or unrelated member drags its partners down)."""
     collapsed = {t: collapsed_members(a.pairs[t], b.pairs[t], limits) for t in stack.tasks}
@@ -452,7 +454,7 @@ def agreement_with_unflagged(reports: list[MemberReport], a: SplitData, b: Split
 
 
 def member_flags(
-    m: int, reports: list[MemberReport], stack: Stack, a: SplitData, b: SplitData, found, limits: Limits, splits
+    m: int, reports: list[MemberReport], stack: Aligned, a: SplitData, b: SplitData, found, limits: Limits, splits
 ) -> list[tuple[str, str]]:
     """(tag, reason) of each reason but a leak to distrust member ``m``; empty when it behaves alike on both
     splits. ``found``: the members whose agreement collapses and the distribution shifts, per task."""
@@ -523,7 +525,9 @@ def lag_flag(m: int, reports, b: SplitData, limits: Limits, splits) -> str:
     )
 
 
-def permutation_flag(m: int, reports: list[MemberReport], which: int, stack: Stack, limits: Limits, split: str) -> str:
+def permutation_flag(
+    m: int, reports: list[MemberReport], which: int, stack: Aligned, limits: Limits, split: str
+) -> str:
     """Flag a reading of the classes that agrees better than the classes as given, and about as well as the
     other members agree with theirs (a member unrelated to the labels finds some reading by chance)."""
     stats = [r.fit if which == 0 else r.apply for r in reports]
@@ -565,7 +569,7 @@ def raise_if_flagged(reports: list[MemberReport], accept: list[str] | tuple[str,
     raise MemberCheckError(f"member check failed: {what}. To go on, {ways}")
 
 
-def drop_members(stack: Stack, names: list[str] | tuple[str, ...]) -> Stack:
+def drop_members(stack: Aligned, names: list[str] | tuple[str, ...]) -> Aligned:
     """``stack`` without the members ``names``; an unknown name is an error listing the members."""
     unknown = [n for n in names if n not in stack.members]
     if unknown:
@@ -574,4 +578,4 @@ def drop_members(stack: Stack, names: list[str] | tuple[str, ...]) -> Stack:
     if not keep:
         raise AffectEnsError("--drop-member leaves no member to fuse")
     members = [stack.members[m] for m in keep]
-    return Stack(stack.keys, stack.values[keep], stack.columns, members, stack.tasks, stack.edition)
+    return Aligned(stack.keys, stack.values[keep], stack.columns, members, stack.tasks, stack.edition)

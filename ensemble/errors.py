@@ -25,6 +25,10 @@ class SubmissionError(AffectEnsError):
     """A submission cannot be written or does not pass validation."""
 
 
+class NotFittedError(AffectEnsError):
+    """A fuser or fusion is used before it was fitted (or loaded)."""
+
+
 class OutputExistsError(AffectEnsError):
     """An output already exists and --force was not given."""
 

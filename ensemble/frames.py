@@ -35,6 +35,18 @@ IMAGE = re.compile(r"^[^,/\s]+/\d+\.(?:jpg|png)(?:,|$)")
 IMAGE_NAME = re.compile(r"^[^,/\s]+/\d+\.(?:jpg|png)$")
 
 
+def run_bounds(codes: np.ndarray) -> np.ndarray:
+    """Where each run of equal codes starts (a video's rows, contiguous as the contract keeps them), then the end:
+    run ``i`` is rows ``bounds[i]:bounds[i + 1]``."""
+    return np.r_[0, np.flatnonzero(np.diff(codes)) + 1, len(codes)]
+
+
+def video_runs(codes: np.ndarray) -> list[tuple[int, int]]:
+    """(start, stop) of each run of equal video codes."""
+    bounds = run_bounds(codes).tolist()
+    return list(zip(bounds[:-1], bounds[1:]))
+
+
 @dataclass
 class FrameSource:
     """The rows a submission must have, in order: ``videos[codes[i]]``, frame ``frames[i]``, written as
@@ -61,9 +73,8 @@ class FrameSource:
         """The rows as ``video/00001.jpg`` strings, exactly as a list source has them (made once for the others)."""
         if self.images is None:
             suffix = [f"{f:05d}.jpg" for f in range(int(self.frames.max()) + 1)]
-            bounds = np.r_[0, np.flatnonzero(np.diff(self.codes)) + 1, len(self.codes)].tolist()
             names: list[str] = []
-            for start, stop in zip(bounds[:-1], bounds[1:]):
+            for start, stop in video_runs(self.codes):
                 prefix = f"{self.videos[self.codes[start]]}/"
                 names += map(prefix.__add__, (suffix[f] for f in self.frames[start:stop].tolist()))
             self.images = names
@@ -75,9 +86,9 @@ class FrameSource:
 
     def incomplete_video(self) -> str | None:
         """The first video whose rows are not frames 1..n in order (None when every video's are)."""
-        bounds = np.flatnonzero(np.diff(self.codes)) + 1
-        starts = np.r_[0, bounds]
-        expected = np.arange(len(self.frames)) - np.repeat(starts, np.diff(np.r_[starts, len(self.frames)])) + 1
+        bounds = run_bounds(self.codes)
+        starts = bounds[:-1]
+        expected = np.arange(len(self.frames)) - np.repeat(starts, np.diff(bounds)) + 1
         bad = (self.frames != expected) | (np.bincount(self.codes[starts], minlength=len(self.videos)) != 1)[self.codes]
         return self.videos[self.codes[np.flatnonzero(bad)[0]]] if bad.any() else None
 
@@ -340,6 +351,102 @@ def describe(source: FrameSource) -> str:
     return f"{source.path}: {source.kind}, {len(source.videos)} video(s), {len(source):,} frame(s){left}"
 
 
+# --- table rows on a frame source: where each row finds its values ------------------------------------------
+
+
+@dataclass
+class Placement:
+    """Where each source row finds its values: table rows before and after it in its video (-1: none) and
+    its position between them (0 at ``before``, 1 at ``after``)."""
+
+    before: np.ndarray
+    after: np.ndarray
+    weight: np.ndarray
+    exact: np.ndarray  # the table has this very frame
+    dropped: int  # table videos the source does not list
+
+    @property
+    def filled(self) -> int:
+        return int((~self.exact).sum())
+
+
+def _table_codes(table, source: FrameSource) -> np.ndarray:
+    import pandas as pd
+
+    return pd.Index(source.videos).get_indexer(table.data["video"]).astype(np.int64)
+
+
+def check_lengths(table, source: FrameSource, codes: np.ndarray) -> None:
+    """No predicted frame past the end of its video, when the source gives the videos' lengths."""
+    if not source.knows_lengths:
+        return
+    frames = table.data["frame"].to_numpy(np.int64)
+    keep = codes >= 0
+    last = np.zeros(len(source.videos), dtype=np.int64)
+    np.maximum.at(last, codes[keep], frames[keep])
+    length = np.bincount(source.codes, minlength=len(source.videos))
+    over = np.flatnonzero(last > length)
+    if len(over):
+        v = over[0]
+        raise ContractError(
+            f"{source.path}: frames past the video's length in {len(over)} video(s), first "
+            f"{source.videos[v]!r} (frame {last[v]} of {length[v]})"
+        )
+
+
+def place(table, source: FrameSource) -> Placement:
+    """The table rows around every source row; a source video with no prediction at all is an error."""
+    codes = _table_codes(table, source)
+    check_lengths(table, source, codes)
+    have = np.bincount(codes[codes >= 0], minlength=len(source.videos))
+    if (have == 0).any():
+        absent = np.flatnonzero(have == 0)
+        raise ContractError(
+            f"no predictions for {len(absent)} video(s) of the frame source {source.path}, "
+            f"first {source.videos[absent[0]]!r}"
+        )
+    frames = table.data["frame"].to_numpy(np.int64)
+    span = int(max(frames.max(), source.frames.max())) + 2
+    rows = np.flatnonzero(codes >= 0)
+    keys = codes[rows] * span + frames[rows]
+    order = np.argsort(keys, kind="stable")
+    keys, rows = keys[order], rows[order]
+    want = source.codes * span + source.frames
+    pos = np.searchsorted(keys, want)
+    exact = (pos < len(keys)) & (keys[np.minimum(pos, len(keys) - 1)] == want)
+    after_pos = np.minimum(pos, len(keys) - 1)
+    after_ok = (pos < len(keys)) & (keys[after_pos] // span == source.codes)
+    before_pos = np.where(exact, pos, pos - 1)
+    before_ok = (before_pos >= 0) & (keys[np.maximum(before_pos, 0)] // span == source.codes)
+    before = np.where(before_ok, rows[np.maximum(before_pos, 0)], -1)
+    after = np.where(exact, before, np.where(after_ok, rows[after_pos], -1))
+    weight = _weights(frames, source.frames, before, after)
+    dropped = int(len(np.unique(table.data["video"].to_numpy()[codes < 0]))) if (codes < 0).any() else 0
+    return Placement(before, after, weight, exact, dropped)
+
+
+def _weights(frames: np.ndarray, wanted: np.ndarray, before: np.ndarray, after: np.ndarray) -> np.ndarray:
+    both = (before >= 0) & (after >= 0) & (before != after)
+    weight = np.zeros(len(wanted))
+    f0, f1 = frames[before[both]], frames[after[both]]
+    weight[both] = (wanted[both] - f0) / (f1 - f0)
+    weight[(before < 0) & (after >= 0)] = 1.0
+    return weight
+
+
+def fill(values: np.ndarray, placement: Placement, policy: str) -> np.ndarray:
+    """``values`` (table rows, k) on the source rows, gaps filled by ``policy`` (``sentinel`` fills like
+    ``previous``; the writer replaces those rows)."""
+    b, a, w = placement.before, placement.after, placement.weight
+    if policy == "linear":
+        lo = values[np.where(b >= 0, b, a)].astype(np.float64)
+        hi = values[np.where(a >= 0, a, b)].astype(np.float64)
+        return lo + (hi - lo) * w[:, None]
+    if policy == "nearest":
+        return values[np.where((b >= 0) & ((a < 0) | (w <= 0.5)), b, a)]
+    return values[np.where(b >= 0, b, a)]
+
+
 # --- member tables: a row for every frame ------------------------------------------------------------------
 
 
@@ -362,42 +469,26 @@ def check_coverage(table, counts: dict[str, int], source: str) -> None:
 
 
 def fill_missing_frames(table, counts: dict[str, int], source: str = "predictions"):
-    """A table with a row for frames 1..n of every video in ``counts``; returns it and the rows added.
+    """A new table with a row for frames 1..n of every video in ``counts`` (videos sorted); returns it and the
+    rows added. ``table`` is left as it was.
 
     Missing rows are interpolated linearly between the neighbouring predicted frames (the nearest one at
-    either end), which keeps probabilities summing to 1.
+    either end, ``fill(..., "linear")``), which keeps probabilities summing to 1.
     """
     import pandas as pd
 
     from ensemble.contract import KEY, PredictionTable, output_columns
 
     check_coverage(table, counts, source)
+    frames = from_counts(MANIFEST, Path(source), dict(sorted(counts.items())))
+    placement = place(table, frames)
     cols = output_columns(table.meta.tasks, table.edition)
-    parts, added = [], 0
-    for video, rows in table.data.groupby("video", sort=True):
-        n = counts[video]
-        have = rows["frame"].to_numpy()
-        if len(have) == n:
-            parts.append(rows)
-            continue
-        frames = np.arange(1, n + 1)
-        values = rows[cols].to_numpy(np.float64)
-        filled = np.column_stack([np.interp(frames, have, values[:, j]) for j in range(len(cols))])
-        parts.append(
-            pd.concat(
-                [
-                    pd.DataFrame({"video": video, "frame": frames}),
-                    pd.DataFrame(filled.astype(np.float32), columns=cols),
-                ],
-                axis=1,
-            )
-        )
-        added += n - len(have)
-    data = pd.concat(parts, ignore_index=True)[KEY + cols]
-    meta = table.meta
-    meta.extra = {
-        **meta.extra,
-        "filled_frames": int(meta.extra.get("filled_frames", 0)) + added,
+    values = fill(table.data[cols].to_numpy(np.float64), placement, "linear").astype(np.float32)
+    keys = pd.DataFrame({"video": np.array(frames.videos, dtype=object)[frames.codes], "frame": frames.frames})
+    data = pd.concat([keys, pd.DataFrame(values, columns=cols)], axis=1)[KEY + cols]
+    extra = {
+        **table.meta.extra,
+        "filled_frames": int(table.meta.extra.get("filled_frames", 0)) + placement.filled,
         "fill": "linear interpolation between neighbouring frames, nearest at the ends",
     }
-    return PredictionTable(data, meta), added
+    return PredictionTable(data, replace(table.meta, extra=extra)), placement.filled

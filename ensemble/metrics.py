@@ -102,10 +102,9 @@ def expr_metrics(edition: Edition, truth: np.ndarray, pred: np.ndarray) -> dict[
     if len(truth) == 0:
         return {"f1": float("nan"), "accuracy": float("nan"), "score": float("nan")}
     cm = _confusion(truth, pred, len(edition.expr_classes))
-    f1 = float(f1_from_counts(np.diag(cm), cm.sum(axis=0), cm.sum(axis=1)).mean())
-    acc = float(np.trace(cm) / len(truth))
-    w_f1, w_acc = edition.expr_weights
-    return {"f1": f1, "accuracy": acc, "score": w_f1 * f1 + w_acc * acc}
+    counts = np.diag(cm), cm.sum(axis=0), cm.sum(axis=1)
+    f1, acc = float(f1_from_counts(*counts).mean()), float(np.trace(cm) / len(truth))
+    return {"f1": f1, "accuracy": acc, "score": expr_score_from_counts(edition, *counts)}
 
 
 def va_metrics(truth: np.ndarray, pred: np.ndarray) -> dict[str, float]:
@@ -118,11 +117,9 @@ def au_metrics(edition: Edition, truth: np.ndarray, pred: np.ndarray) -> dict[st
     """Mean F1, mean accuracy and the edition's AU score from 0/1 arrays."""
     if len(truth) == 0:
         return {"f1": float("nan"), "accuracy": float("nan"), "score": float("nan")}
-    tp, predicted, actual = binary_counts(truth, pred)
-    f1 = float(f1_from_counts(tp, predicted, actual).mean())
-    acc = float(np.mean((len(truth) - predicted - actual + 2 * tp) / len(truth)))
-    w_f1, w_acc = edition.au_weights
-    return {"f1": f1, "accuracy": acc, "score": w_f1 * f1 + w_acc * acc}
+    counts, n = binary_counts(truth, pred), len(truth)
+    f1, acc = float(f1_from_counts(*counts).mean()), float(binary_accuracy_from_counts(*counts, n).mean())
+    return {"f1": f1, "accuracy": acc, "score": float(au_unit_scores_from_counts(edition, *counts, n).mean())}
 
 
 def expr_score_from_counts(edition: Edition, tp: np.ndarray, predicted: np.ndarray, actual: np.ndarray) -> float:
@@ -134,14 +131,18 @@ def expr_score_from_counts(edition: Edition, tp: np.ndarray, predicted: np.ndarr
     return float(w_f1 * f1_from_counts(tp, predicted, actual).mean() + w_acc * np.sum(tp) / n)
 
 
+def binary_accuracy_from_counts(tp: np.ndarray, predicted: np.ndarray, actual: np.ndarray, n: float) -> np.ndarray:
+    """Each unit's accuracy over ``n`` frames from its counts: ``(n - fp - fn) / n``."""
+    return (n - predicted - actual + 2 * np.asarray(tp, dtype=np.float64)) / max(n, 1)
+
+
 def au_unit_scores_from_counts(
     edition: Edition, tp: np.ndarray, predicted: np.ndarray, actual: np.ndarray, n: float
 ) -> np.ndarray:
     """Each unit's part of the edition's AU score (``w_f1 F1 + w_acc accuracy``; the score is their mean) from
-    its counts over ``n`` frames."""
+    its counts over ``n`` frames: the one AU score formula, for reporting and for tuning."""
     w_f1, w_acc = edition.au_weights
-    accuracy = (n - predicted - actual + 2 * np.asarray(tp, dtype=np.float64)) / max(n, 1)
-    return w_f1 * f1_from_counts(tp, predicted, actual) + w_acc * accuracy
+    return w_f1 * f1_from_counts(tp, predicted, actual) + w_acc * binary_accuracy_from_counts(tp, predicted, actual, n)
 
 
 def decide(task: str, outputs: np.ndarray, thresholds: np.ndarray | float = 0.5) -> np.ndarray:
@@ -173,5 +174,9 @@ def task_score(
 
 
 def mtl_score(va: float, expr_f1: float, au_f1: float) -> float:
-    """Multi-task track score: VA score + EXPR macro F1 + AU mean F1."""
+    """Multi-task track score: VA score + EXPR macro F1 + AU mean F1 (``pipeline.score_row`` reports it).
+
+    >>> mtl_score(0.5, 0.25, 0.5)
+    1.25
+    """
     return va + expr_f1 + au_f1

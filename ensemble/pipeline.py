@@ -10,14 +10,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ensemble.align import Stack
+from ensemble.align import Aligned
 from ensemble.contract import PredictionTable, TableMeta
-from ensemble.errors import DataError
+from ensemble.errors import AffectEnsError, DataError
 from ensemble.evaluate import Truth, score, video_folds
 from ensemble.fusion import FUSERS, Fuser, create_fuser
 from ensemble.io import read_json_object
+from ensemble.metrics import mtl_score
 from ensemble.outputs import STAMP, atomic_file
 from ensemble.postprocess import PostProcess
+from ensemble.tasks import TASKS
 
 
 def restrict(truth: Truth, rows: np.ndarray, n: int) -> Truth:
@@ -28,15 +30,7 @@ def restrict(truth: Truth, rows: np.ndarray, n: int) -> Truth:
     return Truth(new[new >= 0], truth.values[new >= 0])
 
 
-def task_slices(stack: Stack) -> dict[str, slice]:
-    out, start = {}, 0
-    for task in stack.tasks:
-        k = len(stack.edition.output_columns(task))
-        out[task], start = slice(start, start + k), start + k
-    return out
-
-
-def out_of_fold(method: str, params: dict, stack: Stack, truths: dict[str, Truth], folds: int) -> np.ndarray:
+def out_of_fold(method: str, params: dict, stack: Aligned, truths: dict[str, Truth], folds: int) -> np.ndarray:
     """Fused outputs on every frame, each video's from a fusion fitted without that video."""
     out = np.full((len(stack.keys), len(stack.columns)), np.nan, dtype=np.float32)
     codes = stack.video_codes()
@@ -47,18 +41,18 @@ def out_of_fold(method: str, params: dict, stack: Stack, truths: dict[str, Truth
 
 
 @dataclass
-class Fusion:
+class FittedFusion:
     """A fitted fuser with its optional post-processing, ready to apply to another split."""
 
     fuser: Fuser
     post: PostProcess | None = None
     scores: list[dict[str, Any]] = field(default_factory=list)
 
-    def apply(self, stack: Stack) -> np.ndarray:
+    def apply(self, stack: Aligned) -> np.ndarray:
         outputs = self.fuser.predict(stack)
         if self.post is not None:
             codes = stack.video_codes()
-            for task, s in task_slices(stack).items():
+            for task, s in stack.slices.items():
                 outputs[:, s] = self.post.apply(task, outputs[:, s], codes)
         return outputs.astype(np.float32)
 
@@ -80,7 +74,7 @@ class Fusion:
         return Path(path)
 
     @classmethod
-    def load(cls, path: str | Path) -> Fusion:
+    def load(cls, path: str | Path) -> FittedFusion:
         """A fusion saved by ``save``; any other file is a one-line error."""
         doc = read_json_object(path, "fusion file")
         try:
@@ -92,26 +86,31 @@ class Fusion:
                 post = PostProcess(p["smooth"], p["thresholds"], windows, p["thresholds_"], p.get("decisions_", []))
         except (KeyError, TypeError, ValueError, AttributeError):
             raise DataError(f"{path}: not a fusion file saved by affect-ens fuse --save-fusion") from None
+        except AffectEnsError as exc:
+            raise DataError(f"{path}: {exc}") from None
         return cls(fuser, post, doc.get("scores", []))
 
 
-def score_row(name: str, stack: Stack, truths: dict[str, Truth], outputs: np.ndarray) -> dict[str, Any]:
-    """One row of the score table: every metric of every task of ``outputs`` (frames, columns)."""
+def score_row(name: str, stack: Aligned, truths: dict[str, Truth], outputs: np.ndarray) -> dict[str, Any]:
+    """One row of the score table: every metric of every task of ``outputs`` (frames, columns), and the
+    multi-task score where the edition has that track and all three tasks are scored."""
     row: dict[str, Any] = {"name": name}
-    for task, s in task_slices(stack).items():
+    for task, s in stack.slices.items():
         if task in truths:
             for metric, value in score(task, stack.edition, truths[task], outputs[:, s]).items():
                 row[f"{task}_{metric}"] = value
+    if "mtl" in stack.edition.tracks and all(f"{task}_score" in row for task in TASKS):
+        row["mtl_score"] = mtl_score(row["va_score"], row["expr_f1"], row["au_f1"])
     return row
 
 
-def member_rows(stack: Stack, truths: dict[str, Truth]) -> list[dict[str, Any]]:
+def member_rows(stack: Aligned, truths: dict[str, Truth]) -> list[dict[str, Any]]:
     flat = stack.values
     return [score_row(name, stack, truths, flat[m]) for m, name in enumerate(stack.members)]
 
 
 def fit_fusion(
-    stack: Stack,
+    stack: Aligned,
     truths: dict[str, Truth],
     method: str,
     params: dict | None = None,
@@ -119,17 +118,15 @@ def fit_fusion(
     smooth: bool = False,
     thresholds: bool = False,
     folds: int = 5,
-) -> Fusion:
+) -> FittedFusion:
     """Fit ``method`` on validation; score members, the fusion and its post-processing out-of-fold."""
     params = params or {}
     fuser = create_fuser(method, **params).fit(stack, truths)
-    oof = getattr(fuser, "oof", None)
-    if oof is None:
-        oof = out_of_fold(method, params, stack, truths, folds)
+    oof = fuser.oof_ if fuser.oof_ is not None else out_of_fold(method, params, stack, truths, folds)
     scores = member_rows(stack, truths) + [score_row(f"{method} (out-of-fold)", stack, truths, oof)]
     post = None
     if smooth or thresholds:
-        slices = task_slices(stack)
+        slices = stack.slices
         post = PostProcess(smooth, thresholds)
         post.fit({t: oof[:, s] for t, s in slices.items()}, stack.video_codes(), truths, stack.edition, folds)
         post_oof = oof.copy()
@@ -137,10 +134,10 @@ def fit_fusion(
             post_oof[:, s] = post.oof_[task]
         row = score_row(f"{method} + post (out-of-fold)", stack, truths, post_oof)
         scores.append({**row, "post": post.summary()})
-    return Fusion(fuser, post, scores)
+    return FittedFusion(fuser, post, scores)
 
 
-def fused_table(stack: Stack, outputs: np.ndarray, fusion: Fusion, split: str = "") -> PredictionTable:
+def fused_table(stack: Aligned, outputs: np.ndarray, fusion: FittedFusion, split: str = "") -> PredictionTable:
     data = pd.concat([stack.keys.reset_index(drop=True), pd.DataFrame(outputs, columns=stack.columns)], axis=1)
     extra = {"method": fusion.fuser.name, "members": stack.members, "post": fusion.post is not None}
     return PredictionTable(data, TableMeta(stack.tasks, stack.edition.year, f"fused-{fusion.fuser.name}", split, extra))

@@ -22,8 +22,9 @@ import numpy as np
 from scipy.ndimage import gaussian_filter1d, median_filter, uniform_filter1d
 
 from ensemble.evaluate import Truth, video_folds
+from ensemble.frames import run_bounds, video_runs
 from ensemble.metrics import au_unit_scores_from_counts, ccc_from_sums, expr_score_from_counts
-from ensemble.tasks import VA, Edition
+from ensemble.tasks import Edition, tuned_groups
 
 KINDS = ("mean", "median", "gaussian")
 HALF_WINDOWS = (0, 1, 2, 3, 5, 8, 12, 18, 25, 35, 50, 70)
@@ -41,13 +42,6 @@ MARGIN = 0.005
 
 
 # --- smoothing ---------------------------------------------------------------------------------------------
-
-
-def video_runs(codes: np.ndarray) -> list[tuple[int, int]]:
-    """(start, stop) of each run of equal video codes."""
-    edges = np.flatnonzero(np.diff(codes)) + 1
-    bounds = np.concatenate([[0], edges, [len(codes)]])
-    return list(zip(bounds[:-1].tolist(), bounds[1:].tolist()))
 
 
 def per_run_sums(x: np.ndarray, starts: np.ndarray) -> np.ndarray:
@@ -125,7 +119,7 @@ class Target:
     edition: Edition
 
     def __post_init__(self) -> None:
-        self.starts = np.flatnonzero(np.r_[True, self.videos[1:] != self.videos[:-1]]) if len(self.rows) else []
+        self.starts = run_bounds(self.videos)[:-1] if len(self.rows) else []
         self.present = self.videos[self.starts]
 
     def per_video(self, x: np.ndarray) -> np.ndarray:
@@ -188,9 +182,10 @@ def targets(task: str, truth: Truth, codes: np.ndarray, edition: Edition, k: int
     order = np.argsort(codes[truth.rows], kind="stable")
     rows, values = truth.rows[order], truth.values[order]
     common = dict(rows=rows, videos=codes[rows], n_videos=int(codes.max()) + 1, edition=edition)
-    if task == "va":
-        return [Target(task, name, slice(d, d + 1), values[:, d], **common) for d, name in enumerate(VA)]
-    return [Target(task, task.upper(), slice(0, k), values, **common)]
+    return [
+        Target(task, name, cols, values[:, cols.start] if task == "va" else values, **common)
+        for name, cols in tuned_groups(task, k)
+    ]
 
 
 # --- choosing on some videos, scoring on others ------------------------------------------------------------

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from ensemble.align import Stack
+from ensemble.align import Aligned
 from ensemble.errors import DataError
 from ensemble.evaluate import Truth
 from ensemble.metrics import binary_f1_per_unit
@@ -48,9 +48,9 @@ class SavedFusion:
 
 def read_fusion(path: str | Path) -> SavedFusion:
     """The scores and post-processing decisions of a saved fusion; any other file is a one-line error."""
-    from ensemble.pipeline import Fusion
+    from ensemble.pipeline import FittedFusion
 
-    fusion = Fusion.load(path)
+    fusion = FittedFusion.load(path)
     return SavedFusion(Path(path).name, fusion.scores, fusion.post.decisions_ if fusion.post else [])
 
 
@@ -58,7 +58,7 @@ def read_fusion(path: str | Path) -> SavedFusion:
 class ReportData:
     """What the page is drawn from: the tables aligned, their labels on ``split``, saved fusions."""
 
-    stack: Stack
+    stack: Aligned
     truths: dict[str, Truth]
     split: str
     fusions: list[SavedFusion] = field(default_factory=list)
@@ -195,7 +195,7 @@ def confusion(edition: Edition, truth: Truth, outputs: np.ndarray, title: str) -
     return _png(fig)
 
 
-def va_over_time(stack: Stack, truth: Truth, members: list[int]) -> str:
+def va_over_time(stack: Aligned, truth: Truth, members: list[int]) -> str:
     """Valence of ``members`` and the truth on the video with the most labelled frames."""
     import matplotlib.pyplot as plt
 
@@ -215,7 +215,7 @@ def va_over_time(stack: Stack, truth: Truth, members: list[int]) -> str:
     return _png(fig)
 
 
-def error_correlation(stack: Stack, truth: Truth) -> str:
+def error_correlation(stack: Aligned, truth: Truth) -> str:
     """Correlation of the tables' valence errors on the labelled frames."""
     import matplotlib.pyplot as plt
 
@@ -243,7 +243,7 @@ def error_correlation(stack: Stack, truth: Truth) -> str:
     return _png(fig)
 
 
-def au_f1(stack: Stack, truth: Truth, members: list[int]) -> str:
+def au_f1(stack: Aligned, truth: Truth, members: list[int]) -> str:
     """Per-AU F1 (threshold 0.5, as scored) of ``members``."""
     import matplotlib.pyplot as plt
 

@@ -10,6 +10,7 @@ import pandas as pd
 from scipy.ndimage import gaussian_filter1d
 
 from ensemble.contract import PredictionTable, TableMeta
+from ensemble.frames import run_bounds
 from ensemble.tasks import DEFAULT_EDITION, TASKS, get_edition
 
 
@@ -107,9 +108,8 @@ def shift_frames(table: PredictionTable, by: int) -> PredictionTable:
     data = table.data.reset_index(drop=True)
     codes = pd.factorize(data["video"])[0]
     rows = np.arange(len(data))
-    starts = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]])
-    first = np.repeat(starts, np.diff(np.r_[starts, len(data)]))
-    last = np.repeat(np.r_[starts[1:], len(data)] - 1, np.diff(np.r_[starts, len(data)]))
+    bounds = run_bounds(codes)
+    first, last = (np.repeat(ends, np.diff(bounds)) for ends in (bounds[:-1], bounds[1:] - 1))
     source = np.clip(rows + by, first, last)
     outputs = data.columns[2:]
     moved = data[outputs].iloc[source].reset_index(drop=True)

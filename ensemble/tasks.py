@@ -100,6 +100,15 @@ class Edition:
             return list(VA)
         return [au.lower() for au in self.aus]
 
+    def task_slices(self, tasks: Iterable[str]) -> dict[str, slice]:
+        """Where each task's columns sit among the output columns of ``tasks`` side by side (prediction tables,
+        aligned members, fused outputs): the one place that computes the offsets."""
+        out, start = {}, 0
+        for task in tasks:
+            k = len(self.output_columns(task))
+            out[task], start = slice(start, start + k), start + k
+        return out
+
     def label_columns(self, task: str) -> list[str]:
         """Ground-truth columns of ``task`` in a labels table."""
         check_task(task)
@@ -135,6 +144,7 @@ def editions_where(test) -> str:
 def score_columns(edition: Edition, tasks: Iterable[str]) -> list[tuple[str, str]]:
     """(score key, header) of every score table (``evaluate``, ``fuse``, the report): each task's metrics once.
     Where the edition's score is F1 alone it is shown once, as F1; where it mixes F1 and accuracy, all three.
+    The multi-task score comes last where the edition ran that track and all three tasks are scored.
 
     >>> [header for _, header in score_columns(get_edition(2025), ("expr", "va"))]
     ['EXPR F1', 'CCC V', 'CCC A', 'VA CCC']
@@ -155,6 +165,8 @@ def score_columns(edition: Edition, tasks: Iterable[str]) -> list[tuple[str, str
                 (f"{task}_accuracy", f"{name} acc"),
                 (f"{task}_score", f"{name} score"),
             ]
+    if "mtl" in edition.tracks and set(TASKS) <= set(tasks):
+        columns.append(("mtl_score", "MTL score"))  # the multi-task track's score, where the edition ran it
     return columns
 
 
@@ -210,6 +222,14 @@ def resolve_edition(given: int | str | None, found: Iterable[tuple[str, int]] = 
     if years:
         return get_edition(years[0]), "from the tables' metadata"
     return get_edition(DEFAULT_EDITION), "the default"
+
+
+def tuned_groups(task: str, k: int) -> list[tuple[str, slice]]:
+    """The columns of ``task`` (``k`` of them) tuned together, named: each VA dimension on its own CCC, EXPR and
+    AU as a whole. Fusion weights and post-processing windows are tuned by the same groups."""
+    if task == "va":
+        return [(name, slice(d, d + 1)) for d, name in enumerate(VA)]
+    return [(task.upper(), slice(0, k))]
 
 
 def check_task(task: str) -> str:

@@ -157,9 +157,9 @@ def committee_vote(tables: list[PredictionTable], lead: str) -> PredictionTable:
     """Per-frame majority vote of the members' tables, ties decided by ``lead``."""
     stack = align(tables)
     fuser = VoteFuser(tie_break="lead", lead=lead).fit(stack, {})
-    from ensemble.pipeline import Fusion, fused_table
+    from ensemble.pipeline import FittedFusion, fused_table
 
-    table = fused_table(stack, fuser.predict(stack), Fusion(fuser))
+    table = fused_table(stack, fuser.predict(stack), FittedFusion(fuser))
     table.meta.extra["method"] = f"committee vote, ties by {lead}"
     return table
 

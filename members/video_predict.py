@@ -188,13 +188,13 @@ def predict_video(
     progress: Progress | None = None,
 ) -> VideoPrediction:
     """Find, align and predict every face of ``path``; a row for every frame of every subject."""
-    from ensemble.pipeline import Fusion
+    from ensemble.pipeline import FittedFusion
     from members.train import pick_device
 
     members = load_members(runs)
     for member in members:
         member.model.to(pick_device())
-    fusion = Fusion.load(fusion_path) if fusion_path else None
+    fusion = FittedFusion.load(fusion_path) if fusion_path else None
     faces = scan_video(path, video, search, _phase(progress, "finding faces"))
     if not faces.subjects:
         raise DataError(f"{path}: no face found on any of its {faces.frames} frames; nothing to predict")

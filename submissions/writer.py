@@ -11,7 +11,8 @@ import numpy as np
 
 from ensemble.contract import PredictionTable, check_label_set
 from ensemble.errors import SubmissionError
-from ensemble.frames import MANIFEST, FrameSource, from_counts
+from ensemble.frames import MANIFEST, FrameSource, from_counts, video_runs
+from ensemble.metrics import decide
 from ensemble.outputs import Outputs, safe_join
 from ensemble.tasks import PER_VIDEO, SENTINELS, Edition
 from submissions.fill import DEFAULT_FILL, check_fill, fill, place
@@ -78,17 +79,8 @@ def _fixed6_strings(values: np.ndarray) -> list[str]:
 
 
 def decided(fmt: TrackFormat, table: PredictionTable, placement, policy: str) -> dict[str, np.ndarray]:
-    """Challenge values per task on the source rows: class index, VA in [-1, 1], 0/1 AUs at 0.5."""
-    out = {}
-    for task in fmt.tasks:
-        values = fill(table.outputs(task), placement, policy)
-        if task == "expr":
-            out[task] = values.argmax(axis=1)
-        elif task == "va":
-            out[task] = np.clip(values, -1, 1)
-        else:
-            out[task] = (values >= 0.5).astype(np.int8)
-    return out
+    """Challenge values per task on the source rows (``metrics.decide``: class index, VA in [-1, 1], 0/1 AUs)."""
+    return {task: decide(task, fill(table.outputs(task), placement, policy)) for task in fmt.tasks}
 
 
 def _sentinel(task: str, edition: Edition) -> str:
@@ -122,11 +114,11 @@ def _write_text(path: Path, header: str, lines) -> None:
 
 
 def _write_per_video(folder: Path, fmt: TrackFormat, source: FrameSource, rows: list[str]) -> int:
-    bounds = np.r_[0, np.flatnonzero(np.diff(source.codes)) + 1, len(source)]
-    for start, stop in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
+    runs = video_runs(source.codes)
+    for start, stop in runs:
         video = source.videos[source.codes[start]]
         _write_text(safe_join(folder, video, ".txt", what="video id"), fmt.header, rows[start:stop])
-    return len(bounds) - 1
+    return len(runs)
 
 
 def _write_single(folder: Path, fmt: TrackFormat, source: FrameSource, rows: list[str]) -> int:

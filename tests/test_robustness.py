@@ -444,7 +444,11 @@ FUSE_CASES = {
         ],
         "tie-break 'lead' needs --lead, one of: m0, m1, m2",
     ),
-    "max frames 0": (_fuse(_members, "--max-frames", "0"), "Invalid value for '--max-frames'"),
+    "max frames 0": (_fuse(_members, "--method", "stack", "--max-frames", "0"), "stack: max_frames must be at least 1"),
+    "option of another method": (
+        _fuse(_members, "--max-frames", "100"),
+        "--max-frames is not an option of method average (its options: --weights, --tune-weights, --rounds)",
+    ),
     "one fold": (_fuse(_members, "--folds", "1"), "Invalid value for '--folds'"),
     "unknown edition": (
         _fuse(_members, "--edition", "2019"),

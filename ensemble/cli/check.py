@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from ensemble.align import Stack
+from ensemble.align import Aligned
 from ensemble.check import AGREEMENT, TASK_NAMES, MemberReport, check_members, drop_members, raise_if_flagged
 from ensemble.cli.app import app, console
 from ensemble.cli.common import ALIGN, EDITION, LABELS_SPLIT, load_stack, load_truths, note
@@ -29,7 +29,7 @@ def _short(x: float, sign: bool = False) -> str:
     return (f"{x:+.2f}" if sign else f"{x:.2f}").replace("0.", ".", 1)
 
 
-def _distribution(task: str, report: MemberReport, stack: Stack) -> list[str]:
+def _distribution(task: str, report: MemberReport, stack: Aligned) -> list[str]:
     """Lines of a member's output distribution on both splits: EXPR's most frequent class (on the fit split)
     and its share, VA mean±std of each dimension, AU mean rate."""
     fit, apply = report.fit.distribution[task], report.apply.distribution[task]
@@ -45,7 +45,7 @@ def _distribution(task: str, report: MemberReport, stack: Stack) -> list[str]:
     return [f"AU rate {_change(float(fit.mean()), float(apply.mean()))}"]
 
 
-def check_table(reports: list[MemberReport], stack: Stack, splits: tuple[str, str], accepted=()) -> Table:
+def check_table(reports: list[MemberReport], stack: Aligned, splits: tuple[str, str], accepted=()) -> Table:
     """One row per member: fit-split scores (with labels); agreement with the other members, frame lag of the
     best agreement and output distribution on both splits; a word for each flag (the reasons follow)."""
     title = f"member check: {splits[0]} → {splits[1]}" + (f" (scores on {splits[0]})" if reports[0].scores else "")
@@ -75,7 +75,7 @@ def check_table(reports: list[MemberReport], stack: Stack, splits: tuple[str, st
     return table
 
 
-def print_check(reports: list[MemberReport], stack: Stack, splits: tuple[str, str], accepted=()) -> None:
+def print_check(reports: list[MemberReport], stack: Aligned, splits: tuple[str, str], accepted=()) -> None:
     """The table on stdout, then each flagged member's reasons."""
     console.print(check_table(reports, stack, splits, accepted))
     for r in reports:
@@ -84,7 +84,7 @@ def print_check(reports: list[MemberReport], stack: Stack, splits: tuple[str, st
 
 
 def run_check(
-    fit: Stack, apply: Stack, truths: dict[str, Truth] | None, accept: list[str] | None, *, always: bool = False
+    fit: Aligned, apply: Aligned, truths: dict[str, Truth] | None, accept: list[str] | None, *, always: bool = False
 ) -> list[MemberReport]:
     """Check the members, print the table (always, or when something is flagged) and stop on a flagged member
     the user has not accepted."""

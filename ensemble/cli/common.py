@@ -10,7 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from ensemble.align import POLICIES, Stack, align
+from ensemble.align import POLICIES, Aligned, align
 from ensemble.cli.app import console, err_console
 from ensemble.contract import read_table, table_edition
 from ensemble.evaluate import Truth, truths_for
@@ -63,7 +63,7 @@ def given_year(edition: str | None) -> int | None:
     return None if edition is None else get_edition(edition).year
 
 
-def load_stack(paths: list[Path], edition: str | None, policy: str, *, quiet: bool = False) -> Stack:
+def load_stack(paths: list[Path], edition: str | None, policy: str, *, quiet: bool = False) -> Aligned:
     """Read, validate and align members' tables for ``edition`` (default: the one their metadata names);
     says which edition unless ``quiet``."""
     year = given_year(edition)
@@ -74,7 +74,7 @@ def load_stack(paths: list[Path], edition: str | None, policy: str, *, quiet: bo
     return align(tables, policy=policy, edition=resolved)
 
 
-def load_truths(root: Path, split: str, stack: Stack) -> dict[str, Truth]:
+def load_truths(root: Path, split: str, stack: Aligned) -> dict[str, Truth]:
     """Labels of every task of ``stack`` from an Aff-Wild2 annotation root, matched to its frames."""
     check_split(split)
     labels = {task: read_labels(root, task, split, stack.edition) for task in stack.tasks}

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from types import UnionType
+from typing import Any, Optional, Union, get_args, get_origin, get_type_hints
 
 import typer
 
-from ensemble.align import Stack
+from ensemble.align import Aligned
 from ensemble.check import drop_members
 from ensemble.cli.app import app, err_console
 from ensemble.cli.check import ACCEPT, DROP, run_check
@@ -15,28 +19,111 @@ from ensemble.cli.common import ALIGN, EDITION, LABELS_SPLIT, load_stack, load_t
 from ensemble.contract import check_table_path, write_table
 from ensemble.errors import AffectEnsError
 from ensemble.fusion import FUSERS
+from ensemble.fusion.base import param_fields
 from ensemble.outputs import Outputs
-from ensemble.pipeline import Fusion, fit_fusion, fused_table
+from ensemble.pipeline import FittedFusion, fit_fusion, fused_table
 
 
-def parse_weights(text: str | None) -> list[float] | None:
-    if text is None:
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+@dataclass
+class MethodOption:
+    """One ``fuse`` option for the fuser parameters of one name: its flag, value type and help."""
+
+    name: str
+    flag: str
+    kind: type  # bool, int, float or str
+    is_list: bool  # a comma-separated list of ``kind`` on the command line
+    helps: list[str]
+
+    def parameter(self) -> inspect.Parameter:
+        """The option as a parameter of the command's signature (how Typer reads options)."""
+        flags = f"{self.flag}/--no-{self.flag[2:]}" if self.kind is bool else self.flag
+        option = typer.Option(None, flags, help=" ".join(self.helps), show_default=False)
+        annotation = Optional[str if self.is_list else self.kind]  # noqa: UP045  (Typer reads the Optional)
+        return inspect.Parameter(self.name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=annotation)
+
+    def parse(self, value: Any) -> Any:
+        if not self.is_list:
+            return value
+        try:
+            return [self.kind(v) for v in str(value).split(",")]
+        except ValueError:
+            what = "numbers" if self.kind in (int, float) else "values"
+            raise AffectEnsError(f"{self.flag} must be comma-separated {what}, got {value!r}") from None
+
+
+def option_type(hint: Any) -> tuple[type, bool] | None:
+    """(value type, whether a list) of a parameter's type hint, None when no option can carry it."""
+    args = [a for a in get_args(hint) if a is not type(None)] if get_origin(hint) in (Union, UnionType) else [hint]
+    if len(args) != 1:
         return None
-    try:
-        return [float(w) for w in text.split(",")]
-    except ValueError:
-        raise AffectEnsError(f"--weights must be comma-separated numbers, got {text!r}") from None
+    base = args[0]
+    if base in (bool, int, float, str):
+        return base, False
+    if get_origin(base) is list and get_args(base)[0] in (int, float, str):
+        return get_args(base)[0], True
+    return None
 
 
-def method_params(method: str, weights, tune_weights, tie_break, lead, context, folds, max_frames) -> dict:
-    """Options of the chosen method only (the others are not its parameters)."""
-    if method == "vote":
-        return {"weights": weights, "tie_break": tie_break, "lead": lead}
-    if method == "average":
-        return {"weights": weights, "tune": tune_weights}
-    if method == "stack":
-        return {"weights": weights, "context": context, "folds": folds, "max_frames": max_frames}
-    return {"weights": weights}
+def method_options() -> dict[str, MethodOption]:
+    """An option per parameter name declared by any registered fuser (help gathered from every method that
+    declares it); ``SHARED`` names take the command's own option of that name."""
+    options: dict[str, MethodOption] = {}
+    for method in FUSERS.names():
+        cls = FUSERS.get(method)
+        hints = get_type_hints(cls)
+        for f in param_fields(cls):
+            carried = option_type(hints[f.name])
+            if f.name in SHARED or carried is None:
+                continue
+            default = "" if f.default is None or f.default is False else f" (default {f.default})"
+            text = f.metadata["help"].rstrip(".") + default + "."
+            opt = options.setdefault(f.name, MethodOption(f.name, f.metadata["flag"] or _flag(f.name), *carried, []))
+            if text not in opt.helps:
+                opt.helps.append(text)
+    return options
+
+
+SHARED = ("folds",)
+"""Fuser parameters set by the ``fuse`` option of the same name (the out-of-fold folds serve both)."""
+
+
+def method_params(method: str, given: dict[str, Any], shared: dict[str, Any]) -> dict[str, Any]:
+    """The chosen method's parameters from the method options given; an option of another method is an error."""
+    declared = [f.name for f in param_fields(FUSERS.get(method))]
+    options = method_options()
+    other = [n for n, v in given.items() if v is not None and n not in declared]
+    if other:
+        mine = ", ".join(options[n].flag for n in declared if n in options) or "none"
+        raise AffectEnsError(f"{options[other[0]].flag} is not an option of method {method} (its options: {mine})")
+    params = {n: options[n].parse(v) for n, v in given.items() if v is not None}
+    return params | {n: v for n, v in shared.items() if n in declared}
+
+
+class FuseCommand:
+    """The ``fuse`` command with one option per declared fuser parameter, read from ``FUSERS`` each time the
+    command line is built: a fusion method registered in its own module gets its options with no other change."""
+
+    def __init__(self, command: Callable[..., None]) -> None:
+        self.command = command
+        self.__doc__ = command.__doc__
+        self.__name__ = command.__name__
+
+    @property
+    def __signature__(self) -> inspect.Signature:
+        own = inspect.signature(self.command, eval_str=True)
+        fixed = [p for p in own.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
+        return own.replace(parameters=fixed + [o.parameter() for o in method_options().values()])
+
+    @property
+    def __annotations__(self) -> dict[str, Any]:
+        return {p.name: p.annotation for p in self.__signature__.parameters.values()}
+
+    def __call__(self, **options: Any) -> None:
+        self.command(**options)
 
 
 @dataclass
@@ -47,7 +134,7 @@ class Loading:
     policy: str
     drop: list[str]
 
-    def stack(self, paths: list[Path], quiet: bool = False) -> Stack:
+    def stack(self, paths: list[Path], quiet: bool = False) -> Aligned:
         return drop_members(load_stack(paths, self.edition, self.policy, quiet=quiet), self.drop)
 
 
@@ -88,7 +175,6 @@ def fit_on(predictions: list[Path], apply: list[Path] | None, fit: FitRequest, l
     return fusion, target
 
 
-@app.command()
 def fuse(
     predictions: list[Path] = typer.Argument(..., help="Members' validation tables (fit), one per member."),
     method: str = typer.Option("average", help=f"Fusion method: {', '.join(FUSERS.names())}."),
@@ -103,15 +189,7 @@ def fuse(
     save_fusion: Path = typer.Option(
         None, "--save-fusion", help="Save the fitted fusion (JSON) for later --load-fusion."
     ),
-    weights: str = typer.Option(None, help="Member weights, comma-separated, in member order (vote, average)."),
-    tune_weights: bool = typer.Option(
-        False, "--tune-weights", help="average: tune weights on validation (greedy selection)."
-    ),
-    tie_break: str = typer.Option("soft", help="vote: lead, soft or best."),
-    lead: str = typer.Option(None, help="vote: the member deciding ties with --tie-break lead."),
-    context: int = typer.Option(0, min=0, help="stack: half-width of temporal context features (0: none)."),
     folds: int = typer.Option(5, min=2, help="Video-grouped folds for out-of-fold scores and the stacker."),
-    max_frames: int = typer.Option(None, min=1, help="stack: subsample training frames to this many for speed."),
     smooth: bool = typer.Option(True, "--smooth/--no-smooth", help="Tune temporal smoothing windows per task."),
     thresholds: bool = typer.Option(True, "--thresholds/--no-thresholds", help="Tune per-AU decision thresholds."),
     labels_split: str = LABELS_SPLIT,
@@ -120,30 +198,31 @@ def fuse(
     drop_member: list[str] = DROP,
     accept: list[str] = ACCEPT,
     force: bool = typer.Option(False, "--force", help="Overwrite existing outputs."),
+    **method_given: Any,
 ) -> None:
     """Fuse members: fit on validation (scores out-of-fold by video), then write the fused table. Fitting on one
-    split to apply to another (--apply) first runs the member check (see check-members)."""
+    split to apply to another (--apply) first runs the member check (see check-members). Method options apply to
+    the method they name."""
     check_table_path(out)
     if save_fusion and save_fusion.suffix.lower() != ".json":
         raise AffectEnsError(f"{save_fusion}: a fusion is saved as JSON; name it <name>.json")
-    inputs = [*predictions, *(apply or []), load_fusion, labels]
-    with Outputs(force=force, inputs=inputs) as outs:
+    loading = Loading(edition, align_policy, drop_member or [])
+    with Outputs(force=force, inputs=[*predictions, *(apply or []), load_fusion, labels]) as outs:
         out_tmp = outs.file(out)
         fusion_tmp = outs.file(save_fusion) if save_fusion else None
         target = None
         if load_fusion:
-            fusion = Fusion.load(load_fusion)
+            fusion = FittedFusion.load(load_fusion)
         else:
-            params = method_params(
-                method, parse_weights(weights), tune_weights, tie_break, lead, context, folds, max_frames
-            )
+            params = method_params(method, method_given, {"folds": folds})
             fit = FitRequest(method, params, smooth, thresholds, folds, labels, labels_split, accept)
-            fusion, target = fit_on(predictions, apply, fit, Loading(edition, align_policy, drop_member or []))
+            fusion, target = fit_on(predictions, apply, fit, loading)
         if target is None:
-            target = Loading(edition, align_policy, drop_member or []).stack(
-                apply or predictions, quiet=not load_fusion
-            )
+            target = loading.stack(apply or predictions, quiet=not load_fusion)
         write_table(fused_table(target, fusion.apply(target), fusion), out_tmp, name=str(out))
         if fusion_tmp:
             fusion.save(fusion_tmp)
     err_console.print(f"wrote {out} ({len(target.keys)} frames)")
+
+
+app.command(name="fuse")(FuseCommand(fuse))

@@ -3,7 +3,7 @@
 from ensemble.fusion import average, stack, vote  # noqa: F401  (register the methods)
 from ensemble.fusion.average import AverageFuser, greedy_weights, weighted_average
 from ensemble.fusion.base import FUSERS, Fuser, create_fuser
-from ensemble.fusion.stack import StackFuser
+from ensemble.fusion.stack import StackingFuser
 from ensemble.fusion.vote import VoteFuser, vote_classes, vote_units, weighted_median
 
 __all__ = [
@@ -11,7 +11,7 @@ __all__ = [
     "Fuser",
     "create_fuser",
     "AverageFuser",
-    "StackFuser",
+    "StackingFuser",
     "VoteFuser",
     "greedy_weights",
     "weighted_average",

@@ -18,12 +18,12 @@ from collections.abc import Callable
 
 import numpy as np
 
-from ensemble.align import Stack, weighted_sum
+from ensemble.align import Aligned, weighted_sum
 from ensemble.errors import AffectEnsError
 from ensemble.evaluate import Truth
-from ensemble.fusion.base import FUSERS, Fuser
+from ensemble.fusion.base import FUSERS, Fuser, learned, param
 from ensemble.metrics import au_unit_scores_from_counts, ccc_from_sums, expr_score_from_counts
-from ensemble.tasks import Edition
+from ensemble.tasks import Edition, tuned_groups
 
 
 def weighted_average(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
@@ -131,7 +131,8 @@ def tuned_weights(task: str, values: np.ndarray, truth: Truth, edition: Edition,
     """Weights per independently tuned group of a task (each VA dimension; EXPR and AU as a whole) from the
     (members, frames, k) outputs, tuned on the labelled frames."""
     if task == "va":
-        return [greedy_ccc_weights(values[:, truth.rows, d], truth.values[:, d], rounds).tolist() for d in range(2)]
+        dims = [cols.start for _, cols in tuned_groups(task, 2)]
+        return [greedy_ccc_weights(values[:, truth.rows, d], truth.values[:, d], rounds).tolist() for d in dims]
     if task == "expr":
         return [expr_weights(values, truth.values, edition, rounds, truth.rows).tolist()]
     return [au_weights(values, truth.values, edition, rounds, truth.rows).tolist()]
@@ -143,22 +144,22 @@ class AverageFuser(Fuser):
 
     name = "average"
 
-    def __init__(self, *, weights: list[float] | None = None, tune: bool = False, rounds: int = 25) -> None:
-        super().__init__(weights=weights)
-        if tune and weights is not None:
-            raise AffectEnsError("average: give weights or tune them, not both")
-        self.tune = tune
-        self.rounds = rounds
-        self.weights_: dict[str, list[list[float]]] = {}
+    tune: bool = param(False, "average: tune weights on validation (greedy selection).", flag="--tune-weights")
+    rounds: int = param(25, "average: greedy selection rounds when tuning.")
+    weights_: dict[str, list[list[float]]] = learned(dict)
 
-    def fit_task(self, task: str, stack: Stack, truth: Truth | None) -> None:
+    def __post_init__(self) -> None:
+        if self.tune and self.weights is not None:
+            raise AffectEnsError("average: give weights or tune them, not both")
+
+    def fit_task(self, task: str, stack: Aligned, truth: Truth | None) -> None:
         if not self.tune:
             return
         if truth is None:
             raise AffectEnsError(f"average: tuning weights needs {task} labels")
         self.weights_[task] = tuned_weights(task, stack.task_values(task), truth, stack.edition, self.rounds)
 
-    def predict_task(self, task: str, stack: Stack) -> np.ndarray:
+    def predict_task(self, task: str, stack: Aligned) -> np.ndarray:
         values = stack.task_values(task)
         if not self.tune:
             return weighted_average(values, self.member_weights(len(stack.members)))

@@ -1,77 +1,135 @@
-"""The fuser contract: ``fit(stack, truths)`` on validation, ``predict(stack)`` on any split.
+"""The fuser contract: ``fit(aligned, truths)`` on validation, ``predict(aligned)`` on any split.
 
-``predict`` returns a (frames, columns) float32 array in the stack's column order: EXPR and AU
-probabilities, VA values. Learned attributes end in ``_``; ``to_dict``/``from_dict`` save a fitted fuser.
+A fuser is one class in one module, registered in ``FUSERS``. Its parameters are declared once, as fields made
+with ``param`` (default and help text; the ``fuse`` command builds one option from each). Its learned
+attributes are fields made with ``learned``, named with a trailing ``_`` (sklearn's convention); they exist
+only once the fuser is fitted. ``predict`` returns a (frames, columns) float32 array in the aligned column
+order: EXPR and AU probabilities, VA values. ``to_dict``/``from_dict`` save and restore a fitted fuser.
+
+    @FUSERS.register("first")
+    class FirstMember(Fuser):
+        pick: int = param(0, "first: the member whose outputs are returned.")
+
+        def predict_task(self, task, aligned):
+            return aligned.task_values(task)[self.pick]
 """
 
 from __future__ import annotations
 
-import inspect
+from collections.abc import Callable
+from dataclasses import Field, dataclass, field, fields
 from typing import Any
 
 import numpy as np
 
-from ensemble.align import Stack
-from ensemble.errors import AffectEnsError
+from ensemble.align import Aligned
+from ensemble.errors import AffectEnsError, NotFittedError
 from ensemble.evaluate import Truth
 from ensemble.registry import Registry
 
 
+def param(default: Any, help: str, *, flag: str | None = None) -> Any:
+    """A declared fuser parameter: its default, the help of its ``fuse`` option and that option's name
+    (default ``--<name>``)."""
+    return field(default=default, metadata={"help": help, "flag": flag})
+
+
+def learned(start: Callable[[], Any] | None = None, *, saved: bool = True) -> Any:
+    """A learned attribute (its name ends in ``_``), absent until ``fit``; ``fit`` starts it at ``start()``
+    when given (``dict``: an empty dict per fit). ``saved=False`` keeps it out of the saved fusion."""
+    return field(init=False, repr=False, metadata={"saved": saved, "start": start})
+
+
+@dataclass(kw_only=True, eq=False)
 class Fuser:
-    """Base class: subclasses implement ``fit_task`` and ``predict_task`` for each task they fuse."""
+    """Base class: subclasses declare their parameters and implement ``predict_task`` (and ``fit_task`` when
+    they learn something). Each subclass is made a keyword-only dataclass of its declared fields (no decorator
+    needed), so its ``__init__`` takes the parameters by name."""
 
     name = "fuser"
 
-    def __init__(self, *, weights: list[float] | None = None) -> None:
-        self.weights = weights
-        self.members_: list[str] = []
+    weights: list[float] | None = param(None, "Member weights, comma-separated, in member order.")
+    members_: list[str] = learned()
+    oof_: np.ndarray | None = learned(saved=False)
+    """Out-of-fold outputs of the fit, by video, for a method that computes them anyway; None: the caller
+    computes them by refitting per fold."""
 
-    def check_members(self, stack: Stack) -> None:
-        if self.weights is not None and len(self.weights) != len(stack.members):
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        dataclass(kw_only=True, eq=False)(cls)
+
+    def __post_init__(self) -> None:
+        """Check the parameters; subclasses extend it."""
+
+    def check_members(self, aligned: Aligned) -> None:
+        if self.weights is not None and len(self.weights) != len(aligned.members):
             raise AffectEnsError(
-                f"{self.name}: {len(self.weights)} weight(s) given for {len(stack.members)} member(s) "
-                f"({', '.join(stack.members)})"
+                f"{self.name}: {len(self.weights)} weight(s) given for {len(aligned.members)} member(s) "
+                f"({', '.join(aligned.members)})"
             )
         if self.weights is not None and (min(self.weights) < 0 or sum(self.weights) <= 0):
             raise AffectEnsError(f"{self.name}: weights must be non-negative and not all zero, got {self.weights}")
 
-    def fit(self, stack: Stack, truths: dict[str, Truth]) -> Fuser:
-        self.check_members(stack)
-        self.members_ = list(stack.members)
-        for task in stack.tasks:
-            self.fit_task(task, stack, truths.get(task))
+    def fit(self, aligned: Aligned, truths: dict[str, Truth]) -> Fuser:
+        self.check_members(aligned)
+        for f in learned_fields(type(self)):
+            if f.metadata["start"] is not None:
+                setattr(self, f.name, f.metadata["start"]())
+        self.members_ = list(aligned.members)
+        self.oof_ = None
+        for task in aligned.tasks:
+            self.fit_task(task, aligned, truths.get(task))
         return self
 
-    def predict(self, stack: Stack) -> np.ndarray:
-        if stack.members != self.members_:
-            raise AffectEnsError(f"{self.name}: fitted on members {self.members_}, applied to {stack.members}")
-        parts = [self.predict_task(task, stack) for task in stack.tasks]
+    def check_fitted(self) -> None:
+        """A one-line error when the fuser has not been fitted (sklearn's ``check_is_fitted``)."""
+        if "members_" not in vars(self):
+            raise NotFittedError(f"{self.name}: this fuser is not fitted; fit it on validation or load a saved fusion")
+
+    def predict(self, aligned: Aligned) -> np.ndarray:
+        self.check_fitted()
+        if aligned.members != self.members_:
+            raise AffectEnsError(f"{self.name}: fitted on members {self.members_}, applied to {aligned.members}")
+        parts = [self.predict_task(task, aligned) for task in aligned.tasks]
         return np.concatenate(parts, axis=1, dtype=np.float32)
 
     def member_weights(self, n: int) -> np.ndarray:
         w = np.ones(n) if self.weights is None else np.asarray(self.weights, dtype=np.float64)
         return w / w.sum()
 
-    def fit_task(self, task: str, stack: Stack, truth: Truth | None) -> None:
+    def fit_task(self, task: str, aligned: Aligned, truth: Truth | None) -> None:
         """Learn what ``task`` needs; the default learns nothing."""
 
-    def predict_task(self, task: str, stack: Stack) -> np.ndarray:
+    def predict_task(self, task: str, aligned: Aligned) -> np.ndarray:
         raise NotImplementedError
 
     def to_dict(self) -> dict[str, Any]:
-        names = [p for p in inspect.signature(type(self).__init__).parameters if p != "self"]
-        learned = {k: v for k, v in vars(self).items() if k.endswith("_") and not k.startswith("_")}
-        return {"method": self.name, "params": {n: getattr(self, n) for n in names}, "learned": _jsonable(learned)}
+        """The method, its parameters and its saved learned attributes, as JSON-ready values."""
+        saved = [f.name for f in learned_fields(type(self)) if f.metadata["saved"] and f.name in vars(self)]
+        params = {f.name: getattr(self, f.name) for f in param_fields(type(self))}
+        return {"method": self.name, "params": params, "learned": _jsonable({n: getattr(self, n) for n in saved})}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Fuser:
-        """A fitted fuser from ``to_dict``'s output; only learned attributes (names ending in ``_``) are set."""
+        """A fitted fuser from ``to_dict``'s output; only declared parameters and learned attributes are set."""
+        declared, known = {f.name for f in param_fields(cls)}, {f.name for f in learned_fields(cls)}
+        for key in [*d["params"], *d["learned"]]:
+            if key not in declared | known or (key in d["learned"]) != (key in known):
+                raise AffectEnsError(f"{cls.name}: unknown parameter or learned attribute {key!r} in a saved fusion")
         fuser = cls(**d["params"])
         for key, value in d["learned"].items():
-            if not key.endswith("_") or key.startswith("_") or key not in vars(fuser):
-                raise AffectEnsError(f"{cls.name}: unknown learned attribute {key!r} in a saved fusion")
             setattr(fuser, key, value)
         return fuser
+
+
+def param_fields(cls: type[Fuser]) -> list[Field]:
+    """The declared parameters of a fuser class."""
+    return [f for f in fields(cls) if f.init]
+
+
+def learned_fields(cls: type[Fuser]) -> list[Field]:
+    """The learned attributes of a fuser class (names ending in ``_``)."""
+    return [f for f in fields(cls) if not f.init and f.name.endswith("_") and not f.name.startswith("_")]
 
 
 def _jsonable(obj: Any) -> Any:
@@ -90,5 +148,10 @@ FUSERS: Registry[type[Fuser]] = Registry("fusion method")
 
 
 def create_fuser(name: str, **params: Any) -> Fuser:
-    """A new fuser of the registered method ``name``."""
-    return FUSERS.get(name)(**params)
+    """A new fuser of the registered method ``name``; an unknown parameter is a one-line error."""
+    cls = FUSERS.get(name)
+    declared = [f.name for f in param_fields(cls)]
+    unknown = [p for p in params if p not in declared]
+    if unknown:
+        raise AffectEnsError(f"{name}: unknown parameter {unknown[0]!r}; its parameters: {', '.join(declared)}")
+    return cls(**params)

@@ -11,16 +11,20 @@ is refit on all validation frames with the median best iteration.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import field
+from typing import TYPE_CHECKING
 
-import lightgbm as lgb
 import numpy as np
 
-from ensemble.align import Stack
+from ensemble.align import Aligned
 from ensemble.errors import AffectEnsError
 from ensemble.evaluate import Truth, video_folds
-from ensemble.fusion.base import FUSERS, Fuser
+from ensemble.fusion.base import FUSERS, Fuser, learned, param
 from ensemble.metrics import binary_f1_per_unit, ccc_score, macro_f1_score
 from ensemble.postprocess import smooth_within_videos
+
+if TYPE_CHECKING:  # LightGBM is imported when a stacker is fitted or applied: it costs half a second of start-up
+    import lightgbm as lgb
 
 
 def stack_features(values: np.ndarray, codes: np.ndarray, context: int) -> np.ndarray:
@@ -58,36 +62,28 @@ def _inner_split(groups: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]
 
 
 @FUSERS.register("stack")
-class StackFuser(Fuser):
+class StackingFuser(Fuser):
     """LightGBM stacker per task with video-grouped out-of-fold predictions."""
 
     name = "stack"
 
-    def __init__(
-        self,
-        *,
-        weights: list[float] | None = None,
-        context: int = 0,
-        folds: int = 5,
-        max_frames: int | None = None,
-        rounds: int = 200,
-        learning_rate: float = 0.1,
-        num_leaves: int = 15,
-        seed: int = 0,
-    ) -> None:
-        if weights is not None:
+    context: int = param(0, "stack: half-width of temporal context features (0: none).")
+    folds: int = param(5, "stack: video-grouped folds of the out-of-fold predictions it learns from.")
+    max_frames: int | None = param(None, "stack: subsample training frames to this many for speed.")
+    rounds: int = param(200, "stack: most boosting rounds (early stopping on held-out videos picks fewer).")
+    learning_rate: float = param(0.1, "stack: LightGBM learning rate.")
+    num_leaves: int = param(15, "stack: LightGBM leaves per tree.")
+    seed: int = param(0, "stack: seed of the inner hold-out, subsampling and bagging.")
+    models_: dict[str, list[str]] = learned(dict)  # LightGBM models as text, per task
+    _boosters: dict[str, list] = field(default_factory=dict, init=False, repr=False)  # models_ loaded, a cache
+
+    def __post_init__(self) -> None:
+        if self.weights is not None:
             raise AffectEnsError("stack learns its own weighting of the members; --weights does not apply")
-        super().__init__(weights=None)
-        self.context = context  # half-width of the temporal-context features, 0 for none
-        self.folds = folds
-        self.max_frames = max_frames  # subsample training frames to this many for speed
-        self.rounds = rounds
-        self.learning_rate = learning_rate
-        self.num_leaves = num_leaves
-        self.seed = seed
-        self.models_: dict[str, list[str]] = {}
-        self._boosters: dict[str, list[lgb.Booster]] = {}
-        self.oof: np.ndarray | None = None  # out-of-fold outputs of the last fit (not saved)
+        for name, low in (("context", 0), ("folds", 2), ("max_frames", 1), ("rounds", 1), ("num_leaves", 2)):
+            value = getattr(self, name)
+            if value is not None and value < low:
+                raise AffectEnsError(f"stack: {name} must be at least {low}, got {value}")
 
     def _params(self, objective: str, **extra) -> dict:
         return {
@@ -120,6 +116,8 @@ class StackFuser(Fuser):
         self, x: np.ndarray, y: np.ndarray, groups: np.ndarray, params: dict, feval: Callable, rounds: int | None
     ):
         """One booster: early-stopped on an inner video hold-out, or ``rounds`` iterations on everything."""
+        import lightgbm as lgb
+
         if rounds is not None:
             return lgb.train(params, lgb.Dataset(x, y), num_boost_round=rounds)
         fit, held = _inner_split(groups, self.seed)
@@ -134,14 +132,14 @@ class StackFuser(Fuser):
             return np.arange(n)
         return np.sort(np.random.default_rng(self.seed).choice(n, self.max_frames, replace=False))
 
-    def fit_task(self, task: str, stack: Stack, truth: Truth | None) -> None:
+    def fit_task(self, task: str, stack: Aligned, truth: Truth | None) -> None:
         if truth is None or len(truth.rows) == 0:
             raise AffectEnsError(f"stack: fitting needs {task} labels")
         values, codes = stack.task_values(task), stack.video_codes()
         k = values.shape[2]
-        if self.oof is None:
-            self.oof = np.full((values.shape[1], len(stack.columns)), np.nan, dtype=np.float32)
-        start = stack.columns.index(stack.edition.output_columns(task)[0])
+        if self.oof_ is None:
+            self.oof_ = np.full((values.shape[1], len(stack.columns)), np.nan, dtype=np.float32)
+        start = stack.slices[task].start
         self.models_[task], self._boosters[task] = [], []
         for j, (cols, y, params, feval) in enumerate(self._targets(task, k, truth)):
             x = stack_features(values[:, :, cols], codes, self.context)
@@ -149,7 +147,7 @@ class StackFuser(Fuser):
             self._boosters[task].append(booster)
             self.models_[task].append(booster.model_to_string())
             target_cols = slice(start, start + k) if task == "expr" else slice(start + j, start + j + 1)
-            self.oof[:, target_cols] = oof.reshape(len(oof), -1)
+            self.oof_[:, target_cols] = oof.reshape(len(oof), -1)
 
     def _fit_target(self, x, y, rows, codes, params, feval) -> tuple[lgb.Booster, np.ndarray]:
         """Out-of-fold predictions on every frame of each held-out video, then the final refit."""
@@ -168,10 +166,12 @@ class StackFuser(Fuser):
 
     def boosters(self, task: str) -> list[lgb.Booster]:
         if task not in self._boosters:
+            import lightgbm as lgb
+
             self._boosters[task] = [lgb.Booster(model_str=s) for s in self.models_[task]]
         return self._boosters[task]
 
-    def predict_task(self, task: str, stack: Stack) -> np.ndarray:
+    def predict_task(self, task: str, stack: Aligned) -> np.ndarray:
         values, codes = stack.task_values(task), stack.video_codes()
         cols = list(range(values.shape[2]))
         if task == "expr":

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from ensemble.align import Stack, weighted_sum
+from ensemble.align import Aligned, weighted_sum
 from ensemble.errors import AffectEnsError
 from ensemble.evaluate import Truth, score
-from ensemble.fusion.base import FUSERS, Fuser
+from ensemble.fusion.base import FUSERS, Fuser, learned, param
 
 TIE_BREAKS = ("lead", "soft", "best")
 
@@ -89,15 +89,15 @@ class VoteFuser(Fuser):
 
     name = "vote"
 
-    def __init__(self, *, weights: list[float] | None = None, tie_break: str = "soft", lead: str | None = None) -> None:
-        super().__init__(weights=weights)
-        if tie_break not in TIE_BREAKS:
-            raise AffectEnsError(f"unknown tie-break {tie_break!r}; choose one of: {', '.join(TIE_BREAKS)}")
-        self.tie_break = tie_break
-        self.lead = lead
-        self.lead_by_task_: dict[str, int] = {}
+    tie_break: str = param("soft", f"vote: how ties are decided: {', '.join(TIE_BREAKS)}.")
+    lead: str | None = param(None, "vote: the member deciding ties with --tie-break lead.")
+    lead_by_task_: dict[str, int] = learned(dict)
 
-    def fit_task(self, task: str, stack: Stack, truth: Truth | None) -> None:
+    def __post_init__(self) -> None:
+        if self.tie_break not in TIE_BREAKS:
+            raise AffectEnsError(f"unknown tie-break {self.tie_break!r}; choose one of: {', '.join(TIE_BREAKS)}")
+
+    def fit_task(self, task: str, stack: Aligned, truth: Truth | None) -> None:
         if self.tie_break == "lead":
             if self.lead is None or self.lead not in stack.members:
                 raise AffectEnsError(f"vote: tie-break 'lead' needs --lead, one of: {', '.join(stack.members)}")
@@ -109,7 +109,7 @@ class VoteFuser(Fuser):
             scores = [score(task, stack.edition, truth, values[m])["score"] for m in range(len(stack.members))]
             self.lead_by_task_[task] = int(np.nanargmax(scores))
 
-    def predict_task(self, task: str, stack: Stack) -> np.ndarray:
+    def predict_task(self, task: str, stack: Aligned) -> np.ndarray:
         probs = stack.task_values(task)
         weights = self.member_weights(len(stack.members))
         lead = self.lead_by_task_.get(task, 0)

@@ -16,7 +16,7 @@ from ensemble.check import (
 )
 from ensemble.errors import AffectEnsError, MemberCheckError
 from ensemble.evaluate import score, truths_for
-from ensemble.pipeline import fit_fusion, task_slices
+from ensemble.pipeline import fit_fusion
 from ensemble.simulate import BAD_MEMBERS, MemberSpec, bad_member, simulate_splits
 
 GRADED = [MemberSpec(0.8 + 0.2 * i, 0.05 * (i - 2)) for i in range(5)]
@@ -75,7 +75,7 @@ def _test_scores(splits, stack, fusion):
     _, _, apply_labels, _ = splits
     truths = truths_for(stack.keys, apply_labels, stack.edition)
     out = fusion.apply(stack)
-    return {t: score(t, stack.edition, truths[t], out[:, s])["score"] for t, s in task_slices(stack).items()}
+    return {t: score(t, stack.edition, truths[t], out[:, s])["score"] for t, s in stack.slices.items()}
 
 
 @pytest.mark.parametrize("kind", ["leaky", "shifted", "swapped"])

@@ -7,7 +7,6 @@ from test_cli import run_cli
 from ensemble.align import align
 from ensemble.contract import read_table, write_table
 from ensemble.evaluate import score, truths_for
-from ensemble.pipeline import task_slices
 
 
 @pytest.fixture(scope="module")
@@ -45,9 +44,7 @@ def test_check_members_prints_a_row_per_member_and_stops_on_the_leaky_one(data, 
 def _test_scores(path, test_labels):
     stack = align([read_table(path)])
     truths = truths_for(stack.keys, test_labels, stack.edition)
-    return {
-        t: score(t, stack.edition, truths[t], stack.values[0][:, s])["score"] for t, s in task_slices(stack).items()
-    }
+    return {t: score(t, stack.edition, truths[t], stack.values[0][:, s])["score"] for t, s in stack.slices.items()}
 
 
 def test_fuse_stops_on_a_flagged_member_and_goes_on_without_it_or_with_the_users_word(data, tmp_path):

@@ -124,3 +124,29 @@ def test_video_list_errors(tmp_path):
         read_frame_source(example, tmp_path / "nowhere.txt")
     with pytest.raises(DataError, match="nowhere.csv: frame source not found"):
         read_frame_source(tmp_path / "nowhere.csv")
+
+
+def test_fill_missing_frames_interpolates_and_leaves_the_callers_table_alone():
+    import copy
+
+    import pandas as pd
+
+    from ensemble.contract import PredictionTable, TableMeta
+    from ensemble.frames import fill_missing_frames
+
+    data = pd.DataFrame(
+        {"video": ["b", "a", "a"], "frame": [1, 2, 5], "valence": [0.3, 0.2, 0.8], "arousal": [0.1, -0.4, 0.2]}
+    )
+    meta = TableMeta(("va",), 2025, "m", "test", {"config": {"seed": 1}})
+    table = PredictionTable(data.copy(), meta)
+    before = copy.deepcopy(meta)
+    filled, added = fill_missing_frames(table, {"a": 6, "b": 2})
+    assert added == 5
+    assert filled.data["video"].tolist() == ["a"] * 6 + ["b"] * 2
+    assert filled.data["frame"].tolist() == [1, 2, 3, 4, 5, 6, 1, 2]
+    want = np.interp(np.arange(1, 7), [2, 5], [0.2, 0.8])  # nearest at the ends: 0.2 before frame 2, 0.8 after 5
+    np.testing.assert_allclose(filled.data["valence"].to_numpy()[:6], want, atol=1e-6)
+    np.testing.assert_allclose(filled.data["arousal"].to_numpy()[6:], [0.1, 0.1], atol=1e-6)
+    assert filled.meta.extra["filled_frames"] == 5 and filled.meta.extra["config"] == {"seed": 1}
+    assert table.meta == before and "filled_frames" not in meta.extra  # the caller's metadata is untouched
+    pd.testing.assert_frame_equal(table.data, data)

@@ -27,12 +27,7 @@ def sim():
 
 
 def _decisions(stack, outputs):
-    parts, start = {}, 0
-    for task in stack.tasks:
-        k = len(stack.edition.output_columns(task))
-        parts[task] = decide(task, outputs[:, start : start + k])
-        start += k
-    return parts
+    return {task: decide(task, outputs[:, s]) for task, s in stack.slices.items()}
 
 
 @pytest.mark.parametrize("method", FUSERS.names())
@@ -79,9 +74,7 @@ def test_member_order_does_not_matter_with_uniform_weights(sim, method):
 
 
 def _slice(stack, outputs, task):
-    cols = stack.edition.output_columns(task)
-    start = stack.columns.index(cols[0])
-    return outputs[:, start : start + len(cols)]
+    return outputs[:, stack.slices[task]]
 
 
 @pytest.mark.parametrize("method", FUSERS.names())
@@ -162,7 +155,7 @@ def test_stacker_folds_never_split_a_video(sim, monkeypatch):
 
 
 def test_fitted_fusion_saves_and_reapplies(sim, tmp_path):
-    from ensemble.pipeline import Fusion
+    from ensemble.pipeline import FittedFusion
 
     stack, truths, _ = sim
     for method in FUSERS.names():
@@ -175,7 +168,7 @@ def test_fitted_fusion_saves_and_reapplies(sim, tmp_path):
             thresholds=True,
             folds=3,
         )
-        loaded = Fusion.load(fusion.save(tmp_path / f"{method}.json"))
+        loaded = FittedFusion.load(fusion.save(tmp_path / f"{method}.json"))
         np.testing.assert_allclose(loaded.apply(stack), fusion.apply(stack), atol=1e-6)
 
 

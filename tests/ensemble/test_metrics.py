@@ -92,3 +92,19 @@ def test_task_score_thresholds_au_outputs():
     ed = get_edition(2025)
     assert task_score("au", ed, truth, probs) == 0.0
     assert task_score("au", ed, truth, probs, thresholds=np.array([0.35])) == 1.0
+
+
+def test_the_multi_task_score_is_reported_where_the_edition_has_the_track():
+    from dataclasses import replace
+
+    from helpers import simulated_stack
+
+    from ensemble.pipeline import member_rows
+    from ensemble.tasks import get_edition
+
+    stack, truths, _ = simulated_stack(videos=3, frames=40)
+    assert "mtl_score" not in member_rows(stack, truths)[0]  # 2025: no multi-task track
+    with_mtl = replace(stack, edition=get_edition(2024))  # the same label sets; ABAW7 ran the multi-task track
+    row = member_rows(with_mtl, truths)[0]
+    assert row["mtl_score"] == pytest.approx(row["va_score"] + row["expr_f1"] + row["au_f1"])
+    assert 0 < row["mtl_score"] < 3

@@ -6,7 +6,7 @@ import pytest
 from helpers import simulated_stack
 from scipy.ndimage import gaussian_filter1d, median_filter, uniform_filter1d
 
-from ensemble.align import Stack
+from ensemble.align import Aligned
 from ensemble.evaluate import Truth, score
 from ensemble.fusion.average import au_weights, expr_weights, greedy_ccc_weights
 from ensemble.metrics import (
@@ -113,7 +113,7 @@ def test_thresholds_that_lower_the_out_of_fold_score_are_dropped_and_said_so():
     codes, probs, truth = _miscalibrated_units()
     keys = pd.DataFrame({"video": [f"v{c}" for c in codes], "frame": np.tile(np.arange(1, 201), 10)})
     cols = ED.output_columns("au")
-    stack = Stack(keys, np.stack([probs, probs]), cols, ["a", "b"], ("au",), ED)
+    stack = Aligned(keys, np.stack([probs, probs]), cols, ["a", "b"], ("au",), ED)
     truths = {"au": Truth(np.arange(len(codes)), truth)}
     fusion = fit_fusion(stack, truths, "average", {}, smooth=False, thresholds=True, folds=5)
     decisions = fusion.post.decisions_
@@ -156,10 +156,10 @@ def test_in_sample_thresholds_use_a_coarse_grid_and_prefer_the_default():
 
 
 def test_saved_fusion_keeps_its_decisions(tmp_path):
-    from ensemble.pipeline import Fusion
+    from ensemble.pipeline import FittedFusion
 
     stack, truths, _ = simulated_stack(videos=6, frames=100)
     fusion = fit_fusion(stack, truths, "average", {}, smooth=True, thresholds=True, folds=3)
-    loaded = Fusion.load(fusion.save(tmp_path / "f.json"))
+    loaded = FittedFusion.load(fusion.save(tmp_path / "f.json"))
     assert loaded.post.decisions_ == fusion.post.decisions_ and loaded.post.summary() == fusion.post.summary()
     assert PostProcess().summary().startswith("(out-of-fold score without → with each step): kept nothing")

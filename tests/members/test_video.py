@@ -207,7 +207,7 @@ def gap_clip(clips, tmp_path_factory):
 def test_frames_without_a_face_are_filled_and_a_saved_fusion_is_applied(gap_clip, fer_run, tmp_path):
     from ensemble.errors import AffectEnsError
     from ensemble.fusion.average import AverageFuser
-    from ensemble.pipeline import Fusion
+    from ensemble.pipeline import FittedFusion
     from ensemble.postprocess import PostProcess
     from members.video_predict import predict_video
 
@@ -225,13 +225,13 @@ def test_frames_without_a_face_are_filled_and_a_saved_fusion_is_applied(gap_clip
     fuser = AverageFuser(weights=[1.0])
     fuser.members_ = ["fer"]
     fusion_file = tmp_path / "fusion.json"
-    Fusion(fuser, PostProcess(True, False, {"expr": [("mean", 2)]}, [])).save(fusion_file)
+    FittedFusion(fuser, PostProcess(True, False, {"expr": [("mean", 2)]}, [])).save(fusion_file)
     fused = predict_video(gap_clip, "gap", [fer_run], fusion_path=fusion_file).table.data
     smoothed = uniform_filter1d(probs, size=5, axis=0, mode="nearest")
     smoothed /= smoothed.sum(axis=1, keepdims=True)
     assert np.allclose(fused.filter(like="expr_").to_numpy(), smoothed, atol=1e-5)
     fuser.members_ = ["another"]
-    Fusion(fuser).save(fusion_file)
+    FittedFusion(fuser).save(fusion_file)
     with pytest.raises(AffectEnsError, match=r"fitted on members \['another'\], applied to \['fer'\]"):
         predict_video(gap_clip, "gap", [fer_run], fusion_path=fusion_file)
 
