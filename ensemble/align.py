@@ -9,9 +9,7 @@ import pandas as pd
 
 from ensemble.contract import KEY, PredictionTable, check_label_set, output_columns
 from ensemble.errors import ContractError
-from ensemble.tasks import TASKS, Edition, get_edition
-
-POLICIES = ("strict", "intersect")
+from ensemble.tasks import POLICIES, TASKS, Edition, get_edition
 
 
 @dataclass
@@ -42,18 +40,6 @@ class Aligned:
     def video_codes(self) -> np.ndarray:
         """An integer per frame naming its video, for grouping and for windows within a video."""
         return pd.factorize(self.keys["video"])[0]
-
-
-def weighted_sum(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """Sum over axis 0 of (members, frames, k) ``values`` (probabilities, values or 0/1 decisions) weighted by
-    ``weights``, one member at a time into one float32 buffer (no members-sized or float64 copy)."""
-    out = np.zeros(values.shape[1:], dtype=np.float32)
-    scaled = np.empty_like(out)
-    for m, w in enumerate(weights):
-        if w:
-            np.multiply(values[m], np.float32(w), out=scaled)
-            out += scaled
-    return out
 
 
 def common_tasks(tables: list[PredictionTable]) -> tuple[str, ...]:

@@ -16,6 +16,8 @@ from ensemble.errors import AffectEnsError, ContractError, SubmissionError
 
 TASKS = ("expr", "va", "au")
 """Single tasks. A member or table may hold several (the multi-task setting, ``mtl``)."""
+POLICIES = ("strict", "intersect")
+"""How members covering different frames are aligned: refuse (strict) or keep the frames all cover."""
 TRACKS = TASKS + ("mtl",)
 """Challenge tracks: one per task, and the multi-task track that takes all three at once."""
 

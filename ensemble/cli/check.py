@@ -4,17 +4,20 @@ it is fitted on? ``fuse`` runs the same check before it fits on one split to app
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
-from ensemble.align import Aligned
-from ensemble.check import AGREEMENT, TASK_NAMES, MemberReport, check_members, drop_members, raise_if_flagged
 from ensemble.cli.app import app, console
 from ensemble.cli.common import ALIGN, EDITION, LABELS_SPLIT, load_stack, load_truths, note
 from ensemble.errors import AffectEnsError
-from ensemble.evaluate import Truth
+
+if TYPE_CHECKING:  # the check itself is imported when it runs: `affect-ens --help` starts without pandas
+    from ensemble.align import Aligned
+    from ensemble.check import MemberReport
+    from ensemble.evaluate import Truth
 
 DROP = typer.Option(None, "--drop-member", help="Leave this member out of fit and apply (repeat for several).")
 ACCEPT = typer.Option(None, "--accept", help="Vouch for this member: its member-check flags do not stop (repeat).")
@@ -48,6 +51,8 @@ def _distribution(task: str, report: MemberReport, stack: Aligned) -> list[str]:
 def check_table(reports: list[MemberReport], stack: Aligned, splits: tuple[str, str], accepted=()) -> Table:
     """One row per member: fit-split scores (with labels); agreement with the other members, frame lag of the
     best agreement and output distribution on both splits; a word for each flag (the reasons follow)."""
+    from ensemble.check import AGREEMENT, TASK_NAMES
+
     title = f"member check: {splits[0]} → {splits[1]}" + (f" (scores on {splits[0]})" if reports[0].scores else "")
     caption = (
         "agreement: mean κ (EXPR classes, AU decisions) or r (VA) with each unflagged other member, and the frame "
@@ -88,6 +93,8 @@ def run_check(
 ) -> list[MemberReport]:
     """Check the members, print the table (always, or when something is flagged) and stop on a flagged member
     the user has not accepted."""
+    from ensemble.check import check_members, raise_if_flagged
+
     accept = accept or []
     unknown = [n for n in accept if n not in fit.members]
     if unknown:
@@ -125,6 +132,8 @@ def check_members_command(
 ) -> None:
     """Compare each member's behaviour on the fit split with the apply split (agreement with the other members,
     output distribution, frame lag, class order) and flag members that changed: a table, one row per member."""
+    from ensemble.check import drop_members
+
     fit = drop_members(load_stack(predictions, edition, align_policy), drop_member or [])
     target = drop_members(load_stack(apply, edition, align_policy), drop_member or [])
     truths = load_truths(labels, labels_split, fit) if labels else None

@@ -3,20 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from ensemble.align import POLICIES, Aligned, align
 from ensemble.cli.app import console, err_console
-from ensemble.contract import read_table, table_edition
-from ensemble.evaluate import Truth, truths_for
-from ensemble.labels import read_labels
 from ensemble.tasks import (
     DEFAULT_EDITION,
+    POLICIES,
     SPLIT_FOLDERS,
     TASKS,
     Edition,
@@ -26,6 +23,10 @@ from ensemble.tasks import (
     score_columns,
     score_formulas,
 )
+
+if TYPE_CHECKING:  # tables are read when a command runs: `affect-ens --help` starts without pandas
+    from ensemble.align import Aligned
+    from ensemble.evaluate import Truth
 
 _DEFAULT = get_edition(DEFAULT_EDITION)
 EDITION = typer.Option(
@@ -66,6 +67,9 @@ def given_year(edition: str | None) -> int | None:
 def load_stack(paths: list[Path], edition: str | None, policy: str, *, quiet: bool = False) -> Aligned:
     """Read, validate and align members' tables for ``edition`` (default: the one their metadata names);
     says which edition unless ``quiet``."""
+    from ensemble.align import align
+    from ensemble.contract import read_table, table_edition
+
     year = given_year(edition)
     tables = [read_table(p, edition=year) for p in paths]
     resolved, how = table_edition(year, tables, [str(p) for p in paths])
@@ -76,6 +80,9 @@ def load_stack(paths: list[Path], edition: str | None, policy: str, *, quiet: bo
 
 def load_truths(root: Path, split: str, stack: Aligned) -> dict[str, Truth]:
     """Labels of every task of ``stack`` from an Aff-Wild2 annotation root, matched to its frames."""
+    from ensemble.evaluate import truths_for
+    from ensemble.labels import read_labels
+
     check_split(split)
     labels = {task: read_labels(root, task, split, stack.edition) for task in stack.tasks}
     return truths_for(stack.keys, labels, stack.edition)

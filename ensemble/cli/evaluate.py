@@ -8,7 +8,6 @@ import typer
 
 from ensemble.cli.app import app
 from ensemble.cli.common import ALIGN, EDITION, LABELS_SPLIT, load_stack, load_truths, print_scores
-from ensemble.pipeline import member_rows
 
 
 @app.command()
@@ -20,6 +19,8 @@ def evaluate(
     align_policy: str = ALIGN,
 ) -> None:
     """Score each prediction table as the organisers do and print one row per table."""
+    from ensemble.pipeline import member_rows
+
     stack = load_stack(predictions, edition, align_policy)
     truths = load_truths(labels, labels_split, stack)
     title = f"ABAW {stack.edition.name} scores on {labels_split}"

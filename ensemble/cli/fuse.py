@@ -7,21 +7,21 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import UnionType
-from typing import Any, Optional, Union, get_args, get_origin, get_type_hints
+from typing import TYPE_CHECKING, Any, Optional, Union, get_args, get_origin, get_type_hints
 
 import typer
 
-from ensemble.align import Aligned
-from ensemble.check import drop_members
 from ensemble.cli.app import app, err_console
 from ensemble.cli.check import ACCEPT, DROP, run_check
 from ensemble.cli.common import ALIGN, EDITION, LABELS_SPLIT, load_stack, load_truths, note, print_scores
-from ensemble.contract import check_table_path, write_table
 from ensemble.errors import AffectEnsError
 from ensemble.fusion import FUSERS
 from ensemble.fusion.base import param_fields
 from ensemble.outputs import Outputs
-from ensemble.pipeline import FittedFusion, fit_fusion, fused_table
+
+if TYPE_CHECKING:  # tables and fusions are read when the command runs: `affect-ens --help` starts without pandas
+    from ensemble.align import Aligned
+    from ensemble.pipeline import FittedFusion
 
 
 def _flag(name: str) -> str:
@@ -135,6 +135,8 @@ class Loading:
     drop: list[str]
 
     def stack(self, paths: list[Path], quiet: bool = False) -> Aligned:
+        from ensemble.check import drop_members
+
         return drop_members(load_stack(paths, self.edition, self.policy, quiet=quiet), self.drop)
 
 
@@ -155,6 +157,8 @@ class FitRequest:
 def fit_on(predictions: list[Path], apply: list[Path] | None, fit: FitRequest, loading: Loading):
     """(fusion fitted on ``predictions``, the ``apply`` stack or None), after the member check when the
     fusion is applied to another split; prints the scores and the post-processing kept."""
+    from ensemble.pipeline import fit_fusion
+
     if fit.labels is None:
         raise AffectEnsError("fitting a fusion needs --labels (or pass --load-fusion)")
     FUSERS.get(fit.method)
@@ -173,6 +177,28 @@ def fit_on(predictions: list[Path], apply: list[Path] | None, fit: FitRequest, l
     if fusion.post is not None:
         note(f"post-processing {fusion.post.summary()}")
     return fusion, target
+
+
+def check_output_names(out: Path, save_fusion: Path | None) -> None:
+    from ensemble.contract import check_table_path
+
+    check_table_path(out)
+    if save_fusion and save_fusion.suffix.lower() != ".json":
+        raise AffectEnsError(f"{save_fusion}: a fusion is saved as JSON; name it <name>.json")
+
+
+def load_fitted(path: Path) -> FittedFusion:
+    from ensemble.pipeline import FittedFusion
+
+    return FittedFusion.load(path)
+
+
+def write_fused(target: Aligned, fusion: FittedFusion, tmp: Path, out: Path) -> None:
+    """The fused table of ``target`` into ``tmp`` (the output module moves it to ``out``)."""
+    from ensemble.contract import write_table
+    from ensemble.pipeline import fused_table
+
+    write_table(fused_table(target, fusion.apply(target), fusion), tmp, name=str(out))
 
 
 def fuse(
@@ -203,23 +229,21 @@ def fuse(
     """Fuse members: fit on validation (scores out-of-fold by video), then write the fused table. Fitting on one
     split to apply to another (--apply) first runs the member check (see check-members). Method options apply to
     the method they name."""
-    check_table_path(out)
-    if save_fusion and save_fusion.suffix.lower() != ".json":
-        raise AffectEnsError(f"{save_fusion}: a fusion is saved as JSON; name it <name>.json")
+    check_output_names(out, save_fusion)
     loading = Loading(edition, align_policy, drop_member or [])
     with Outputs(force=force, inputs=[*predictions, *(apply or []), load_fusion, labels]) as outs:
         out_tmp = outs.file(out)
         fusion_tmp = outs.file(save_fusion) if save_fusion else None
         target = None
         if load_fusion:
-            fusion = FittedFusion.load(load_fusion)
+            fusion = load_fitted(load_fusion)
         else:
             params = method_params(method, method_given, {"folds": folds})
             fit = FitRequest(method, params, smooth, thresholds, folds, labels, labels_split, accept)
             fusion, target = fit_on(predictions, apply, fit, loading)
         if target is None:
             target = loading.stack(apply or predictions, quiet=not load_fusion)
-        write_table(fused_table(target, fusion.apply(target), fusion), out_tmp, name=str(out))
+        write_fused(target, fusion, out_tmp, out)
         if fusion_tmp:
             fusion.save(fusion_tmp)
     err_console.print(f"wrote {out} ({len(target.keys)} frames)")

@@ -15,15 +15,18 @@ out class- or unit-major, and the CCC of any mean of members follows from the me
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ensemble.align import Aligned, weighted_sum
 from ensemble.errors import AffectEnsError
-from ensemble.evaluate import Truth
-from ensemble.fusion.base import FUSERS, Fuser, learned, param
+from ensemble.fusion.base import FUSERS, Fuser, learned, param, weighted_sum
 from ensemble.metrics import au_unit_scores_from_counts, ccc_from_sums, expr_score_from_counts
 from ensemble.tasks import Edition, tuned_groups
+
+if TYPE_CHECKING:
+    from ensemble.align import Aligned
+    from ensemble.evaluate import Truth
 
 
 def weighted_average(values: np.ndarray, weights: np.ndarray) -> np.ndarray:

@@ -18,14 +18,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import Field, dataclass, field, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ensemble.align import Aligned
 from ensemble.errors import AffectEnsError, NotFittedError
-from ensemble.evaluate import Truth
 from ensemble.registry import Registry
+
+if TYPE_CHECKING:  # types only: the fusion modules load without pandas, so `affect-ens --help` starts fast
+    from ensemble.align import Aligned
+    from ensemble.evaluate import Truth
 
 
 def param(default: Any, help: str, *, flag: str | None = None) -> Any:
@@ -120,6 +122,18 @@ class Fuser:
         for key, value in d["learned"].items():
             setattr(fuser, key, value)
         return fuser
+
+
+def weighted_sum(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Sum over axis 0 of (members, frames, k) ``values`` (probabilities, values or 0/1 decisions) weighted by
+    ``weights``, one member at a time into one float32 buffer (no members-sized or float64 copy)."""
+    out = np.zeros(values.shape[1:], dtype=np.float32)
+    scaled = np.empty_like(out)
+    for m, w in enumerate(weights):
+        if w:
+            np.multiply(values[m], np.float32(w), out=scaled)
+            out += scaled
+    return out
 
 
 def param_fields(cls: type[Fuser]) -> list[Field]:

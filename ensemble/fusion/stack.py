@@ -16,15 +16,15 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ensemble.align import Aligned
 from ensemble.errors import AffectEnsError
-from ensemble.evaluate import Truth, video_folds
 from ensemble.fusion.base import FUSERS, Fuser, learned, param
 from ensemble.metrics import binary_f1_per_unit, ccc_score, macro_f1_score
-from ensemble.postprocess import smooth_within_videos
 
 if TYPE_CHECKING:  # LightGBM is imported when a stacker is fitted or applied: it costs half a second of start-up
     import lightgbm as lgb
+
+    from ensemble.align import Aligned
+    from ensemble.evaluate import Truth
 
 
 def stack_features(values: np.ndarray, codes: np.ndarray, context: int) -> np.ndarray:
@@ -32,6 +32,8 @@ def stack_features(values: np.ndarray, codes: np.ndarray, context: int) -> np.nd
     base = values.transpose(1, 0, 2).reshape(values.shape[1], -1).astype(np.float32)
     if context <= 0:
         return base
+    from ensemble.postprocess import smooth_within_videos
+
     return np.hstack([base, smooth_within_videos(base, codes, "mean", context).astype(np.float32)])
 
 
@@ -151,6 +153,8 @@ class StackingFuser(Fuser):
 
     def _fit_target(self, x, y, rows, codes, params, feval) -> tuple[lgb.Booster, np.ndarray]:
         """Out-of-fold predictions on every frame of each held-out video, then the final refit."""
+        from ensemble.evaluate import video_folds
+
         oof = np.full((len(x),) + ((params["num_class"],) if "num_class" in params else ()), np.nan)
         best = []
         for train_idx, held_idx in video_folds(codes[rows], self.folds):

@@ -6,12 +6,16 @@ summed probability among the tied choices) or ``best`` (the member with the best
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
-from ensemble.align import Aligned, weighted_sum
 from ensemble.errors import AffectEnsError
-from ensemble.evaluate import Truth, score
-from ensemble.fusion.base import FUSERS, Fuser, learned, param
+from ensemble.fusion.base import FUSERS, Fuser, learned, param, weighted_sum
+
+if TYPE_CHECKING:
+    from ensemble.align import Aligned
+    from ensemble.evaluate import Truth
 
 TIE_BREAKS = ("lead", "soft", "best")
 
@@ -106,6 +110,8 @@ class VoteFuser(Fuser):
             if truth is None:
                 raise AffectEnsError(f"vote: tie-break 'best' needs {task} labels to rank the members")
             values = stack.task_values(task)
+            from ensemble.evaluate import score
+
             scores = [score(task, stack.edition, truth, values[m])["score"] for m in range(len(stack.members))]
             self.lead_by_task_[task] = int(np.nanargmax(scores))
 
