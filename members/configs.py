@@ -131,7 +131,9 @@ class TemporalConfig(MemberConfig):
         "", "Folder with train.npz and val.npz from extract-features (and test.npz)", kind=Path, parse=parse_path
     )
     rnn: str = option("gru", "gru or lstm (cnn_rnn)")
-    bidirectional: bool = option(True, "The recurrent layers' direction (cnn_rnn)", flag="--bidirectional/--unidirectional")
+    bidirectional: bool = option(
+        True, "The recurrent layers' direction (cnn_rnn)", flag="--bidirectional/--unidirectional"
+    )
     hidden: int = option(128, "Hidden size", min=4)
     layers: int = option(1, "Recurrent or encoder layers", min=1)
     heads: int = option(4, "Attention heads (cnn_transformer)", min=1)

@@ -327,9 +327,9 @@ def predict_member_cmd(
 @app.command("extract-features")
 def extract_features_cmd(
     run: Path = typer.Argument(..., help="Run folder of a trained cnn member."),
+    out: Path = typer.Option(..., "--out", help="Feature cache to write (.npz)."),
     split: str = SPLIT,
     data: Path = DATA,
-    out: Path = typer.Option(..., "--out", help="Feature cache to write (.npz)."),
     frames: Path = FRAMES,
     force: bool = typer.Option(False, "--force", help="Overwrite OUT."),
     workers: int = WORKERS,

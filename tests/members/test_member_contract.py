@@ -37,11 +37,11 @@ class ToyNet(nn.Module):
         self.conv = nn.Conv2d(3, cfg.width, 3)
         self.heads = TaskHeads(cfg.width, tuple(cfg.tasks), edition, 0.0)
 
-    def features(self, images: torch.Tensor) -> torch.Tensor:
-        return self.conv(images).mean((2, 3))
-
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         return self.heads(self.features(images))
+
+    def features(self, images: torch.Tensor) -> torch.Tensor:  # what extract-features caches
+        return self.conv(images).mean((2, 3))
 
 
 @MEMBERS.register("toy")
