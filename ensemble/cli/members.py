@@ -62,9 +62,9 @@ def resolve_config(config_class, config_file: Path | None, overrides: dict, base
     given = {k: v for k, v in overrides.items() if v is not None}
     foreign = sorted(set(given) - known)
     if foreign:
-        raise AffectEnsError(
-            f"option(s) --{', --'.join(f.replace('_', '-') for f in foreign)} do not apply to this member"
-        )
+        owners = config_fields()
+        flags = [flag_of(name, owners[name][0][1]) if name in owners else f"--{name}" for name in foreign]
+        raise AffectEnsError(f"option(s) {', '.join(flags)} do not apply to this member")
     values = {**(base or {}), **values, **given}
     check_config_types(config_class, values, str(config_file or "options"))
     return config_class(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
