@@ -24,7 +24,7 @@ from ensemble.tasks import get_edition
 from members.data import ImageListDataset
 from members.distributed import Launch, gather_to_main, shard
 from members.heads import probabilities
-from members.registry import MEMBERS, load_members
+from members.registry import MEMBERS, load_members, registry_name
 from members.runs import BEST, CONFIG, config_values, load_checkpoint, member_name, read_config
 from members.train import load_weights
 
@@ -52,7 +52,7 @@ def load_run(run_dir: Path):
     member_cls, cfg = load_config(run_dir)
     if not member_cls.reads_images or member_cls.network is None:
         raise DataError(
-            f"{run_dir}: a {member_cls.__name__} run has no per-frame image network; "
+            f"{run_dir}: a {registry_name(member_cls)} run has no per-frame image network; "
             "features come from an image member's run (cnn, keras)"
         )
     model = member_cls.network(cfg, get_edition(cfg.edition))
