@@ -166,7 +166,9 @@ def path_options(values: dict) -> list[Path]:
 
 
 def _fixed_options(
-    member: str = typer.Argument(..., help="Member type, a registered name: cnn, cnn_rnn, cnn_transformer, ..."),
+    member: str = typer.Argument(
+        ..., help="Member type: cnn, cnn_rnn, cnn_transformer, committee, keras, or any other registered member."
+    ),
     data: Path = DATA,
     out: Path = typer.Option(..., "--out", help="Run folder: config.json, last.pt (resume), best.pt, history.json."),
     config: Path = typer.Option(None, "--config", help="JSON config file; options given here override it."),
@@ -189,7 +191,7 @@ class TrainMemberCommand:
     schedule (warm-up, then annealing), keeping weights, optimiser state and history.
     """
 
-    __annotations__: dict = {}
+    __annotations__: dict = {}  # typer reads the callback's type hints: they are in the signature instead
 
     @property
     def __signature__(self) -> inspect.Signature:
