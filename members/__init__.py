@@ -1,6 +1,10 @@
-"""Member models: data loading, the member registry, training, prediction and feature caches."""
+"""Member models: data loading, the member registry, training, prediction and feature caches.
 
-from members import cnn, committee, keras, temporal  # noqa: F401  (register the members)
-from members.registry import MEMBERS
+Importing the package loads no network code: ``load_members()`` registers the built-in members.
+"""
 
-__all__ = ["MEMBERS"]
+from members.base import Member
+from members.configs import MemberConfig
+from members.registry import MEMBERS, create_member, load_members
+
+__all__ = ["MEMBERS", "Member", "MemberConfig", "create_member", "load_members"]

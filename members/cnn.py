@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import timm
@@ -10,27 +9,11 @@ import torch
 from torch import nn
 
 from ensemble.errors import DataError
-from ensemble.tasks import DEFAULT_EDITION, Edition
+from ensemble.tasks import Edition
+from members.base import Member
+from members.configs import CnnConfig
 from members.heads import TaskHeads
 from members.registry import MEMBERS
-
-
-@dataclass
-class CnnConfig:
-    """Everything a cnn run depends on; saved as config.json in the run folder."""
-
-    backbone: str = "resnet18"  # any timm model name
-    weights: str | None = None  # local file of pretrained backbone weights (never downloaded)
-    tasks: tuple[str, ...] = ("expr",)
-    edition: int = DEFAULT_EDITION
-    image_size: int = 112
-    epochs: int = 5
-    batch_size: int = 64
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    seed: int = 0
-    checkpoint_every: int = 0  # also checkpoint every N steps inside an epoch (0: at epoch ends only)
-    dropout: float = 0.2  # before the task heads
 
 
 def load_backbone_weights(model: nn.Module, path: str) -> None:
@@ -69,7 +52,7 @@ class CnnNet(nn.Module):
 
 
 @MEMBERS.register("cnn")
-class CnnMember:
+class CnnMember(Member):
     """Per-frame CNN on face images."""
 
     config_class = CnnConfig

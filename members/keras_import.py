@@ -678,29 +678,25 @@ def _merge(op, name: str) -> nn.Module:
     return Lambda(lambda *xs: functools.reduce(op, xs), name)
 
 
-@LAYERS.register("Add")
-def add(cfg: dict, w: list[np.ndarray]) -> nn.Module:
-    return _merge(operator.add, "add")
+MERGES = {
+    "Add": operator.add,
+    "Subtract": operator.sub,
+    "Multiply": operator.mul,
+    "Maximum": torch.maximum,
+    "Minimum": torch.minimum,
+}
+"""Keras merge layers folding their inputs with one operation."""
 
 
-@LAYERS.register("Subtract")
-def subtract(cfg: dict, w: list[np.ndarray]) -> nn.Module:
-    return _merge(operator.sub, "subtract")
+def _merge_layer(keras_name: str, op):
+    def build(cfg: dict, w: list[np.ndarray]) -> nn.Module:
+        return _merge(op, keras_name.lower())
+
+    return build
 
 
-@LAYERS.register("Multiply")
-def multiply(cfg: dict, w: list[np.ndarray]) -> nn.Module:
-    return _merge(operator.mul, "multiply")
-
-
-@LAYERS.register("Maximum")
-def maximum(cfg: dict, w: list[np.ndarray]) -> nn.Module:
-    return _merge(torch.maximum, "maximum")
-
-
-@LAYERS.register("Minimum")
-def minimum(cfg: dict, w: list[np.ndarray]) -> nn.Module:
-    return _merge(torch.minimum, "minimum")
+for _name, _op in MERGES.items():
+    LAYERS.register(_name)(_merge_layer(_name, _op))
 
 
 @LAYERS.register("Average")

@@ -24,7 +24,7 @@ from ensemble.tasks import get_edition
 from members.data import ImageListDataset
 from members.distributed import Launch, gather_to_main, shard
 from members.heads import probabilities
-from members.registry import MEMBERS
+from members.registry import MEMBERS, load_members, registry_name
 from members.runs import BEST, CONFIG, config_values, load_checkpoint, member_name, read_config
 from members.train import load_weights
 
@@ -32,26 +32,27 @@ Progress = Callable[[int, int], None]
 
 
 def load_config(run_dir: Path):
-    """(member class, config) of a finished run."""
+    """(member class, config) of a finished run; config.json names the member by its registry name (or, in
+    runs of earlier versions, by its class name)."""
     doc = read_config(run_dir)
     if doc is None or not (run_dir / BEST).is_file():
         raise DataError(f"{run_dir}: not a finished run (needs {CONFIG} and {BEST})")
     name = member_name(doc["member"])
-    if name not in MEMBERS:
+    if name not in load_members():
         raise DataError(f"{run_dir / CONFIG}: names no known member ({doc['member']!r})")
     member_cls = MEMBERS.get(name)
     try:
         return member_cls, member_cls.config_class(**config_values(doc, member_cls.config_class, strict=True))
     except (KeyError, TypeError):
-        raise DataError(f"{run_dir / CONFIG}: does not fit member {doc['member']} (fields differ)") from None
+        raise DataError(f"{run_dir / CONFIG}: does not fit member {name} (fields differ)") from None
 
 
 def load_run(run_dir: Path):
     """(member class, config, network with the best weights) of a finished image-member run."""
     member_cls, cfg = load_config(run_dir)
-    if not hasattr(member_cls, "network") or getattr(member_cls, "on_features", False):
+    if not member_cls.reads_images or member_cls.network is None:
         raise DataError(
-            f"{run_dir}: a {member_cls.__name__} run has no per-frame image network; "
+            f"{run_dir}: a {registry_name(member_cls)} run has no per-frame image network; "
             "features come from an image member's run (cnn, keras)"
         )
     model = member_cls.network(cfg, get_edition(cfg.edition))
@@ -127,28 +128,18 @@ class Prediction:
     parts: dict[str, PredictionTable] = field(default_factory=dict)
 
 
-def predict_member(
-    run_dir: Path,
-    data_root: Path,
-    split: str,
-    *,
-    frames: Path | None = None,
-    batch_size: int = 128,
-    progress: Progress | None = None,
-    launch: Launch | None = None,
-) -> Prediction:
-    """The run's prediction table for every frame of ``split`` (nothing is written: see ``write_prediction``).
-    Under torchrun the processes share the videos and rank 0 gets the table."""
-    launch = launch or Launch()
+def predict_member(run_dir: Path, data_root: Path, split: str, **how) -> Prediction:
+    """The run's prediction table for every frame of ``split`` (nothing is written: see ``write_prediction``);
+    ``how``: ``frames`` (a manifest), ``progress`` and ``launch`` (under torchrun the processes share the videos
+    and rank 0 gets the table), as ``Member.predict`` takes them."""
     member_cls, cfg = load_config(run_dir)
-    if hasattr(member_cls, "predict"):
-        return member_cls.predict(cfg, run_dir, data_root, split, frames, progress, launch)
-    if getattr(member_cls, "on_features", False):
-        from members.temporal_train import predict_temporal
+    return member_cls(cfg).predict(run_dir, data_root, split, **how)
 
-        return predict_temporal(member_cls, cfg, run_dir, split, launch)
+
+def predict_images(member_cls, cfg, run_dir: Path, data_root: Path, split: str, frames, progress, launch):
+    """An image member's ``Prediction``: its network on every face image, faceless frames filled."""
     cfg, counts, keys, outs = run_split(
-        run_dir, data_root, split, frames, batch_size, lambda m, x: probabilities(m(x)), progress, launch
+        run_dir, data_root, split, frames, 128, lambda m, x: probabilities(m(x)), progress, launch or Launch()
     )
     if keys is None:
         return Prediction(None, 0)

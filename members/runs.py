@@ -1,7 +1,7 @@
 """A training run's folder: its config.json (written by ``write_config`` alone), its checkpoints (read with
 ``load_checkpoint`` alone, which never unpickles code), and the check that a re-run resumes the same training.
 
-A run folder holds ``config.json`` (the member, every field of its config, and how it was launched),
+A run folder holds ``config.json`` (the member's registry name, every field of its config, and how it was launched),
 ``last.pt`` (everything to resume), ``best.pt`` (the weights of the best validation epoch) and
 ``history.json``; each is written whole or not at all (``ensemble.outputs.atomic_file``).
 """
@@ -38,8 +38,11 @@ def write_json(path: Path, doc: object) -> None:
 
 
 def write_config(run: Path, member_cls, cfg, launch: Launch | None = None) -> None:
-    """``run/config.json``: the member's class, every config field, and the launch (world size, global batch)."""
-    doc = {"generator": STAMP, "member": member_cls.__name__, **asdict(cfg)}
+    """``run/config.json``: the member's registry name, every config field, and the launch (world size,
+    global batch). The one writer of a run's config."""
+    from members.registry import registry_name
+
+    doc = {"generator": STAMP, "member": registry_name(member_cls), **asdict(cfg)}
     if launch is not None:
         doc["launch"] = launch.record(cfg.batch_size)
     write_json(run / CONFIG, doc)
@@ -66,17 +69,23 @@ def config_values(doc: dict, config_class, strict: bool = False) -> dict:
     return {k: tuple(v) if isinstance(v, list) else v for k, v in doc.items() if k in known}
 
 
-def member_name(class_name: str) -> str:
-    from members.registry import MEMBERS
+def member_name(stored: str) -> str:
+    """The registry name of the member a config.json names: its registry name, or (runs of earlier versions)
+    its class name, e.g. 'CnnMember' -> 'cnn'; an unknown name is returned as it is."""
+    from members.registry import load_members
 
-    return next((n for n in MEMBERS.names() if MEMBERS.get(n).__name__ == class_name), class_name)
+    members = load_members()
+    if stored in members:
+        return stored
+    return next((n for n in members.names() if members.get(n).__name__ == stored), stored)
 
 
 def check_member(run: Path, doc: dict, member_cls) -> None:
-    if doc["member"] != member_cls.__name__:
-        raise RunMismatchError(
-            f"{run}: is a {member_name(doc['member'])} run, not {member_name(member_cls.__name__)}; choose a new --out"
-        )
+    from members.registry import registry_name
+
+    found, wanted = member_name(doc["member"]), registry_name(member_cls)
+    if found != wanted:
+        raise RunMismatchError(f"{run}: is a {found} run, not {wanted}; choose a new --out")
 
 
 def _plain(value: object) -> object:

@@ -8,38 +8,15 @@ the mean, std, min and max of each feature over a sliding window.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from ensemble.tasks import DEFAULT_EDITION, Edition
+from ensemble.tasks import Edition
+from members.base import Member
+from members.configs import TemporalConfig
 from members.heads import TaskHeads
 from members.registry import MEMBERS
-
-
-@dataclass
-class TemporalConfig:
-    """Everything a temporal run depends on; saved as config.json in the run folder."""
-
-    features: str = ""  # folder with train.npz and val.npz (and test.npz to predict the test split)
-    tasks: tuple[str, ...] = ("va",)
-    edition: int = DEFAULT_EDITION
-    rnn: str = "gru"  # cnn_rnn: gru or lstm
-    bidirectional: bool = True
-    hidden: int = 128
-    layers: int = 1
-    heads: int = 4  # cnn_transformer: attention heads
-    window: int = 64  # frames per training window
-    stride: int = 32  # step between windows (overlap = window - stride)
-    stats: int = 0  # half-width of the temporal-statistics window (0: off)
-    dropout: float = 0.1
-    epochs: int = 15
-    batch_size: int = 16
-    lr: float = 2e-3
-    weight_decay: float = 1e-4
-    seed: int = 0
-    checkpoint_every: int = 0
 
 
 class Standardise(nn.Module):
@@ -95,19 +72,33 @@ class TransformerNet(nn.Module):
         return self.heads(self.encoder(h, src_key_padding_mask=padding))
 
 
-@MEMBERS.register("cnn_rnn")
-class CnnRnnMember:
-    """GRU/LSTM over windows of cached CNN features."""
+class TemporalMember(Member):
+    """A member on windows of cached CNN features (``extract-features``), trained and predicted per video."""
 
     config_class = TemporalConfig
-    network = RnnNet
     on_features = True
+    reads_images = False
+
+    def train(self, data_root, run_dir, progress=None, *, launch=None) -> list[dict]:
+        from members.temporal_train import train_temporal
+
+        return train_temporal(type(self), self.config, data_root, run_dir, progress, launch=launch)
+
+    def predict(self, run_dir, data_root, split, *, frames=None, progress=None, launch=None):
+        from members.temporal_train import predict_temporal
+
+        return predict_temporal(type(self), self.config, run_dir, split, launch)
+
+
+@MEMBERS.register("cnn_rnn")
+class CnnRnnMember(TemporalMember):
+    """GRU/LSTM over windows of cached CNN features."""
+
+    network = RnnNet
 
 
 @MEMBERS.register("cnn_transformer")
-class CnnTransformerMember:
+class CnnTransformerMember(TemporalMember):
     """Transformer encoder over windows of cached CNN features."""
 
-    config_class = TemporalConfig
     network = TransformerNet
-    on_features = True

@@ -23,7 +23,7 @@ from ensemble.tasks import TASKS, Edition, get_edition
 from members.face_align import CROP_SIZE
 from members.heads import probabilities
 from members.predict import load_config, load_run
-from members.registry import MEMBERS
+from members.registry import MEMBERS, registry_name
 from members.video_faces import FaceSearch, VideoFaces, aligned_crops, scan_video
 
 Progress = Callable[[str, int, int], None]  # (phase, done, total)
@@ -43,24 +43,17 @@ class ImageMember:
         return get_edition(self.cfg.edition)
 
 
-def reads_images(member_cls) -> bool:
-    """Members whose network reads face images (cnn, keras); not the committee (it votes over other runs)
-    nor the temporal members (they read cached CNN features)."""
-    plain = hasattr(member_cls, "network") and not hasattr(member_cls, "predict")
-    return plain and not getattr(member_cls, "on_features", False)
-
-
 def load_member(run: Path) -> ImageMember:
     """A run of a member that predicts from images (cnn, keras); others are a one-line error."""
     member_cls, _ = load_config(run)
-    kind = next(n for n in MEMBERS.names() if MEMBERS.get(n) is member_cls)
-    if hasattr(member_cls, "predict"):
+    kind = registry_name(member_cls)
+    if member_cls.on_features:
+        names = ", ".join(n for n in MEMBERS.names() if MEMBERS.get(n).reads_images)
+        raise DataError(f"{run}: a {kind} member predicts from cached CNN features; use image members ({names})")
+    if not member_cls.reads_images:
         raise DataError(
             f"{run}: a {kind} run votes over its backbones' runs; pass those (RUN/<backbone>) as members instead"
         )
-    if not reads_images(member_cls):
-        names = ", ".join(n for n in MEMBERS.names() if reads_images(MEMBERS.get(n)))
-        raise DataError(f"{run}: a {kind} member predicts from cached CNN features; use image members ({names})")
     _, cfg, model = load_run(run)
     return ImageMember(run.name, cfg, model)
 

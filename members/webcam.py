@@ -28,14 +28,14 @@ from members.video_predict import ImageMember, average_outputs, member_outputs
 class LiveReport:
     """What the loop did: frames shown, seconds taken, frames searched by the detector, frames with a face."""
 
+    @property
+    def fps(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else 0.0
+
     frames: int = 0
     seconds: float = 0.0
     searched: int = 0
     with_face: int = 0
-
-    @property
-    def fps(self) -> float:
-        return self.frames / self.seconds if self.seconds > 0 else 0.0
 
 
 def live_predictions(members: list[ImageMember], crops: list[np.ndarray]) -> list[Mapping[str, float]]:

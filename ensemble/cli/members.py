@@ -8,9 +8,10 @@ torch and timm are imported inside the commands, so the fusion commands start wi
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import MISSING, fields
+from dataclasses import MISSING, Field, fields
 from pathlib import Path
 
 import typer
@@ -21,7 +22,7 @@ from ensemble.cli.common import say_edition
 from ensemble.errors import AffectEnsError
 from ensemble.io import read_json_object
 from ensemble.outputs import Outputs
-from ensemble.tasks import DEFAULT_EDITION, check_split, get_edition, parse_tasks
+from ensemble.tasks import check_split, get_edition
 
 SPLIT = typer.Option(..., "--split", help="Split to predict: train, val or test.", callback=lambda v: check_split(v))
 DATA = typer.Option(..., "--data", help="Aff-Wild2 root: cropped_aligned/ and the annotation folders.")
@@ -61,9 +62,9 @@ def resolve_config(config_class, config_file: Path | None, overrides: dict, base
     given = {k: v for k, v in overrides.items() if v is not None}
     foreign = sorted(set(given) - known)
     if foreign:
-        raise AffectEnsError(
-            f"option(s) --{', --'.join(f.replace('_', '-') for f in foreign)} do not apply to this member"
-        )
+        owners = config_fields()
+        flags = [flag_of(name, owners[name][0][1]) if name in owners else f"--{name}" for name in foreign]
+        raise AffectEnsError(f"option(s) {', '.join(flags)} do not apply to this member")
     values = {**(base or {}), **values, **given}
     check_config_types(config_class, values, str(config_file or "options"))
     return config_class(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
@@ -83,189 +84,151 @@ def check_config_types(config_class, values: dict, source: str) -> None:
             raise AffectEnsError(f"{source}: {key} must be {type(default).__name__}, got {value!r}")
 
 
-def parse_numbers(text: str, option: str, count: int | None = None) -> tuple[float, ...]:
-    """'-1,1' -> (-1.0, 1.0); anything else (or another count than ``count``) is a one-line error."""
-    try:
-        values = tuple(float(v) for v in text.split(","))
-    except ValueError:
-        values = ()
-    if not values or (count and len(values) != count):
-        raise AffectEnsError(f"{option} {text!r}: expected {count or 'some'} comma-separated numbers")
-    return values
+def config_classes() -> list[type]:
+    """Every member config: the subclasses of ``MemberConfig`` (the built-in ones and any defined since)."""
+    from members.configs import MemberConfig
+
+    found, todo = [], list(MemberConfig.__subclasses__())
+    while todo:
+        cls = todo.pop(0)
+        found.append(cls)
+        todo.extend(cls.__subclasses__())
+    return found
 
 
-def parse_pairs(text: str, option: str) -> dict[str, str]:
-    """'contempt=other,uncertain=other' -> {'contempt': 'other', 'uncertain': 'other'}; else a one-line error."""
-    pairs = {}
-    for item in text.split(","):
-        key, sep, value = (part.strip() for part in item.partition("="))
-        if not (key and sep and value) or key in pairs:
-            raise AffectEnsError(f"{option} {text!r}: expected distinct name=value pairs separated by commas")
-        pairs[key] = value
-    return pairs
+def config_fields() -> dict[str, list[tuple[type, Field]]]:
+    """Each config field that is a command-line option, with the configs declaring it."""
+    options: dict[str, list[tuple[type, Field]]] = {}
+    for cls in config_classes():
+        for f in fields(cls):
+            if f.metadata.get("cli", False):
+                options.setdefault(f.name, []).append((cls, f))
+    return options
 
 
-def check_input_options(pixel_range, pixel_mean, pixel_std, bgr, preprocess) -> None:
-    """The keras member's input options that cannot go together."""
-    if pixel_range and pixel_mean:
-        raise AffectEnsError("--pixel-range and --pixel-mean exclude each other: a model takes one of the two")
-    if pixel_std and not pixel_mean:
-        raise AffectEnsError("--pixel-std divides after subtracting --pixel-mean; give both")
-    if preprocess and (pixel_range or pixel_mean or pixel_std or bgr is not None):
-        raise AffectEnsError(
-            "--preprocess sets the input convention; leave out --pixel-range/--pixel-mean/--pixel-std/--bgr"
-        )
+def _label(cls) -> str:
+    return cls.members or cls.__name__.removesuffix("Config").lower()
 
 
-@app.command("train-member")
-def train_member_cmd(
-    member: str = typer.Argument(..., help="Member type: cnn, cnn_rnn, cnn_transformer, committee or keras."),
+def _default(f: Field) -> str:
+    value = f.default_factory() if f.default is MISSING else f.default
+    if isinstance(value, dict):
+        value = ",".join(f"{k}={v}" for k, v in value.items())
+    elif isinstance(value, (tuple, list)):
+        value = ",".join(map(str, value))
+    return str(value) if value not in (None, "") else "none"
+
+
+def _by_member(owners: list[tuple[type, Field]], text, labelled: bool) -> str:
+    """'TEXT' when every member says the same (and ``labelled`` is False or every member has the field), else
+    'cnn: TEXT; keras: TEXT'."""
+    said: dict[str, list[str]] = {}
+    for cls, f in owners:
+        said.setdefault(text(f), []).append(_label(cls))
+    if len(said) == 1 and (not labelled or len(owners) == len(config_classes())):
+        return next(iter(said))
+    return "; ".join(f"{', '.join(labels)}: {value}" for value, labels in said.items())
+
+
+def option_help(owners: list[tuple[type, Field]]) -> str:
+    """The option's help: each member's help text and default."""
+    return f"{_by_member(owners, lambda f: f.metadata['help'], True)} (default: {_by_member(owners, _default, False)})."
+
+
+def flag_of(name: str, f: Field) -> str:
+    return (f.metadata["flag"] or "--" + name.replace("_", "-")).split("/")[0]
+
+
+def field_parameter(name: str, owners: list[tuple[type, Field]]) -> inspect.Parameter:
+    """A typer option for the config field ``name`` (None unless given, so the config decides)."""
+    f = owners[0][1]
+    meta, default = f.metadata, f.default_factory() if f.default is MISSING else f.default
+    kind = meta["kind"] or (str if meta["parse"] or default is None else type(default))
+    flag = meta["flag"] or ("--{0}/--no-{0}" if kind is bool else "--{0}").format(name.replace("_", "-"))
+    option = typer.Option(None, flag, help=option_help(owners), **meta["limits"])
+    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=kind)
+
+
+def parse_options(values: dict) -> dict:
+    """The config fields given on the command line, parsed to their values."""
+    owners = config_fields()
+    given = {}
+    for name, value in values.items():
+        if value is not None:
+            f = owners[name][0][1]
+            given[name] = f.metadata["parse"](str(value), flag_of(name, f)) if f.metadata["parse"] else value
+    return given
+
+
+def path_options(values: dict) -> list[Path]:
+    """The paths given as options (inputs the run folder must not overwrite)."""
+    return [value for value in values.values() if isinstance(value, Path)]
+
+
+def _fixed_options(
+    member: str = typer.Argument(
+        ..., help="Member type: cnn, cnn_rnn, cnn_transformer, committee, keras, or any other registered member."
+    ),
     data: Path = DATA,
     out: Path = typer.Option(..., "--out", help="Run folder: config.json, last.pt (resume), best.pt, history.json."),
-    task: str = typer.Option(
-        None, "--task", help="expr, va, au or mtl (all three) (default: expr; keras: what the model's outputs predict)."
-    ),
-    backbone: str = typer.Option(None, help="timm backbone name (default: resnet18)."),
-    weights: Path = typer.Option(
-        None,
-        help="cnn, committee: local file of pretrained backbone weights (nothing is downloaded); "
-        "keras: the Keras model file (.h5 or .keras).",
-    ),
-    epochs: int = typer.Option(
-        None, min=0, help="Training epochs; more than a finished run's extends it (default: 5; keras: 0, import only)."
-    ),
-    batch_size: int = typer.Option(
-        None, min=1, help="Batch size per process; under torchrun the global batch is this x processes (default: 64)."
-    ),
-    lr: float = typer.Option(None, help="Peak learning rate (one-cycle schedule) (default: 1e-3)."),
-    image_size: int = typer.Option(None, min=16, help="Input side in pixels (default: 112)."),
-    seed: int = typer.Option(None, help="Random seed (default: 0)."),
-    edition: str = typer.Option(
-        None, help=f"ABAW edition of the labels, by year or ABAW number (default: {DEFAULT_EDITION})."
-    ),
-    checkpoint_every: int = typer.Option(None, min=0, help="Also checkpoint every N steps (default: 0, epoch ends)."),
-    features: Path = typer.Option(
-        None, help="cnn_rnn, cnn_transformer: folder with train.npz and val.npz from extract-features."
-    ),
-    rnn: str = typer.Option(None, help="cnn_rnn: gru or lstm (default: gru)."),
-    bidirectional: bool = typer.Option(
-        None, "--bidirectional/--unidirectional", help="cnn_rnn: direction (default: bidirectional)."
-    ),
-    hidden: int = typer.Option(None, min=4, help="cnn_rnn, cnn_transformer: hidden size (default: 128)."),
-    window: int = typer.Option(None, min=2, help="cnn_rnn, cnn_transformer: frames per window (default: 64)."),
-    stride: int = typer.Option(None, min=1, help="cnn_rnn, cnn_transformer: step between windows (default: 32)."),
-    stats: int = typer.Option(
-        None, min=0, help="cnn_rnn, cnn_transformer: temporal-statistics half-window, 0 off (default: 0)."
-    ),
-    backbones: str = typer.Option(
-        None,
-        help="committee: comma-separated timm backbones (default: vgg16,xception41,resnetv2_50x1_bit,efficientnet_b1).",
-    ),
-    lead: str = typer.Option(None, help="committee: the backbone deciding ties (default: vgg16)."),
-    classes: str = typer.Option(
-        None,
-        help="keras: the expression output's classes in order, comma-separated; each maps onto the ABAW class of "
-        "the same name or a synonym (happy: Happiness), others need --map "
-        "(default: FER2013's angry,disgust,fear,happy,sad,surprise,neutral).",
-    ),
-    class_map: str = typer.Option(
-        None,
-        "--map",
-        help="keras: model class=ABAW class pairs, e.g. contempt=other,uncertain=other; the probabilities of "
-        "classes mapped together are summed. A class that maps to no ABAW class is an error.",
-    ),
-    outputs: str = typer.Option(
-        None,
-        help="keras: which model output predicts what, role=output-name pairs; roles: expr, valence, arousal, "
-        "va (one output, two values), au (one sigmoid per AU, in the edition's order), e.g. "
-        "valence=dense_v,arousal=dense_a (default: the outputs' names when they say it, else one output's size "
-        "and activation: softmax expr, 12 sigmoids au, 2 tanh values va).",
-    ),
-    preprocess: str = typer.Option(
-        None,
-        help="keras: the model's input convention by name: tf (-1..1: Xception, MobileNetV2, fer), caffe (BGR minus "
-        "ImageNet means: VGG16, ResNet50), torch (ImageNet mean and std), raw (0..255: EfficientNet, whose "
-        "Rescaling/Normalization layers are inside), vggface1 (keras-vggface VGG16), vggface2 (keras-vggface "
-        "ResNet50/SENet50). Replaces --pixel-range, --pixel-mean, --pixel-std and --bgr.",
-    ),
-    pixel_range: str = typer.Option(
-        None, help="keras: the model's input values for black,white pixels (default: -1,1 as in fer)."
-    ),
-    bgr: bool = typer.Option(None, "--bgr/--rgb", help="keras: colour models trained on BGR images (default: rgb)."),
-    pixel_mean: str = typer.Option(
-        None,
-        help="keras: caffe-style input, 0-255 pixels minus these per-channel means in the model's channel "
-        "order, e.g. 93.594,104.762,129.186 for keras-vggface (replaces --pixel-range).",
-    ),
-    pixel_std: str = typer.Option(
-        None, help="keras: with --pixel-mean, then divided by these per-channel values (torch style)."
-    ),
-    dropout: float = typer.Option(
-        None, min=0.0, max=0.9, help="cnn, cnn_rnn, cnn_transformer: dropout before the task heads (default: 0.2, 0.1)."
-    ),
     config: Path = typer.Option(None, "--config", help="JSON config file; options given here override it."),
     precision: str = PRECISION,
     compile_: bool = COMPILE,
     sync_bn: bool = SYNC_BN,
     workers: int = WORKERS,
 ) -> None:
+    """The options of train-member that are not config fields."""
+
+
+class TrainMemberCommand:
     """Train a member (resumes from RUN/last.pt if it exists; a larger --epochs extends a finished run),
     validating each epoch.
 
+    Each member takes the options its config has (the help says which); the others are refused.
     --batch-size is per process: under torchrun the global batch is batch size x processes. A re-run resumes
     the run with its own options (name only those you change: a larger --epochs); another number of processes
     keeps the run's global batch. Extending a finished run trains the added epochs with a new one-cycle
     schedule (warm-up, then annealing), keeping weights, optimiser state and history.
     """
-    from members import MEMBERS
+
+    __annotations__: dict = {}  # typer reads the callback's type hints: they are in the signature instead
+
+    @property
+    def __signature__(self) -> inspect.Signature:
+        """The fixed options, then one option per config field, built when the command line is (so a member
+        registered since, with its config, gets its options)."""
+        fixed = list(inspect.signature(_fixed_options, eval_str=True).parameters.values())
+        options = [field_parameter(name, owners) for name, owners in sorted(config_fields().items())]
+        return inspect.Signature(fixed + options)
+
+    def __call__(self, member, data, out, config, precision, compile_, sync_bn, workers, **options) -> None:
+        train_member_cmd(member, data, out, config, (precision, compile_, sync_bn, workers), options)
+
+
+def train_member_cmd(member: str, data: Path, out: Path, config: Path | None, how: tuple, options: dict) -> None:
+    """train-member: resolve the member's config, then train it in the run folder ``out``."""
     from members.distributed import launch_from_env
+    from members.registry import create_member, member_class
     from members.runs import resumed_config
 
-    member_cls = MEMBERS.get(member)
-    check_input_options(pixel_range, pixel_mean, pixel_std, bgr, preprocess)
-    overrides = {
-        "tasks": parse_tasks(task) if task else None,
-        "backbone": backbone,
-        "weights": str(weights) if weights else None,
-        "epochs": epochs,
-        "batch_size": batch_size,
-        "lr": lr,
-        "image_size": image_size,
-        "seed": seed,
-        "edition": get_edition(edition).year if edition else None,
-        "checkpoint_every": checkpoint_every,
-        "features": str(features) if features else None,
-        "rnn": rnn,
-        "bidirectional": bidirectional,
-        "hidden": hidden,
-        "window": window,
-        "stride": stride,
-        "stats": stats,
-        "backbones": tuple(backbones.split(",")) if backbones else None,
-        "lead": lead,
-        "classes": tuple(c.strip() for c in classes.split(",")) if classes else None,
-        "class_map": parse_pairs(class_map, "--map") if class_map else None,
-        "outputs": parse_pairs(outputs, "--outputs") if outputs else None,
-        "preprocess": preprocess,
-        "pixel_range": parse_numbers(pixel_range, "--pixel-range", 2) if pixel_range else None,
-        "bgr": bgr,
-        "pixel_mean": parse_numbers(pixel_mean, "--pixel-mean") if pixel_mean else None,
-        "pixel_std": parse_numbers(pixel_std, "--pixel-std") if pixel_std else None,
-        "dropout": dropout,
-    }
-    cfg = resolve_config(member_cls.config_class, config, overrides, base=run_options(out, member_cls))
-    say_edition(get_edition(cfg.edition), "given" if edition else "from --config, the run or the default")
-    least = getattr(member_cls, "min_epochs", 1)
-    if cfg.epochs < least:
-        raise AffectEnsError(f"--epochs {cfg.epochs}: member {member} trains at least {least} epoch(s)")
-    launch = launch_from_env(precision, compile_, sync_bn, workers)
+    member_cls = member_class(member)
+    given = parse_options(options)
+    member_cls.config_class.check_options(given)
+    cfg = resolve_config(member_cls.config_class, config, given, base=run_options(out, member_cls))
+    say_edition(get_edition(cfg.edition), "given" if "edition" in given else "from --config, the run or the default")
+    if cfg.epochs < member_cls.min_epochs:
+        raise AffectEnsError(f"--epochs {cfg.epochs}: member {member} trains at least {member_cls.min_epochs} epoch(s)")
+    launch = launch_from_env(*how)
     cfg = resumed_config(out, member_cls, cfg, launch)  # a re-run that differs fails before any output
-    with training_folder(out, [data, config, weights, features], launch) as run:
+    with training_folder(out, [data, config, *path_options(options)], launch) as run:
         with main_progress(launch, "training") as advance:
             progress = advance and (lambda phase, done, total: advance(done, total))
-            history = trainer_of(member_cls)(member_cls, cfg, data, run, progress, launch=launch)
+            history = create_member(member, cfg).train(data, run, progress, launch=launch)
     if launch.main:
         print_history(history)
+
+
+app.command("train-member")(TrainMemberCommand())
 
 
 def run_options(out: Path, member_cls) -> dict:
@@ -277,14 +240,6 @@ def run_options(out: Path, member_cls) -> dict:
         return {}
     check_member(out, doc, member_cls)
     return config_values(doc, member_cls.config_class)
-
-
-def trainer_of(member_cls):
-    from members.temporal_train import train_temporal
-    from members.train import train_member
-
-    trainer = train_temporal if getattr(member_cls, "on_features", False) else train_member
-    return getattr(member_cls, "train", trainer)
 
 
 @contextmanager
@@ -374,9 +329,9 @@ def predict_member_cmd(
 @app.command("extract-features")
 def extract_features_cmd(
     run: Path = typer.Argument(..., help="Run folder of a trained cnn member."),
+    out: Path = typer.Option(..., "--out", help="Feature cache to write (.npz)."),
     split: str = SPLIT,
     data: Path = DATA,
-    out: Path = typer.Option(..., "--out", help="Feature cache to write (.npz)."),
     frames: Path = FRAMES,
     force: bool = typer.Option(False, "--force", help="Overwrite OUT."),
     workers: int = WORKERS,

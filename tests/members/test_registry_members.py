@@ -6,7 +6,9 @@ from dataclasses import asdict
 import pytest
 
 from ensemble.cli.members import resolve_config
-from members import MEMBERS
+from members import load_members
+
+MEMBERS = load_members()
 
 TRAINED_IN_TESTS = {
     "cnn": "test_cnn.py",
@@ -14,11 +16,13 @@ TRAINED_IN_TESTS = {
     "cnn_transformer": "test_temporal.py",
     "committee": "test_committee.py",
     "keras": "test_keras.py",
+    "toy": "test_member_contract.py",  # registered by that test file, when it is collected
 }
 
 
 def test_no_registered_member_escapes_the_training_tests():
-    assert set(MEMBERS.names()) == set(TRAINED_IN_TESTS)
+    assert set(MEMBERS.names()) - {"toy"} == set(TRAINED_IN_TESTS) - {"toy"}
+    assert set(MEMBERS.names()) <= set(TRAINED_IN_TESTS)
 
 
 @pytest.mark.parametrize("name", MEMBERS.names())

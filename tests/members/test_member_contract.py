@@ -1,0 +1,157 @@
+"""The member contract: a member is one class and its config in one file (here, a toy member defined below),
+trained and predicted through the command line with no other change; every config field is an option of
+train-member with help, and every such option is a config field; config.json names the member by its
+registry name, and runs naming the class (earlier versions) still predict; a committee's log counts the
+frames it filled."""
+
+import json
+from dataclasses import dataclass
+
+import pytest
+import torch
+import typer
+from helpers import invoke
+from torch import nn
+
+from ensemble.cli import app
+from ensemble.cli.members import config_fields
+from ensemble.contract import read_table
+from members import MEMBERS, Member, MemberConfig, create_member, load_members
+from members.configs import option
+from members.heads import TaskHeads
+
+# --- the toy member: everything a new member needs ------------------------------------------------------
+
+
+@dataclass
+class ToyConfig(MemberConfig):
+    """A toy member's config: the shared fields, and its own."""
+
+    width: int = option(3, "Channels of the toy's one convolution", min=1)
+    image_size: int = option(16, "Input side in pixels", min=8)
+
+
+class ToyNet(nn.Module):
+    def __init__(self, cfg: ToyConfig, edition):
+        super().__init__()
+        self.conv = nn.Conv2d(3, cfg.width, 3)
+        self.heads = TaskHeads(cfg.width, tuple(cfg.tasks), edition, 0.0)
+
+    def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        return self.heads(self.features(images))
+
+    def features(self, images: torch.Tensor) -> torch.Tensor:  # what extract-features caches
+        return self.conv(images).mean((2, 3))
+
+
+@MEMBERS.register("toy")
+class ToyMember(Member):
+    """One convolution and the task heads."""
+
+    config_class = ToyConfig
+    network = ToyNet
+
+
+# --------------------------------------------------------------------------------------------------------
+
+
+def _ok(*args):
+    result = invoke(*args)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result
+
+
+@pytest.fixture(scope="module")
+def toy_run(tiny_dataset, tmp_path_factory):
+    root, _ = tiny_dataset
+    run = tmp_path_factory.mktemp("toy") / "run"
+    _ok("train-member", "toy", "--data", root, "--out", run, "--width", 5, "--epochs", 1, "--batch-size", 16)
+    return run
+
+
+def test_a_toy_member_in_one_file_trains_and_predicts_through_the_cli(tiny_dataset, toy_run, tmp_path):
+    root, summary = tiny_dataset
+    saved = json.loads((toy_run / "config.json").read_text())
+    assert saved["member"] == "toy" and saved["width"] == 5 and saved["image_size"] == 16
+    out = tmp_path / "toy_test.parquet"
+    _ok("predict-member", toy_run, "--split", "test", "--data", root, "--out", out)
+    table = read_table(out)
+    assert table.meta.tasks == ("expr",)
+    assert table.data.groupby("video").size().to_dict() == summary["frames"]["test"]
+
+
+def test_a_member_refuses_options_its_config_lacks(tiny_dataset, tmp_path):
+    root, _ = tiny_dataset
+    result = invoke("train-member", "toy", "--data", root, "--out", tmp_path / "r", "--backbone", "resnet18")
+    assert result.returncode == 2 and "--backbone do not apply to this member" in result.stderr
+    assert not (tmp_path / "r").exists()
+
+
+def test_config_json_names_the_registry_name_and_class_names_of_older_runs_still_predict(
+    tiny_dataset, toy_run, tmp_path
+):
+    root, _ = tiny_dataset
+    old = tmp_path / "old_run"
+    old.mkdir()
+    for name in ("best.pt", ".affect-ens"):
+        if (toy_run / name).exists():
+            (old / name).write_bytes((toy_run / name).read_bytes())
+    doc = json.loads((toy_run / "config.json").read_text())
+    (old / "config.json").write_text(json.dumps({**doc, "member": "ToyMember"}))  # as earlier versions wrote it
+    new_out, old_out = tmp_path / "new.parquet", tmp_path / "old.parquet"
+    _ok("predict-member", toy_run, "--split", "val", "--data", root, "--out", new_out)
+    _ok("predict-member", old, "--split", "val", "--data", root, "--out", old_out)
+    assert read_table(old_out).data.equals(read_table(new_out).data)
+
+
+def test_create_member_builds_a_member_with_its_config():
+    member = create_member("toy", ToyConfig(width=2))
+    assert isinstance(member, ToyMember) and member.config.width == 2 and member.min_epochs == 1
+    assert create_member("cnn").config.backbone == "resnet18"
+    with pytest.raises(TypeError, match="takes a ToyConfig"):
+        create_member("toy", load_members().get("cnn").config_class())
+
+
+def _train_member_options() -> dict[str, object]:
+    command = typer.main.get_command(app).commands["train-member"]
+    return {param.name: param for param in command.params}
+
+
+@pytest.mark.parametrize("name", load_members().names())
+def test_every_config_field_is_an_option_with_help(name):
+    """A field cannot be forgotten: each has its option (help included) unless it is marked cli=False."""
+    from dataclasses import fields
+
+    options = _train_member_options()
+    for f in fields(MEMBERS.get(name).config_class):
+        if f.metadata.get("cli", True):
+            assert f.name in options, f"{name}: config field {f.name} has no train-member option"
+            assert f.metadata["help"] and f.metadata["help"] in options[f.name].help
+
+
+def test_every_train_member_option_is_a_config_field_or_a_launch_option():
+    launch = {"member", "data", "out", "config", "precision", "compile_", "sync_bn", "workers"}
+    assert set(_train_member_options()) - launch == set(config_fields())
+
+
+def test_help_explains_every_option():
+    result = _ok("train-member", "--help")
+    for param in _train_member_options().values():
+        assert param.help or param.name == "member"
+    for flag in ("--task", "--map", "--weights-dir", "--width", "--bidirectional", "--bgr", "--pixel-range"):
+        assert flag in result.stdout
+
+
+def test_a_committee_logs_the_frames_it_filled(tiny_dataset, toy_run, tmp_path):
+    """Some test frames have no face image; the committee fills exactly those, and says how many."""
+    root, summary = tiny_dataset
+    other = tmp_path / "other"
+    _ok("train-member", "toy", "--data", root, "--out", other, "--width", 3, "--epochs", 1, "--seed", 1)
+    committee = tmp_path / "committee"
+    _ok("committee", toy_run, other, "--out", committee)
+    faces = sum(len(list((root / "cropped_aligned" / v).glob("*.jpg"))) for v in summary["frames"]["test"])
+    missing = sum(summary["frames"]["test"].values()) - faces
+    assert missing > 0
+    result = _ok("predict-member", committee, "--split", "test", "--data", root, "--out", tmp_path / "c.parquet")
+    assert f"filled {missing} frame(s) without a face image" in result.stderr
+    assert read_table(tmp_path / "c.parquet").meta.extra["filled_frames"] == missing
