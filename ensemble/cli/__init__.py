@@ -5,6 +5,7 @@ Every command module registers itself on ``app``; ``main`` turns every user erro
 
 from __future__ import annotations
 
+import inspect
 import os
 import sys
 
@@ -20,6 +21,20 @@ try:  # typer >= 0.20 carries its own copy of click
     from typer._click import exceptions as click_errors
 except ImportError:  # pragma: no cover
     from click import exceptions as click_errors
+
+
+
+def rewrap_help() -> None:
+    """Each command's help as its docstring's paragraphs, each on one line, and its line in ``affect-ens --help``
+    as the first paragraph (Typer keeps the docstring's line breaks, which cut sentences in the middle)."""
+    for info in app.registered_commands:
+        doc = inspect.cleandoc(info.help or (info.callback.__doc__ if info.callback else None) or "")
+        paragraphs = [" ".join(p.split()) for p in doc.split("\n\n")]
+        info.help = "\n\n".join(paragraphs)
+        info.short_help = info.short_help or paragraphs[0]
+
+
+rewrap_help()
 
 USER_ERROR = 2
 """Exit code of every error the user can fix (bad input, bad option, refused output); 1 is left to bugs."""

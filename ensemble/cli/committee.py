@@ -25,7 +25,8 @@ def committee(
     ),
     force: bool = typer.Option(False, "--force", help="Replace OUT if it is a committee this tool wrote."),
 ) -> None:
-    """Members vote per frame (classes for EXPR, units for AU, the median for VA), ties broken by the lead."""
+    """Assemble a committee run from finished member runs of any kind: they vote per frame (classes for EXPR,
+    units for AU, the median for VA), ties broken by the lead; predict it with predict-member."""
     from members.committee import assemble_committee
 
     with Outputs(force=force, inputs=runs) as outs:
