@@ -558,6 +558,14 @@ MEMBER_CASES = {
     "config not an object": (_train(config="[1, 2]"), "config file must hold a JSON object"),
     "config unknown key": (_train(config='{"epoch": 3}'), "unknown config keys ['epoch']"),
     "config wrong type": (_train(config='{"epochs": "five"}'), "epochs must be int, got 'five'"),
+    "config below a limit": (
+        _train(config='{"batch_size": 0}'),
+        "config.json: batch_size must be a finite number at least 1",
+    ),
+    "config negative lr": (_train(config='{"lr": -1}'), "lr must be a finite number at least 0.0, got -1"),
+    "config infinite lr": (_train(config='{"lr": 1e999}'), "lr must be a finite number at least 0.0, got inf"),
+    "negative lr": (_train("--lr", "-0.1"), "Invalid value for '--lr'"),
+    "infinite lr": (_train("--lr", "inf"), "--lr must be a finite number at least 0.0, got inf"),
     "option of another member": (_train("--rnn", "gru"), "option(s) --rnn do not apply to this member"),
     "keras file not hdf5": (
         _keras(_text_as_h5),
