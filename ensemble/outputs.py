@@ -349,6 +349,8 @@ class Outputs:
         self._check_collisions(path, folder=True)
         self._mkdirs(path.parent)
         self._lock(path)
+        if path.exists() and not path.is_dir():
+            raise UnsafePathError(f"{path}: is a file, not a folder; choose a new folder")
         if path.exists() and not is_ours(path):
             raise UnsafePathError(f"{path}: exists and was not made by affect-ens; choose a new folder")
         if not path.exists():

@@ -567,6 +567,10 @@ MEMBER_CASES = {
     "negative lr": (_train("--lr", "-0.1"), "Invalid value for '--lr'"),
     "infinite lr": (_train("--lr", "inf"), "--lr must be a finite number at least 0.0, got inf"),
     "option of another member": (_train("--rnn", "gru"), "option(s) --rnn do not apply to this member"),
+    "run folder named like a table of ours": (
+        lambda s, t: [*_train()(s, t)[:-1], shutil.copy(s[1][0], t / "run.parquet")],
+        "run.parquet: is a file, not a folder",
+    ),
     "keras file not hdf5": (
         _keras(_text_as_h5),
         "model.h5: not an HDF5 file (a Keras .h5 or .keras model is expected)",
