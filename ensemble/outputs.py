@@ -141,6 +141,12 @@ def is_ours(path: Path) -> bool:
     return bool(check and path.is_file() and check(path))
 
 
+def holds_training(folder: Path) -> bool:
+    """True when ``folder`` is a training run or holds one (a demo folder) within two levels: weights and a
+    checkpoint hours of training made, which no other command's --force may replace."""
+    return any(any(folder.glob(pattern)) for pattern in ("last.pt", "*/last.pt", "*/*/last.pt"))
+
+
 def write_marker(folder: Path) -> None:
     """Mark ``folder`` as made by the tool (what ``--force`` looks for before replacing it)."""
     (folder / MARKER).write_text(json.dumps({"generator": STAMP}) + "\n")
@@ -394,6 +400,10 @@ class Outputs:
             raise OutputExistsError(f"{path}: output exists; pass --force to overwrite it")
         if not is_ours(path):
             raise UnsafePathError(f"{path}: was not written by affect-ens, so --force will not replace it")
+        if folder and holds_training(path):
+            raise UnsafePathError(
+                f"{path}: holds a training run (last.pt), which --force never replaces; choose another output"
+            )
 
     def _lock(self, path: Path) -> None:
         lock = OutputLock(path)
