@@ -189,8 +189,8 @@ class KerasConfig(MemberConfig):
     outputs: dict[str, str] = option(
         factory=dict,
         help="Which model output predicts what, role=output-name pairs; roles: expr, valence, arousal, va (one "
-        "output, two values), au (one sigmoid per AU), e.g. valence=dense_v,arousal=dense_a (default: from the "
-        "outputs' names, else one output's size and activation)",
+        "output, two values), au (one sigmoid per AU), e.g. valence=dense_v,arousal=dense_a; when unset, "
+        "read from the outputs' names, else from one output's size and activation",
         parse=parse_pairs,
     )
     preprocess: str | None = option(

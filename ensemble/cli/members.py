@@ -46,7 +46,7 @@ COMPILE = typer.Option(False, "--compile", help="Compile the network with torch.
 SYNC_BN = typer.Option(
     False, "--sync-bn", help="Under torchrun on GPUs: BatchNorm statistics over the global batch (SyncBatchNorm)."
 )
-WORKERS = typer.Option(0, "--workers", min=0, help="Data-loader worker processes per process (default: 0).")
+WORKERS = typer.Option(0, "--workers", min=0, help="Data-loader worker processes per process.")
 
 
 def resolve_config(config_class, config_file: Path | None, overrides: dict, base: dict | None = None):
