@@ -141,6 +141,12 @@ def is_ours(path: Path) -> bool:
     return bool(check and path.is_file() and check(path))
 
 
+def holds_training(folder: Path) -> bool:
+    """True when ``folder`` is a training run or holds one (a demo folder) within two levels: weights and a
+    checkpoint hours of training made, which no other command's --force may replace."""
+    return any(any(folder.glob(pattern)) for pattern in ("last.pt", "*/last.pt", "*/*/last.pt"))
+
+
 def write_marker(folder: Path) -> None:
     """Mark ``folder`` as made by the tool (what ``--force`` looks for before replacing it)."""
     (folder / MARKER).write_text(json.dumps({"generator": STAMP}) + "\n")
@@ -349,6 +355,8 @@ class Outputs:
         self._check_collisions(path, folder=True)
         self._mkdirs(path.parent)
         self._lock(path)
+        if path.exists() and not path.is_dir():
+            raise UnsafePathError(f"{path}: is a file, not a folder; choose a new folder")
         if path.exists() and not is_ours(path):
             raise UnsafePathError(f"{path}: exists and was not made by affect-ens; choose a new folder")
         if not path.exists():
@@ -392,6 +400,10 @@ class Outputs:
             raise OutputExistsError(f"{path}: output exists; pass --force to overwrite it")
         if not is_ours(path):
             raise UnsafePathError(f"{path}: was not written by affect-ens, so --force will not replace it")
+        if folder and holds_training(path):
+            raise UnsafePathError(
+                f"{path}: holds a training run (last.pt), which --force never replaces; choose another output"
+            )
 
     def _lock(self, path: Path) -> None:
         lock = OutputLock(path)

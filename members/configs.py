@@ -91,7 +91,7 @@ class MemberConfig:
     edition: int = option(DEFAULT_EDITION, "ABAW edition of the labels, by year or ABAW number", parse=parse_edition)
     epochs: int = option(5, "Training epochs; more than a finished run's extends it", min=0)
     batch_size: int = option(64, "Batch size per process; under torchrun the global batch is this x processes", min=1)
-    lr: float = option(1e-3, "Peak learning rate (one-cycle schedule)")
+    lr: float = option(1e-3, "Peak learning rate (one-cycle schedule)", min=0.0)
     weight_decay: float = option(1e-4, "AdamW weight decay", min=0.0)
     seed: int = option(0, "Random seed")
     checkpoint_every: int = option(0, "Also checkpoint every N steps inside an epoch (0: at epoch ends only)", min=0)
@@ -126,7 +126,7 @@ class TemporalConfig(MemberConfig):
     )
     epochs: int = option(15, "Training epochs; more than a finished run's extends it", min=0)
     batch_size: int = option(16, "Windows per batch and process", min=1)
-    lr: float = option(2e-3, "Peak learning rate (one-cycle schedule)")
+    lr: float = option(2e-3, "Peak learning rate (one-cycle schedule)", min=0.0)
     features: str = option(
         "", "Folder with train.npz and val.npz from extract-features (and test.npz)", kind=Path, parse=parse_path
     )
@@ -171,7 +171,7 @@ class KerasConfig(MemberConfig):
         (), "What the model's outputs predict (set on import)", flag="--task", parse=lambda t, f: parse_tasks(t)
     )
     epochs: int = option(0, "0: import only, scored on validation; N: fine-tune N epochs", min=0)
-    lr: float = option(1e-4, "Peak learning rate (one-cycle schedule)")
+    lr: float = option(1e-4, "Peak learning rate (one-cycle schedule)", min=0.0)
     weights: str | None = option(None, "The Keras model file (.h5 or .keras)", kind=Path, parse=parse_path)
     classes: tuple[str, ...] = option(
         FER2013_CLASSES,
@@ -189,8 +189,8 @@ class KerasConfig(MemberConfig):
     outputs: dict[str, str] = option(
         factory=dict,
         help="Which model output predicts what, role=output-name pairs; roles: expr, valence, arousal, va (one "
-        "output, two values), au (one sigmoid per AU), e.g. valence=dense_v,arousal=dense_a (default: from the "
-        "outputs' names, else one output's size and activation)",
+        "output, two values), au (one sigmoid per AU), e.g. valence=dense_v,arousal=dense_a; when unset, "
+        "read from the outputs' names, else from one output's size and activation",
         parse=parse_pairs,
     )
     preprocess: str | None = option(

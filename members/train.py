@@ -105,7 +105,8 @@ def prepare(model: nn.Module, launch: Launch) -> tuple[nn.Module, nn.Module]:
 
 def one_cycle(opt, cfg, steps: int, cycle: tuple[int, int]) -> torch.optim.lr_scheduler.OneCycleLR:
     total = max(1, (cycle[1] - cycle[0]) * steps)
-    return torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=total, pct_start=0.2)
+    warmup = 0.2 if 0.2 * total != 1 else 0.25  # torch divides by zero on a warm-up of exactly one step
+    return torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=total, pct_start=warmup)
 
 
 def resume(path: Path, model: nn.Module, opt, cfg, steps: int, device) -> tuple[Progression, Any]:

@@ -218,6 +218,21 @@ def _fusion_file(content):
     return case
 
 
+def _saved_fusion_with(*extra):
+    """Apply a fusion saved by affect-ens, with options that would change it."""
+
+    def case(sim, tmp):
+        from ensemble.fusion import FUSERS
+        from ensemble.pipeline import FittedFusion
+
+        fuser = FUSERS.get("average")()
+        fuser.members_, fuser.oof_ = ["m0", "m1", "m2"], None
+        FittedFusion(fuser).save(tmp / "fusion.json")
+        return ["fuse", *sim[1], "--load-fusion", tmp / "fusion.json", "--out", tmp / "o.parquet", *extra]
+
+    return case
+
+
 def _corrupt_jpeg(sim, tmp):
     from members.synthetic import SyntheticConfig, make_dataset
 
@@ -420,8 +435,21 @@ FUSE_CASES = {
     ),
     "weights count": (_fuse(_members, "--weights", "1,2"), "2 weight(s) given for 3 member(s) (m0, m1, m2)"),
     "weights not numbers": (_fuse(_members, "--weights", "1,a,2"), "--weights must be comma-separated numbers"),
-    "negative weights": (_fuse(_members, "--weights", "1,-1,1"), "weights must be non-negative"),
+    "negative weights": (_fuse(_members, "--weights", "1,-1,1"), "weights must be finite, non-negative"),
     "weights and tuning": (_fuse(_members, "--weights", "1,1,1", "--tune-weights"), "give weights or tune them"),
+    "infinite weight": (_fuse(_members, "--weights", "1,inf,1"), "weights must be finite, non-negative"),
+    "NaN weight": (_fuse(_members, "--weights", "nan,1,1"), "weights must be finite, non-negative"),
+    "weights summing past float": (_fuse(_members, "--weights", "1e308,1e308,1"), "weights must be finite"),
+    "accept with no member check": (_fuse(_members, "--accept", "m7"), "--accept vouches for members in the member"),
+    "method with a saved fusion": (
+        _saved_fusion_with("--method", "stack", "--rounds", "5"),
+        "--method does not apply with --load-fusion",
+    ),
+    "method option with a saved fusion": (
+        _saved_fusion_with("--tie-break", "lead"),
+        "--tie-break does not apply with --load-fusion",
+    ),
+    "accept with a saved fusion": (_saved_fusion_with("--accept", "m0"), "--accept does not apply with --load-fusion"),
     "unknown tie-break": (
         lambda s, t: [
             "fuse",
@@ -530,7 +558,19 @@ MEMBER_CASES = {
     "config not an object": (_train(config="[1, 2]"), "config file must hold a JSON object"),
     "config unknown key": (_train(config='{"epoch": 3}'), "unknown config keys ['epoch']"),
     "config wrong type": (_train(config='{"epochs": "five"}'), "epochs must be int, got 'five'"),
+    "config below a limit": (
+        _train(config='{"batch_size": 0}'),
+        "config.json: batch_size must be a finite number at least 1",
+    ),
+    "config negative lr": (_train(config='{"lr": -1}'), "lr must be a finite number at least 0.0, got -1"),
+    "config infinite lr": (_train(config='{"lr": 1e999}'), "lr must be a finite number at least 0.0, got inf"),
+    "negative lr": (_train("--lr", "-0.1"), "Invalid value for '--lr'"),
+    "infinite lr": (_train("--lr", "inf"), "--lr must be a finite number at least 0.0, got inf"),
     "option of another member": (_train("--rnn", "gru"), "option(s) --rnn do not apply to this member"),
+    "run folder named like a table of ours": (
+        lambda s, t: [*_train()(s, t)[:-1], shutil.copy(s[1][0], t / "run.parquet")],
+        "run.parquet: is a file, not a folder",
+    ),
     "keras file not hdf5": (
         _keras(_text_as_h5),
         "model.h5: not an HDF5 file (a Keras .h5 or .keras model is expected)",

@@ -8,7 +8,17 @@ import typer
 from rich.markup import escape
 
 from ensemble.cli.app import app, console
-from ensemble.outputs import Outputs
+from ensemble.outputs import Outputs, UnsafePathError
+
+
+def check_replaceable(out: Path) -> None:
+    """--force replaces an assembled committee only, never a trained run (its weights) or another folder."""
+    from ensemble.io import read_json_object
+
+    config = out / "config.json"
+    doc = read_json_object(config, "run config") if config.is_file() else {}
+    if doc.get("member") != "committee" or not doc.get("runs") or (out / "last.pt").exists():
+        raise UnsafePathError(f"{out}: is not a committee assembled by affect-ens committee; choose a new --out")
 
 
 @app.command()
@@ -29,6 +39,8 @@ def committee(
     units for AU, the median for VA), ties broken by the lead; predict it with predict-member."""
     from members.committee import assemble_committee
 
+    if force and out.exists():
+        check_replaceable(out)
     with Outputs(force=force, inputs=runs) as outs:
         cfg = assemble_committee(runs, lead, outs.folder(out))
     names = ", ".join(Path(r).name for r in cfg.runs)

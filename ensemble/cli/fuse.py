@@ -168,6 +168,8 @@ def fit_on(predictions: list[Path], apply: list[Path] | None, fit: FitRequest, l
     if apply:
         target = loading.stack(apply)
         run_check(stack, target, truths, fit.accept or [])
+    elif fit.accept:
+        raise AffectEnsError("--accept vouches for members in the member check, which runs only with --apply")
     with err_console.status(f"fitting {fit.method} on {len(stack.keys)} frames of {len(stack.members)} members"):
         fusion = fit_fusion(
             stack, truths, fit.method, fit.params, smooth=fit.smooth, thresholds=fit.thresholds, folds=fit.folds
@@ -177,6 +179,18 @@ def fit_on(predictions: list[Path], apply: list[Path] | None, fit: FitRequest, l
     if fusion.post is not None:
         note(f"post-processing {fusion.post.summary()}")
     return fusion, target
+
+
+def refuse_fit_options(method: str | None, given: dict[str, Any], accept: list[str] | None) -> None:
+    """A saved fusion keeps its method and parameters: options that would change them are an error, not ignored."""
+    options = method_options()
+    named = ["--method"] if method else []
+    named += [options[n].flag for n, v in given.items() if v is not None]
+    named += ["--accept"] if accept else []
+    if named:
+        raise AffectEnsError(
+            f"{named[0]} does not apply with --load-fusion: a saved fusion is applied as it was fitted"
+        )
 
 
 def check_output_names(out: Path, save_fusion: Path | None) -> None:
@@ -203,7 +217,7 @@ def write_fused(target: Aligned, fusion: FittedFusion, tmp: Path, out: Path) -> 
 
 def fuse(
     predictions: list[Path] = typer.Argument(..., help="Members' validation tables (fit), one per member."),
-    method: str = typer.Option("average", help=f"Fusion method: {', '.join(FUSERS.names())}."),
+    method: str = typer.Option(None, help=f"Fusion method: {', '.join(FUSERS.names())}. Default: average."),
     labels: Path = typer.Option(None, "--labels", help="Aff-Wild2 root with the annotation folders (needed to fit)."),
     out: Path = typer.Option(..., "--out", help="Fused prediction table to write (.parquet)."),
     apply: list[Path] = typer.Option(
@@ -236,8 +250,10 @@ def fuse(
         fusion_tmp = outs.file(save_fusion) if save_fusion else None
         target = None
         if load_fusion:
+            refuse_fit_options(method, method_given, accept)
             fusion = load_fitted(load_fusion)
         else:
+            method = method or "average"
             params = method_params(method, method_given, {"folds": folds})
             fit = FitRequest(method, params, smooth, thresholds, folds, labels, labels_split, accept)
             fusion, target = fit_on(predictions, apply, fit, loading)

@@ -9,6 +9,7 @@ torch and timm are imported inside the commands, so the fusion commands start wi
 from __future__ import annotations
 
 import inspect
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import MISSING, Field, fields
@@ -45,7 +46,7 @@ COMPILE = typer.Option(False, "--compile", help="Compile the network with torch.
 SYNC_BN = typer.Option(
     False, "--sync-bn", help="Under torchrun on GPUs: BatchNorm statistics over the global batch (SyncBatchNorm)."
 )
-WORKERS = typer.Option(0, "--workers", min=0, help="Data-loader worker processes per process (default: 0).")
+WORKERS = typer.Option(0, "--workers", min=0, help="Data-loader worker processes per process.")
 
 
 def resolve_config(config_class, config_file: Path | None, overrides: dict, base: dict | None = None):
@@ -65,6 +66,10 @@ def resolve_config(config_class, config_file: Path | None, overrides: dict, base
         owners = config_fields()
         flags = [flag_of(name, owners[name][0][1]) if name in owners else f"--{name}" for name in foreign]
         raise AffectEnsError(f"option(s) {', '.join(flags)} do not apply to this member")
+    check_config_limits(config_class, values, lambda key: f"{config_file}: {key}")
+    check_config_limits(
+        config_class, given, lambda key: flag_of(key, next(f for f in fields(config_class) if f.name == key))
+    )
     values = {**(base or {}), **values, **given}
     check_config_types(config_class, values, str(config_file or "options"))
     return config_class(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
@@ -82,6 +87,21 @@ def check_config_types(config_class, values: dict, source: str) -> None:
         )
         if not isinstance(value, expected) or (isinstance(value, bool) and type(default) is not bool):
             raise AffectEnsError(f"{source}: {key} must be {type(default).__name__}, got {value!r}")
+
+
+def check_config_limits(config_class, values: dict, label) -> None:
+    """Numbers are finite and within their field's limits (a config file is not checked by the option's range);
+    ``label(key)`` names the value in the error."""
+    limits = {f.name: f.metadata.get("limits", {}) for f in fields(config_class)}
+    for key, value in values.items():
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            continue
+        low, high = limits[key].get("min", -math.inf), limits[key].get("max", math.inf)
+        if not (math.isfinite(value) and low <= value <= high):
+            bounds = " and ".join(
+                t for t, on in ((f"at least {low}", low > -math.inf), (f"at most {high}", high < math.inf)) if on
+            )
+            raise AffectEnsError(f"{label(key)} must be a finite number{' ' + bounds if bounds else ''}, got {value!r}")
 
 
 def config_classes() -> list[type]:

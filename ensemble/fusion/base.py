@@ -16,6 +16,7 @@ order: EXPR and AU probabilities, VA values. ``to_dict``/``from_dict`` save and 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import Field, dataclass, field, fields
 from typing import TYPE_CHECKING, Any
@@ -69,8 +70,10 @@ class Fuser:
                 f"{self.name}: {len(self.weights)} weight(s) given for {len(aligned.members)} member(s) "
                 f"({', '.join(aligned.members)})"
             )
-        if self.weights is not None and (min(self.weights) < 0 or sum(self.weights) <= 0):
-            raise AffectEnsError(f"{self.name}: weights must be non-negative and not all zero, got {self.weights}")
+        if self.weights is not None and not (min(self.weights) >= 0 and 0 < sum(self.weights) < math.inf):
+            raise AffectEnsError(
+                f"{self.name}: weights must be finite, non-negative and not all zero, got {self.weights}"
+            )
 
     def fit(self, aligned: Aligned, truths: dict[str, Truth]) -> Fuser:
         self.check_members(aligned)

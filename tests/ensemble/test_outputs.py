@@ -99,6 +99,20 @@ def test_force_never_replaces_a_foreign_folder_the_current_folder_or_home(tmp_pa
     assert (tmp_path / "mine" / "thesis.tex").read_text() == "months of work"
 
 
+@pytest.mark.parametrize("inside", ["run", "demo/runs/cnn"])
+def test_force_never_replaces_a_training_run_of_ours(tmp_path, inside):
+    """submit/make-demo-data/committee --out RUN --force replaced a trained run (or a demo folder) wholesale."""
+    top = tmp_path / inside.split("/")[0]
+    run = tmp_path / inside
+    run.mkdir(parents=True)
+    (top / MARKER).write_text('{"generator": "affect-ens"}\n')
+    (run / "last.pt").write_bytes(b"hours of training")
+    with pytest.raises(UnsafePathError, match="holds a training run"), Outputs(force=True) as outs:
+        outs.folder(top)
+    assert (run / "last.pt").read_bytes() == b"hours of training"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [top.name]
+
+
 def test_outputs_equal_to_inputs_or_each_other_or_holding_inputs_are_refused(tmp_path):
     (tmp_path / "in.parquet").write_text("input")
     (tmp_path / "link.parquet").symlink_to(tmp_path / "in.parquet")

@@ -187,3 +187,21 @@ def test_assembling_checks_the_runs(tiny_dataset, tmp_path):
     with pytest.raises(AffectEnsError, match="not a committee run; --member-tables applies to committees"):
         check_member_tables(expr)
     assert not (tmp_path / "config.json").exists()
+
+
+def test_force_replaces_a_committee_but_never_a_trained_run(tiny_dataset, tmp_path):
+    """committee --force onto a trained run (its weights and checkpoint) or another folder of ours is refused."""
+    from helpers import tree_state
+
+    root, _ = tiny_dataset
+    cfg = CnnConfig(backbone="test_resnet", image_size=32, epochs=1, batch_size=16)
+    runs = [tmp_path / name for name in ("a", "b", "trained")]
+    for run in runs:
+        train_member(CnnMember, cfg, root, run)
+    _ok("committee", runs[0], runs[1], "--out", tmp_path / "c")
+    _ok("committee", runs[1], runs[0], "--out", tmp_path / "c", "--force")
+    before = tree_state(tmp_path)
+    result = invoke("committee", runs[0], runs[1], "--out", runs[2], "--force")
+    assert result.returncode == 2 and result.stderr.count("\n") == 1
+    assert "trained: is not a committee assembled by affect-ens committee" in result.stderr
+    assert tree_state(tmp_path) == before

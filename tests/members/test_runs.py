@@ -21,7 +21,7 @@ from members.cnn import CnnConfig, CnnMember
 from members.runs import load_checkpoint
 from members.temporal import CnnRnnMember, TemporalConfig
 from members.temporal_train import train_temporal
-from members.train import train_member
+from members.train import one_cycle, train_member
 
 TINY = ["--backbone", "test_resnet", "--image-size", "32", "--batch-size", "8", "--seed", "1", "--lr", "3e-3"]
 
@@ -192,3 +192,14 @@ def test_sigkill_at_several_points_then_resume_gives_the_uninterrupted_weights(t
         torch.testing.assert_close(b[key], a[key], rtol=0, atol=0)
     uninterrupted = json.loads((finished / "history.json").read_text())
     assert json.loads((run / "history.json").read_text()) == [pytest.approx(row) for row in uninterrupted]
+
+
+@pytest.mark.parametrize("steps", range(1, 12))
+def test_the_one_cycle_schedule_takes_any_number_of_steps(steps):
+    """Five steps in all (default 5 epochs of one batch) made torch's OneCycleLR divide by zero."""
+    opt = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=1e-3)
+    sched = one_cycle(opt, CnnConfig(epochs=1), steps, (0, 1))
+    for _ in range(steps):
+        opt.step()
+        sched.step()
+    assert max(g["lr"] for g in opt.param_groups) < 1e-3
