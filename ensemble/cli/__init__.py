@@ -23,7 +23,6 @@ except ImportError:  # pragma: no cover
     from click import exceptions as click_errors
 
 
-
 def rewrap_help() -> None:
     """Each command's help as its docstring's paragraphs, each on one line, and its line in ``affect-ens --help``
     as the first paragraph (Typer keeps the docstring's line breaks, which cut sentences in the middle)."""
