@@ -15,6 +15,8 @@ from ensemble.errors import DataError
 def read_json(path: str | Path, what: str = "JSON file") -> Any:
     """The parsed content of ``path``; a missing, unreadable or malformed file is a one-line ``DataError``."""
     path = Path(path)
+    if path.is_dir():
+        raise DataError(f"{path}: a folder, not a {what}")
     if not path.is_file():
         raise DataError(f"{path}: {what} not found")
     try:

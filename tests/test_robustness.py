@@ -503,6 +503,10 @@ FUSE_CASES = {
         lambda s, t: ["fuse", *s[1], "--load-fusion", t / "none.json", "--out", t / "o.parquet"],
         "none.json: fusion file not found",
     ),
+    "load fusion a folder": (
+        lambda s, t: ["fuse", *s[1], "--load-fusion", t, "--out", t / "o.parquet"],
+        ": a folder, not a fusion file",
+    ),
     "load fusion not JSON": (_fusion_file("{{{"), "fusion.json: fusion file is not valid JSON"),
     "load fusion not a fusion": (_fusion_file('{"weights": [1, 2]}'), "not a fusion file saved by affect-ens"),
     "load fusion for other members": (
@@ -566,7 +570,7 @@ MEMBER_CASES = {
     "config infinite lr": (_train(config='{"lr": 1e999}'), "lr must be a finite number at least 0.0, got inf"),
     "negative lr": (_train("--lr", "-0.1"), "Invalid value for '--lr'"),
     "infinite lr": (_train("--lr", "inf"), "--lr must be a finite number at least 0.0, got inf"),
-    "option of another member": (_train("--rnn", "gru"), "option(s) --rnn do not apply to this member"),
+    "option of another member": (_train("--rnn", "gru"), "option(s) --rnn do not apply to cnn"),
     "run folder named like a table of ours": (
         lambda s, t: [*_train()(s, t)[:-1], shutil.copy(s[1][0], t / "run.parquet")],
         "run.parquet: is a file, not a folder",

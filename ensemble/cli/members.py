@@ -65,7 +65,8 @@ def resolve_config(config_class, config_file: Path | None, overrides: dict, base
     if foreign:
         owners = config_fields()
         flags = [flag_of(name, owners[name][0][1]) if name in owners else f"--{name}" for name in foreign]
-        raise AffectEnsError(f"option(s) {', '.join(flags)} do not apply to this member")
+        who = config_class.members or "this member"
+        raise AffectEnsError(f"option(s) {', '.join(flags)} do not apply to {who} (see train-member --help)")
     check_config_limits(config_class, values, lambda key: f"{config_file}: {key}")
     check_config_limits(
         config_class, given, lambda key: flag_of(key, next(f for f in fields(config_class) if f.name == key))
