@@ -276,6 +276,9 @@ def table_edition(
     edition, how = resolve_edition(given, found)
     for src, tab in zip(sources, tables):
         check_label_set(tab.meta, edition.year, str(src), tasks)
+    named = sorted({year for _, year in found} - {edition.year})
+    if given is not None and named:  # compatible label sets, but the user should know the rules changed
+        how += f"; the tables name {', '.join(map(str, named))}"
     return edition, how
 
 

@@ -125,7 +125,7 @@ def test_evaluate_edition_2021_scores_compatible_labels_with_the_2021_rule(score
     root, _, va_au = scored
     result = invoke("evaluate", va_au, "--labels", root, "--edition", "2021")
     assert result.returncode == 0, result.stderr
-    assert "edition 2021 (ABAW2) (given)" in result.stderr
+    assert "edition 2021 (ABAW2) (given; the tables name 2025)" in result.stderr
     assert "AU acc" in result.stdout and "AU score" in result.stdout  # 2021 weighs in accuracy
     cells = _row(result.stdout, "m0")
     header = _row(result.stdout, "predictions")

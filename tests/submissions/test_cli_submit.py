@@ -77,7 +77,9 @@ def test_mtl_2024_rows_follow_a_shuffled_image_list(fused, tmp_path):
     args = ["--track", "mtl", "--edition", "abaw7", "--frames", tmp_path / "MTL_Challenge_test_set_release.txt"]
     result = invoke("submit", table, *args, "--out", out)
     assert result.returncode == 0, result.stderr
-    assert "edition 2024 (ABAW6, ABAW7) (given)" in result.stderr and "image list" in result.stderr
+    assert (
+        "edition 2024 (ABAW6, ABAW7) (given; the tables name 2025)" in result.stderr and "image list" in result.stderr
+    )
     assert [p.name for p in (out / "predictions").iterdir()] == ["predictions.txt"]
     lines = (out / "predictions" / "predictions.txt").read_text().splitlines()
     assert lines[0] == "image,valence,arousal,expression,aus"
