@@ -244,19 +244,16 @@ def fuse(
     split to apply to another (--apply) first runs the member check (see check-members). Method options apply to
     the method they name."""
     check_output_names(out, save_fusion)
-    loading = Loading(edition, align_policy, drop_member or [])
+    loading, fit = Loading(edition, align_policy, drop_member or []), None
+    if load_fusion:  # the options are checked before anything is read or written
+        refuse_fit_options(method, method_given, accept)
+    else:
+        params = method_params(method or "average", method_given, {"folds": folds})
+        fit = FitRequest(method or "average", params, smooth, thresholds, folds, labels, labels_split, accept)
     with Outputs(force=force, inputs=[*predictions, *(apply or []), load_fusion, labels]) as outs:
         out_tmp = outs.file(out)
         fusion_tmp = outs.file(save_fusion) if save_fusion else None
-        target = None
-        if load_fusion:
-            refuse_fit_options(method, method_given, accept)
-            fusion = load_fitted(load_fusion)
-        else:
-            method = method or "average"
-            params = method_params(method, method_given, {"folds": folds})
-            fit = FitRequest(method, params, smooth, thresholds, folds, labels, labels_split, accept)
-            fusion, target = fit_on(predictions, apply, fit, loading)
+        fusion, target = fit_on(predictions, apply, fit, loading) if fit else (load_fitted(load_fusion), None)
         if target is None:
             target = loading.stack(apply or predictions, quiet=not load_fusion)
         write_fused(target, fusion, out_tmp, out)

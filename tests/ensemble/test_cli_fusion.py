@@ -73,3 +73,16 @@ def test_fuse_without_labels_or_onto_an_input(sim_root, tmp_path):
     result = run_cli("fuse", *paths, "--labels", root, "--out", paths[0], "--force")
     assert result.returncode == 2 and "m0.parquet: is also an input of this command" in result.stderr
     assert paths[0].read_bytes() == before
+
+
+def test_a_bad_method_option_is_said_before_an_existing_output(sim_root, tmp_path):
+    """The user fixes the option first: it is reported before --force is asked for, and nothing is touched."""
+    root, paths = sim_root
+    out = tmp_path / "fused.parquet"
+    out.write_bytes(b"a table of the user's")
+    result = run_cli("fuse", *paths, "--labels", root, "--out", out, "--method", "vote", "--tune-weights")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "error: --tune-weights is not an option of method vote (its options: --weights, --tie-break, --lead)"
+    ]
+    assert out.read_bytes() == b"a table of the user's"
