@@ -19,7 +19,7 @@ from ensemble.io import read_json_object
 from ensemble.metrics import mtl_score
 from ensemble.outputs import STAMP, atomic_file
 from ensemble.postprocess import PostProcess
-from ensemble.tasks import TASKS
+from ensemble.tasks import TASKS, scores_mtl
 
 
 def restrict(truth: Truth, rows: np.ndarray, n: int) -> Truth:
@@ -99,7 +99,7 @@ def score_row(name: str, stack: Aligned, truths: dict[str, Truth], outputs: np.n
         if task in truths:
             for metric, value in score(task, stack.edition, truths[task], outputs[:, s]).items():
                 row[f"{task}_{metric}"] = value
-    if "mtl" in stack.edition.tracks and all(f"{task}_score" in row for task in TASKS):
+    if scores_mtl(stack.edition, [task for task in TASKS if f"{task}_score" in row]):
         row["mtl_score"] = mtl_score(row["va_score"], row["expr_f1"], row["au_f1"])
     return row
 

@@ -167,9 +167,14 @@ def score_columns(edition: Edition, tasks: Iterable[str]) -> list[tuple[str, str
                 (f"{task}_accuracy", f"{name} acc"),
                 (f"{task}_score", f"{name} score"),
             ]
-    if "mtl" in edition.tracks and set(TASKS) <= set(tasks):
-        columns.append(("mtl_score", "MTL score"))  # the multi-task track's score, where the edition ran it
+    if scores_mtl(edition, tasks):
+        columns.append(("mtl_score", "MTL score"))
     return columns
+
+
+def scores_mtl(edition: Edition, tasks: Iterable[str]) -> bool:
+    """Whether a score row carries the multi-task score: the edition ran that track and all three tasks are scored."""
+    return "mtl" in edition.tracks and set(TASKS) <= set(tasks)
 
 
 def score_formulas(edition: Edition, tasks: Iterable[str]) -> list[str]:

@@ -90,10 +90,10 @@ def load_truths(root: Path, split: str, stack: Aligned) -> dict[str, Truth]:
 
 def print_scores(rows: list[dict[str, Any]], edition: Edition, title: str) -> None:
     """Rows are members and fusions, columns the edition's metrics, best of each column in bold."""
-    columns = score_columns(edition, [t for t in TASKS if f"{t}_score" in rows[0]])
-    table = Table(
-        title=escape(title), title_justify="left", caption=escape("; ".join(score_formulas(edition, TASKS))) or None
-    )
+    tasks = [t for t in TASKS if f"{t}_score" in rows[0]]
+    columns = score_columns(edition, tasks)
+    caption = escape("; ".join(score_formulas(edition, tasks))) or None
+    table = Table(title=escape(title), title_justify="left", caption=caption)
     table.add_column("predictions")
     for _, header in columns:
         table.add_column(header, justify="right")
