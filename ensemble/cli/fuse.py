@@ -149,7 +149,7 @@ class FitRequest:
     smooth: bool
     thresholds: bool
     folds: int
-    labels: Path | None
+    labels: Path
     labels_split: str
     accept: list[str]
 
@@ -159,9 +159,6 @@ def fit_on(predictions: list[Path], apply: list[Path] | None, fit: FitRequest, l
     fusion is applied to another split; prints the scores and the post-processing kept."""
     from ensemble.pipeline import fit_fusion
 
-    if fit.labels is None:
-        raise AffectEnsError("fitting a fusion needs --labels (or pass --load-fusion)")
-    FUSERS.get(fit.method)
     stack = loading.stack(predictions)
     truths = load_truths(fit.labels, fit.labels_split, stack)
     target = None
@@ -247,6 +244,8 @@ def fuse(
     loading, fit = Loading(edition, align_policy, drop_member or []), None
     if load_fusion:  # the options are checked before anything is read or written
         refuse_fit_options(method, method_given, accept)
+    elif labels is None:
+        raise AffectEnsError("fitting a fusion needs --labels (or pass --load-fusion)")
     else:
         params = method_params(method or "average", method_given, {"folds": folds})
         fit = FitRequest(method or "average", params, smooth, thresholds, folds, labels, labels_split, accept)
