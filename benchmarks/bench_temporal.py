@@ -15,14 +15,14 @@ import torch
 
 from ensemble.tasks import DEFAULT_EDITION, get_edition
 from members.cnn import CnnConfig, CnnMember, CnnNet
-from members.data import frame_path, image_transform, load_image
 from members.heads import masked_loss
-from members.predict import extract_features
-from members.sequences import load_sequences, windows
-from members.synthetic import SyntheticConfig, make_dataset
+from members.synthetic.dataset import SyntheticConfig, make_dataset
 from members.temporal import CnnRnnMember, RnnNet, TemporalConfig
-from members.temporal_train import train_temporal
-from members.train import train_member
+from members.training.data import frame_path, image_transform, load_image
+from members.training.loop import train_member
+from members.training.prediction import extract_features
+from members.training.sequences import load_sequences, windows
+from members.training.temporal import train_temporal
 
 DATA = Path(__file__).parent / "_data" / "synthetic"
 

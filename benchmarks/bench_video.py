@@ -29,10 +29,10 @@ import torch
 
 from ensemble.tasks import get_edition
 from members.cnn import CnnConfig, CnnMember, CnnNet
-from members.video import decode_frames
-from members.video_faces import FaceSearch, crop_faces
-from members.video_predict import load_members, predict_video
-from members.webcam import run_live
+from members.face.crop import FaceSearch, crop_faces
+from members.face.predict import load_members, predict_video
+from members.face.video import decode_frames
+from members.face.webcam import run_live
 
 
 def default_video() -> Path:

@@ -111,7 +111,7 @@ def _npz_is_ours(path: Path) -> bool:
 
 
 def _mp4_is_ours(path: Path) -> bool:
-    """A video whose container metadata carries ``comment=affect-ens`` (members.video.VideoWriter)."""
+    """A video whose container metadata carries ``comment=affect-ens`` (members.face.video.VideoWriter)."""
     import av  # imported here: only replacing a video pays for it
 
     try:

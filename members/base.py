@@ -2,7 +2,7 @@
 
 A member is a class registered with ``@MEMBERS.register("name")`` that subclasses ``Member``: it names its
 config dataclass (a ``MemberConfig``), and overrides what differs from the image member trained by
-``members.train.train_member``: ``network``, ``min_epochs``, ``on_features``, ``train`` and ``predict``.
+``members.training.loop.train_member``: ``network``, ``min_epochs``, ``on_features``, ``train`` and ``predict``.
 ``create_member(name, config)`` builds one, as timm's ``create_model`` does.
 """
 
@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from members.configs import MemberConfig
 
 if TYPE_CHECKING:
-    from members.distributed import Launch
-    from members.predict import Prediction
+    from members.training.distributed import Launch
+    from members.training.prediction import Prediction
 
 
 class Member:
@@ -34,7 +34,7 @@ class Member:
 
     def train(self, data_root: Path, run_dir: Path, progress=None, *, launch: Launch | None = None) -> list[dict]:
         """Train (or resume, or extend) the run in ``run_dir``; returns the per-epoch history rows."""
-        from members.train import train_member
+        from members.training.loop import train_member
 
         return train_member(type(self), self.config, data_root, run_dir, progress, launch=launch)
 
@@ -42,6 +42,6 @@ class Member:
         self, run_dir: Path, data_root: Path, split: str, *, frames=None, progress=None, launch: Launch | None = None
     ) -> Prediction:
         """The finished run's prediction for every frame of ``split`` (rank 0 gets the table)."""
-        from members.predict import predict_images
+        from members.training.prediction import predict_images
 
         return predict_images(type(self), self.config, run_dir, data_root, split, frames, progress, launch)

@@ -21,9 +21,9 @@ from ensemble.fusion.vote import VoteFuser
 from ensemble.tasks import TASKS
 from members.base import Member
 from members.configs import CnnConfig, CommitteeConfig, MemberConfig
-from members.distributed import Launch
 from members.registry import MEMBERS, registry_name
-from members.runs import BEST, make_run_folder, resumed_config, save_checkpoint, write_config
+from members.training.distributed import Launch
+from members.training.runs import BEST, make_run_folder, resumed_config, save_checkpoint, write_config
 
 
 def backbone_config(cfg: CommitteeConfig, backbone: str) -> CnnConfig:
@@ -48,7 +48,7 @@ def train_committee(
 ) -> list[dict]:
     """Train every backbone in ``run_dir/<backbone>`` (each resumable); returns one history row per backbone."""
     from members.cnn import CnnMember
-    from members.train import train_member
+    from members.training.loop import train_member
 
     if cfg.runs:
         raise AffectEnsError(
@@ -76,7 +76,7 @@ def train_committee(
 
 def _member_info(run: Path) -> tuple[str, tuple[str, ...], int]:
     """(member type, tasks, edition) of a finished run; anything else is a one-line error."""
-    from members.predict import load_config
+    from members.training.prediction import load_config
 
     member_cls, cfg = load_config(run)
     return registry_name(member_cls), tuple(cfg.tasks), cfg.edition
@@ -126,7 +126,7 @@ def committee_members(cfg: CommitteeConfig, run_dir: Path) -> dict[str, Path]:
 
 def check_member_tables(run_dir: Path) -> None:
     """``predict-member --member-tables`` needs a committee run (other members have no member tables)."""
-    from members.predict import load_config
+    from members.training.prediction import load_config
 
     if load_config(run_dir)[0] is not CommitteeMember:
         raise AffectEnsError(f"{run_dir}: not a committee run; --member-tables applies to committees")
@@ -148,7 +148,7 @@ def predict_committee(
 ):
     """The committee's voted table, with each member's own table as a part, named after the member (under
     torchrun rank 0 gets them; the other processes get an empty ``Prediction``)."""
-    from members.predict import Prediction, predict_member
+    from members.training.prediction import Prediction, predict_member
 
     parts, filled = {}, 0
     for name, run in committee_members(cfg, run_dir).items():

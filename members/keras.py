@@ -1,6 +1,6 @@
 """The ``keras`` member: a Keras model (``.h5`` or ``.keras``) as a torch member, for EXPR, VA, AU or several.
 
-``train-member keras --weights model.h5`` rebuilds the model in torch (``members.keras_import``), decides
+``train-member keras --weights model.h5`` rebuilds the model in torch (``members.keras_import.converter``), decides
 which of its outputs predicts which task (from ``--outputs``, else the outputs' names, else a single
 output's size and activation), maps its expression classes onto the edition's (``--classes``, ``--map``),
 scores it on validation and saves the run like any other member; ``--epochs N`` fine-tunes it on Aff-Wild2
@@ -22,7 +22,7 @@ from ensemble.errors import DataError
 from ensemble.tasks import TASKS, Edition, get_edition
 from members.base import Member
 from members.configs import KerasConfig
-from members.keras_import import architecture, build_graph, read_keras
+from members.keras_import.converter import architecture, build_graph, read_keras
 from members.registry import MEMBERS
 
 SYNONYMS = {
@@ -273,7 +273,7 @@ def train_keras(
 ) -> list[dict]:
     """Import the Keras model and score it on validation (epochs 0, saved as epoch 0), or fine-tune it for
     ``epochs``; config.json keeps its architecture and the resolved outputs, tasks and input size."""
-    from members.train import image_fit, train_member
+    from members.training.loop import image_fit, train_member
 
     arch, weights = read_model(cfg)
     model = member_cls.network(replace(cfg, architecture=arch), get_edition(cfg.edition), weights)  # checks first

@@ -80,12 +80,12 @@ class TemporalMember(Member):
     reads_images = False
 
     def train(self, data_root, run_dir, progress=None, *, launch=None) -> list[dict]:
-        from members.temporal_train import train_temporal
+        from members.training.temporal import train_temporal
 
         return train_temporal(type(self), self.config, data_root, run_dir, progress, launch=launch)
 
     def predict(self, run_dir, data_root, split, *, frames=None, progress=None, launch=None):
-        from members.temporal_train import predict_temporal
+        from members.training.temporal import predict_temporal
 
         return predict_temporal(type(self), self.config, run_dir, split, launch)
 

@@ -9,7 +9,7 @@ os.environ.setdefault("KERAS_BACKEND", "torch")  # Keras 3, the oracle of the Ke
 
 import pytest
 
-from members.synthetic import SyntheticConfig, make_dataset
+from members.synthetic.dataset import SyntheticConfig, make_dataset
 
 TINY = SyntheticConfig(seed=3, train_videos=2, val_videos=2, test_videos=2, min_frames=30, max_frames=45, size=32)
 

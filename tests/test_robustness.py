@@ -233,7 +233,7 @@ def _saved_fusion_with(*extra):
 
 
 def _corrupt_jpeg(sim, tmp):
-    from members.synthetic import SyntheticConfig, make_dataset
+    from members.synthetic.dataset import SyntheticConfig, make_dataset
 
     root = tmp / "data"
     make_dataset(

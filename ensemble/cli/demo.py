@@ -25,9 +25,9 @@ def demo(
 ) -> None:
     """Generate data, train members (cnn x2, committee, cnn_rnn, cnn_transformer), predict, fuse (vote, average, stack
     with smoothing and thresholds), score on validation (out-of-fold) and test, write submissions."""
+    from ensemble.cli.demo_pipeline import DemoConfig, run_demo
     from ensemble.tasks import get_edition
-    from members.demo import DemoConfig, run_demo
-    from members.synthetic import SyntheticConfig
+    from members.synthetic.dataset import SyntheticConfig
 
     cfg = DemoConfig.smallest() if small else DemoConfig(SyntheticConfig())
     say_edition(get_edition(cfg.data.edition), "the default")

@@ -52,7 +52,7 @@ WORKERS = typer.Option(0, "--workers", min=0, help="Data-loader worker processes
 def resolve_config(config_class, config_file: Path | None, overrides: dict, base: dict | None = None):
     """Defaults < the run's own options (``base``, when resuming) < config file (JSON) < command-line options
     that were given. A config file may be a run's config.json: its record keys are skipped."""
-    from members.runs import RECORD_KEYS
+    from members.training.runs import RECORD_KEYS
 
     values = read_json_object(config_file, "config file") if config_file else {}
     values = {k: v for k, v in values.items() if k not in RECORD_KEYS}
@@ -228,9 +228,9 @@ class TrainMemberCommand:
 
 def train_member_cmd(member: str, data: Path, out: Path, config: Path | None, how: tuple, options: dict) -> None:
     """train-member: resolve the member's config, then train it in the run folder ``out``."""
-    from members.distributed import launch_from_env
     from members.registry import create_member, member_class
-    from members.runs import resumed_config
+    from members.training.distributed import launch_from_env
+    from members.training.runs import resumed_config
 
     member_cls = member_class(member)
     given = parse_options(options)
@@ -254,7 +254,7 @@ app.command("train-member")(TrainMemberCommand())
 
 def run_options(out: Path, member_cls) -> dict:
     """The options of the run at ``out`` (a re-run names only what it changes); {} for a new run."""
-    from members.runs import check_member, config_values, read_config
+    from members.training.runs import check_member, config_values, read_config
 
     doc = read_config(out) if out.is_dir() else None
     if doc is None:
@@ -270,7 +270,7 @@ def training_folder(out: Path, inputs: list, launch) -> Iterator[Path]:
     if not launch.main:
         yield out
         return
-    from members.runs import has_checkpoint, remove_stale_temps
+    from members.training.runs import has_checkpoint, remove_stale_temps
 
     with Outputs(inputs=inputs) as outs:
         run = outs.update_folder(out, keep=has_checkpoint)
@@ -322,8 +322,8 @@ def predict_member_cmd(
     processes share the videos and rank 0 writes the table)."""
     from ensemble.contract import check_table_path, write_table
     from members.committee import check_member_tables
-    from members.distributed import launch_from_env
-    from members.predict import part_paths, predict_member
+    from members.training.distributed import launch_from_env
+    from members.training.prediction import part_paths, predict_member
 
     check_table_path(out)
     if member_tables:
@@ -359,8 +359,8 @@ def extract_features_cmd(
 ) -> None:
     """Cache per-frame CNN embeddings so temporal members train on vectors, not images (under torchrun the
     processes share the videos and rank 0 writes the cache)."""
-    from members.distributed import launch_from_env
-    from members.predict import extract_features
+    from members.training.distributed import launch_from_env
+    from members.training.prediction import extract_features
 
     if out.suffix.lower() != ".npz":
         raise AffectEnsError(f"{out}: the feature cache is a NumPy archive; name it <name>.npz")

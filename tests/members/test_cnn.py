@@ -10,9 +10,9 @@ from ensemble.contract import read_table
 from ensemble.errors import DataError
 from ensemble.tasks import get_edition
 from members.cnn import CnnConfig, CnnMember, CnnNet
-from members.predict import extract_features, predict_member, write_prediction
-from members.runs import load_checkpoint
-from members.train import train_member
+from members.training.loop import train_member
+from members.training.prediction import extract_features, predict_member, write_prediction
+from members.training.runs import load_checkpoint
 
 
 def tiny_cfg(**kw):

@@ -25,8 +25,8 @@ from members.committee import (
     train_committee,
 )
 from members.keras import KerasConfig, KerasMember, train_keras
-from members.predict import predict_member, write_prediction
-from members.train import train_member
+from members.training.loop import train_member
+from members.training.prediction import predict_member, write_prediction
 
 TINY = ("test_resnet", "test_efficientnet", "test_convnext")
 

@@ -24,10 +24,10 @@ from ensemble.cli.common import load_stack, load_truths
 from ensemble.contract import read_table
 from ensemble.pipeline import member_rows
 from members.cnn import CnnConfig, CnnMember
-from members.predict import extract_features, predict_member, write_prediction
-from members.runs import load_checkpoint
-from members.synthetic import SyntheticConfig, make_dataset
-from members.train import train_member
+from members.synthetic.dataset import SyntheticConfig, make_dataset
+from members.training.loop import train_member
+from members.training.prediction import extract_features, predict_member, write_prediction
+from members.training.runs import load_checkpoint
 
 REPO = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent

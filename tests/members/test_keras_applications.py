@@ -16,7 +16,7 @@ from keras_apps import APPS, NINE_CLASSES, NINE_TO_ABAW, face_pixels, our_images
 from ensemble.errors import DataError
 from ensemble.tasks import DEFAULT_EDITION, get_edition
 from members.keras import KerasConfig, KerasMember, KerasNet, train_keras
-from members.predict import load_run
+from members.training.prediction import load_run
 
 EDITION = get_edition(DEFAULT_EDITION)
 ABAW_FROM_NINE = [5, 0, 2, 3, 4, 6, 7]  # Neutral, Anger, Disgust, Fear, Happiness, Sadness, Surprise <- NINE_CLASSES

@@ -9,11 +9,11 @@ import torch
 from ensemble.contract import read_table
 from ensemble.labels import read_labels
 from ensemble.tasks import get_edition
-from members.predict import predict_member, write_prediction
-from members.runs import load_checkpoint
-from members.sequences import load_sequences, temporal_statistics, windows
 from members.temporal import CnnRnnMember, CnnTransformerMember, TemporalConfig
-from members.temporal_train import predict_sequences, train_temporal
+from members.training.prediction import predict_member, write_prediction
+from members.training.runs import load_checkpoint
+from members.training.sequences import load_sequences, temporal_statistics, windows
+from members.training.temporal import predict_sequences, train_temporal
 
 ED = get_edition(2025)
 

@@ -98,8 +98,8 @@ def test_a_video_without_faces_gives_no_crops_and_a_warning(clips, tmp_path):
 def test_two_people_get_left_and_right_folders(clips, tmp_path):
     """Each frame of the clip shows the face and its mirror image side by side (in-process: the CLI around
     crop_faces is tested above)."""
-    from members.video import video_files
-    from members.video_faces import FaceSearch, crop_faces
+    from members.face.crop import FaceSearch, crop_faces
+    from members.face.video import video_files
 
     frames = [np.hstack([f, f[:, ::-1]]) for f in _frames(clips / "single_face.mp4", 6)]
     videos = tmp_path / "videos"
@@ -134,7 +134,7 @@ def test_bad_videos_and_outputs_are_one_line_errors(clips, tmp_path, single_crop
 
 def test_without_facenet_the_error_says_how_to_install_it(monkeypatch):
     from ensemble.errors import DataError
-    from members.face_detect import FaceDetector
+    from members.face.detect import FaceDetector
 
     monkeypatch.setitem(sys.modules, "facenet_pytorch", None)
     with pytest.raises(DataError) as caught:
@@ -146,7 +146,7 @@ def test_without_facenet_the_error_says_how_to_install_it(monkeypatch):
 
 def test_a_missing_camera_is_one_clean_error(capfd):
     from ensemble.errors import DataError
-    from members.video import camera_frames
+    from members.face.video import camera_frames
 
     with pytest.raises(DataError, match="camera 7: cannot be opened"):
         next(camera_frames(7))
@@ -202,7 +202,7 @@ def test_frames_without_a_face_are_filled_and_a_saved_fusion_is_applied(gap_clip
     from ensemble.fusion.average import AverageFuser
     from ensemble.pipeline import FittedFusion
     from ensemble.postprocess import PostProcess
-    from members.video_predict import predict_video
+    from members.face.predict import predict_video
 
     plain = tmp_path / "plain.parquet"
     result = run_cli("predict-video", gap_clip, "--member", fer_run, "--out", plain)
@@ -231,7 +231,7 @@ def test_frames_without_a_face_are_filled_and_a_saved_fusion_is_applied(gap_clip
 
 def test_predict_video_refuses_what_it_cannot_use(gap_clip, fer_run, tmp_path):
     from ensemble.errors import DataError
-    from members.video_predict import load_members, predict_video
+    from members.face.predict import load_members, predict_video
 
     blank = _encode(tmp_path / "blank.mp4", [np.full((90, 160, 3), 90, np.uint8)] * 5)
     with pytest.raises(DataError, match="blank.mp4: no face found on any of its 5 frames; nothing to predict"):

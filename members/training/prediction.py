@@ -21,12 +21,12 @@ from ensemble.frames import fill_missing_frames, read_manifest
 from ensemble.labels import annotation_frame_counts, track_dir
 from ensemble.outputs import STAMP, atomic_file, safe_join, safe_name
 from ensemble.tasks import get_edition
-from members.data import ImageListDataset
-from members.distributed import Launch, gather_to_main, shard
 from members.heads import probabilities
 from members.registry import MEMBERS, load_members, registry_name
-from members.runs import BEST, CONFIG, config_values, load_checkpoint, member_name, read_config
-from members.train import load_weights
+from members.training.data import ImageListDataset
+from members.training.distributed import Launch, gather_to_main, shard
+from members.training.loop import load_weights
+from members.training.runs import BEST, CONFIG, config_values, load_checkpoint, member_name, read_config
 
 Progress = Callable[[int, int], None]
 

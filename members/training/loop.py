@@ -33,10 +33,10 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 from ensemble.errors import DataError
 from ensemble.metrics import task_metrics
 from ensemble.tasks import Edition, get_edition
-from members.data import FrameDataset, derived_seed
-from members.distributed import Launch, gather, pick_device, split_range, sum_over_ranks
 from members.heads import masked_loss, probabilities
-from members.runs import (
+from members.training.data import FrameDataset, derived_seed
+from members.training.distributed import Launch, gather, pick_device, split_range, sum_over_ranks
+from members.training.runs import (
     BEST,
     HISTORY,
     LAST,
@@ -50,7 +50,7 @@ from members.runs import (
 
 Progress = Callable[[str, int, int], None]  # (phase, done, total)
 
-__all__ = ["Fit", "Progress", "evaluate_member", "pick_device", "train_member"]  # pick_device: members.video_predict
+__all__ = ["Fit", "Progress", "evaluate_member", "pick_device", "train_member"]  # pick_device: members.face.predict
 
 
 @dataclass

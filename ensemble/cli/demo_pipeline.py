@@ -20,11 +20,11 @@ from ensemble.pipeline import fit_fusion, fused_table, member_rows, score_row
 from ensemble.tasks import TASKS, get_edition
 from members.cnn import CnnConfig, CnnMember
 from members.committee import CommitteeConfig, CommitteeMember, train_committee
-from members.predict import extract_features, predict_member, write_prediction
-from members.synthetic import SyntheticConfig, make_dataset
+from members.synthetic.dataset import SyntheticConfig, make_dataset
 from members.temporal import CnnRnnMember, CnnTransformerMember, TemporalConfig
-from members.temporal_train import train_temporal
-from members.train import train_member
+from members.training.loop import train_member
+from members.training.prediction import extract_features, predict_member, write_prediction
+from members.training.temporal import train_temporal
 
 Log = Callable[[str], None]
 
@@ -126,7 +126,7 @@ def write_submissions(out: Path, cfg: DemoConfig, scores: dict, log: Log) -> dic
     """Challenge files of each track from the fusion with the best out-of-fold validation score there, through
     the organisers' files of the test split (example file and video-name list), as a user submits them."""
     from ensemble.frames import read_frame_source, read_manifest
-    from members.synthetic import organiser_files, write_organiser_files
+    from members.synthetic.dataset import organiser_files, write_organiser_files
     from submissions import write_submission
 
     edition, zips = get_edition(cfg.data.edition), {}

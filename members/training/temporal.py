@@ -1,4 +1,4 @@
-"""The temporal members' part of the training loop (``members.train``): windows of cached features as
+"""The temporal members' part of the training loop (``members.training.loop``): windows of cached features as
 samples, a loss over every real frame of a window, validation over every frame of every video; and their
 prediction tables."""
 
@@ -14,11 +14,11 @@ from torch.utils.data import Dataset
 
 from ensemble.contract import PredictionTable, TableMeta
 from ensemble.tasks import get_edition
-from members.distributed import Launch, gather, gather_to_main, shard
 from members.heads import masked_loss, probabilities
-from members.runs import BEST, load_checkpoint
-from members.sequences import VideoSequence, load_sequences, temporal_statistics, windows
-from members.train import Fit, Progress, load_weights, task_scores, train_member
+from members.training.distributed import Launch, gather, gather_to_main, shard
+from members.training.loop import Fit, Progress, load_weights, task_scores, train_member
+from members.training.runs import BEST, load_checkpoint
+from members.training.sequences import VideoSequence, load_sequences, temporal_statistics, windows
 
 
 def model_inputs(seqs: list[VideoSequence], stats: int) -> list[np.ndarray]:
@@ -142,7 +142,7 @@ def train_temporal(
 def predict_temporal(member_cls, cfg, run_dir: Path, split: str, launch: Launch | None = None):
     """The ``Prediction`` for every frame of every video in ``<features>/<split>.npz`` (the processes share the
     videos; rank 0 gets the table, the others an empty ``Prediction``)."""
-    from members.predict import Prediction
+    from members.training.prediction import Prediction
 
     launch, edition = launch or Launch(), get_edition(cfg.edition)
     state = load_checkpoint(run_dir / BEST)

@@ -25,7 +25,7 @@ from ensemble.tasks import (
     Edition,
     get_edition,
 )
-from members.faces import AUS_ALL, FaceState, Identity, draw_face
+from members.synthetic.faces import AUS_ALL, FaceState, Identity, draw_face
 
 # Per expression: (valence, arousal) centre and the AUs it tends to activate (FACS prototypes).
 EXPR_PROFILE: dict[str, tuple[float, float, dict[str, float]]] = {

@@ -19,7 +19,7 @@ import torch
 from ensemble.errors import DataError
 from ensemble.io import read_json_object
 from ensemble.outputs import STAMP, TMP_TAG, atomic_file, write_marker
-from members.distributed import Launch
+from members.training.distributed import Launch
 
 CONFIG, LAST, BEST, HISTORY = "config.json", "last.pt", "best.pt", "history.json"
 RECORD_KEYS = ("generator", "member", "launch")

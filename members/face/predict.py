@@ -1,6 +1,6 @@
 """Members on the faces of a raw video: a contract table with a row for every frame of every subject.
 
-The faces are found and aligned exactly as ``crop-faces`` does (``members.video_faces``), kept in memory,
+The faces are found and aligned exactly as ``crop-faces`` does (``members.face.crop``), kept in memory,
 and run through every member in batches. Without a fusion, each task is the mean of the members that
 predict it; with one (``fuse --save-fusion``), the members' tables are fused and post-processed by it.
 Frames where a subject's face was not found are filled from the neighbouring frames, as everywhere else.
@@ -20,11 +20,11 @@ from ensemble.contract import KEY, PredictionTable, TableMeta
 from ensemble.errors import DataError
 from ensemble.frames import fill_missing_frames
 from ensemble.tasks import TASKS, Edition, get_edition
-from members.face_align import CROP_SIZE
+from members.face.align import CROP_SIZE
+from members.face.crop import FaceSearch, VideoFaces, aligned_crops, scan_video
 from members.heads import probabilities
-from members.predict import load_config, load_run
 from members.registry import MEMBERS, registry_name
-from members.video_faces import FaceSearch, VideoFaces, aligned_crops, scan_video
+from members.training.prediction import load_config, load_run
 
 Progress = Callable[[str, int, int], None]  # (phase, done, total)
 Outputs = dict[str, np.ndarray]  # task -> (faces, outputs) contract values
@@ -77,7 +77,7 @@ def load_members(runs: list[Path]) -> list[ImageMember]:
 
 def face_batch(crops: list[np.ndarray], size: int) -> torch.Tensor:
     """Aligned RGB crops as a member's input: resized to ``size`` (antialiased, as PIL resizes the JPEG
-    crops in training) and normalised like ``members.data.image_transform``."""
+    crops in training) and normalised like ``members.training.data.image_transform``."""
     import torch.nn.functional as F
 
     x = torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).float().div_(255.0)
@@ -182,7 +182,7 @@ def predict_video(
 ) -> VideoPrediction:
     """Find, align and predict every face of ``path``; a row for every frame of every subject."""
     from ensemble.pipeline import FittedFusion
-    from members.train import pick_device
+    from members.training.loop import pick_device
 
     members = load_members(runs)
     for member in members:

@@ -17,11 +17,11 @@ from pathlib import Path
 import numpy as np
 
 from ensemble.errors import DataError
-from members.face_align import align_face
-from members.overlay import draw_frame
-from members.video import VideoWriter, source_frames
-from members.video_faces import FaceSearch
-from members.video_predict import ImageMember, average_outputs, member_outputs
+from members.face.align import align_face
+from members.face.crop import FaceSearch
+from members.face.overlay import draw_frame
+from members.face.predict import ImageMember, average_outputs, member_outputs
+from members.face.video import VideoWriter, source_frames
 
 
 @dataclass

@@ -20,10 +20,10 @@ import pandas as pd
 
 from ensemble.errors import DataError
 from ensemble.outputs import safe_join
-from members.face_align import align_face
-from members.face_detect import Face, FaceDetector
-from members.face_track import FaceFollower
-from members.video import decode_frames, probe_video
+from members.face.align import align_face
+from members.face.detect import Face, FaceDetector
+from members.face.track import FaceFollower
+from members.face.video import decode_frames, probe_video
 
 MIN_SHARE = 0.2
 """A video has k subjects when at least this share of its frames with a face show k faces."""
@@ -39,7 +39,7 @@ class FaceSearch:
     min_face: int = 40
     max_faces: int = 2
     every: int = 1
-    threads: int = 1  # torch threads of the search (see members.face_detect.torch_threads)
+    threads: int = 1  # torch threads of the search (see members.face.detect.torch_threads)
 
     def follower(self) -> FaceFollower:
         return FaceFollower(FaceDetector(self.min_face, threads=self.threads), self.every)
