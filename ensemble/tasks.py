@@ -62,6 +62,10 @@ class Edition:
     layout: str  # submission layout of the expr, va and au tracks: PER_VIDEO or SINGLE_FILE
     sentinel_fill: bool = False  # participants wrote sentinel rows (-1, -5) for frames without a face
 
+    def __hash__(self) -> int:
+        """An edition is named by its year (frozen, but its dict fields would make the generated hash fail)."""
+        return hash(self.year)
+
     @property
     def name(self) -> str:
         """``'2024 (ABAW6, ABAW7)'``."""

@@ -7,8 +7,9 @@ torch nor timm: the command line reads it to build its options without loading a
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
-from dataclasses import MISSING, dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -79,9 +80,26 @@ def parse_pair(text: str, flag: str) -> tuple[float, ...]:
     return parse_numbers(text, flag, 2)
 
 
+def check_limits(config_class, values: dict[str, Any], label: Callable[[str], str]) -> None:
+    """Numbers are finite and within their field's limits; ``label(key)`` names the value in the error (the
+    field, a config file's key or the command-line flag): the one check of the declared limits."""
+    limits = {f.name: f.metadata.get("limits", {}) for f in fields(config_class)}
+    for key, value in values.items():
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or key not in limits:
+            continue
+        low, high = limits[key].get("min", -math.inf), limits[key].get("max", math.inf)
+        if not (math.isfinite(value) and low <= value <= high):
+            bounds = " and ".join(
+                t for t, on in ((f"at least {low}", low > -math.inf), (f"at most {high}", high < math.inf)) if on
+            )
+            raise AffectEnsError(f"{label(key)} must be a finite number{' ' + bounds if bounds else ''}, got {value!r}")
+
+
 @dataclass
 class MemberConfig:
-    """The fields every member shares; a member's config subclasses it (and may change the defaults)."""
+    """The fields every member shares; a member's config subclasses it (and may change the defaults). Built
+    in Python, from a config file or from the command line, a value outside its declared limits is the same
+    one-line error (``CnnConfig(lr=-1)``: 'lr must be a finite number at least 0.0, got -1')."""
 
     members: ClassVar[str] = ""  # the members using this config, for the help text (default: from the name)
 
@@ -95,6 +113,9 @@ class MemberConfig:
     weight_decay: float = option(1e-4, "AdamW weight decay", min=0.0)
     seed: int = option(0, "Random seed")
     checkpoint_every: int = option(0, "Also checkpoint every N steps inside an epoch (0: at epoch ends only)", min=0)
+
+    def __post_init__(self) -> None:
+        check_limits(type(self), vars(self), str)
 
     @classmethod
     def check_options(cls, given: dict[str, Any]) -> None:

@@ -20,8 +20,8 @@ from torch import nn
 
 from ensemble.errors import DataError
 from ensemble.tasks import TASKS, Edition, get_edition
-from members.base import Member
 from members.configs import KerasConfig
+from members.image import ImageMember
 from members.keras_import.converter import architecture, build_graph, read_keras
 from members.registry import MEMBERS
 
@@ -276,7 +276,7 @@ def train_keras(
     from members.training.loop import image_fit, train_member
 
     arch, weights = read_model(cfg)
-    model = member_cls.network(replace(cfg, architecture=arch), get_edition(cfg.edition), weights)  # checks first
+    model = KerasNet(replace(cfg, architecture=arch), get_edition(cfg.edition), weights)  # checks first
     cfg = replace(
         cfg, architecture=arch, tasks=model.tasks, outputs=dict(model.roles), image_size=model.graph.input_shape[0]
     )
@@ -288,12 +288,15 @@ def train_keras(
 
 
 @MEMBERS.register("keras")
-class KerasMember(Member):
+class KerasMember(ImageMember):
     """A Keras model (.h5 or .keras) for EXPR, VA, AU or several, imported without TensorFlow."""
 
     config_class = KerasConfig
-    network = KerasNet
     min_epochs = 0  # 0 epochs: the model as imported
+
+    def build_network(self, saved=None) -> KerasNet:
+        """The network of the config's architecture (weights zero until the run's checkpoint fills them)."""
+        return KerasNet(self.config, self.edition)
 
     def train(self, data_root, run_dir, progress=None, *, launch=None) -> list[dict]:
         return train_keras(type(self), self.config, data_root, run_dir, progress, launch=launch)

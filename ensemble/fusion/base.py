@@ -127,18 +127,6 @@ class Fuser:
         return fuser
 
 
-def weighted_sum(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """Sum over axis 0 of (members, frames, k) ``values`` (probabilities, values or 0/1 decisions) weighted by
-    ``weights``, one member at a time into one float32 buffer (no members-sized or float64 copy)."""
-    out = np.zeros(values.shape[1:], dtype=np.float32)
-    scaled = np.empty_like(out)
-    for m, w in enumerate(weights):
-        if w:
-            np.multiply(values[m], np.float32(w), out=scaled)
-            out += scaled
-    return out
-
-
 def param_fields(cls: type[Fuser]) -> list[Field]:
     """The declared parameters of a fuser class."""
     return [f for f in fields(cls) if f.init]
