@@ -1,19 +1,19 @@
 """Member configs: the shared ``MemberConfig`` fields and each built-in member's own.
 
-Every field is declared with ``option``: its help text, its command-line flag and parser live with it, so
-``train-member`` builds one option per field and no field can be forgotten. This module imports neither
+Every field is declared with ``option`` (``ensemble.params.declare``, as fusers declare theirs): its help text,
+its command-line flag and parser and its limits live with it, so ``train-member NAME`` builds one option per
+field, no field can be forgotten, and the config checks its limits itself. This module imports neither
 torch nor timm: the command line reads it to build its options without loading a network.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable
-from dataclasses import MISSING, dataclass, field, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
 from ensemble.errors import AffectEnsError
+from ensemble.params import check_limits, declare
 from ensemble.tasks import DEFAULT_EDITION, get_edition, parse_tasks
 
 FER2013_CLASSES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
@@ -21,24 +21,8 @@ FER2013_CLASSES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neut
 DEFAULT_BACKBONES = ("vgg16", "xception41", "resnetv2_50x1_bit", "efficientnet_b1")
 
 
-def option(
-    default: Any = MISSING,
-    help: str = "",  # noqa: A002  (the name typer gives it)
-    *,
-    factory: Callable[[], Any] | None = None,
-    flag: str | None = None,
-    parse: Callable[[str, str], Any] | None = None,
-    kind: type | None = None,
-    cli: bool = True,
-    **limits: float,
-):
-    """A config field with its command-line option: ``help`` (required unless ``cli`` is False), ``flag``
-    (default ``--field-name``), ``parse(text, flag)`` turning the option's text into the field's value,
-    ``kind`` the option's type (default: the default's type, or ``str`` when parsed), ``limits`` (min, max)."""
-    meta = {"help": help, "flag": flag, "parse": parse, "kind": kind, "cli": cli, "limits": limits}
-    if factory is not None:
-        return field(default_factory=factory, metadata=meta)
-    return field(default=default, metadata=meta)
+option = declare
+"""A member config field: ``ensemble.params.declare``, the one way parameters are declared."""
 
 
 def parse_numbers(text: str, flag: str, count: int | None = None) -> tuple[float, ...]:
@@ -78,21 +62,6 @@ def parse_edition(text: str, flag: str) -> int:
 
 def parse_pair(text: str, flag: str) -> tuple[float, ...]:
     return parse_numbers(text, flag, 2)
-
-
-def check_limits(config_class, values: dict[str, Any], label: Callable[[str], str]) -> None:
-    """Numbers are finite and within their field's limits; ``label(key)`` names the value in the error (the
-    field, a config file's key or the command-line flag): the one check of the declared limits."""
-    limits = {f.name: f.metadata.get("limits", {}) for f in fields(config_class)}
-    for key, value in values.items():
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or key not in limits:
-            continue
-        low, high = limits[key].get("min", -math.inf), limits[key].get("max", math.inf)
-        if not (math.isfinite(value) and low <= value <= high):
-            bounds = " and ".join(
-                t for t, on in ((f"at least {low}", low > -math.inf), (f"at most {high}", high < math.inf)) if on
-            )
-            raise AffectEnsError(f"{label(key)} must be a finite number{' ' + bounds if bounds else ''}, got {value!r}")
 
 
 @dataclass

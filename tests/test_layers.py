@@ -33,7 +33,7 @@ PACKAGES = ("ensemble", "members", "submissions")
 CORE = {
     f"ensemble.{m}"
     for m in (
-        "errors io tasks contract frames labels metrics outputs registry align voting".split()  # the ground floor
+        "errors io tasks contract frames labels metrics outputs registry align voting params".split()  # the ground floor
     )
 } | {"ensemble"}
 MEMBER_CONTRACT = {"members", "members.base", "members.configs", "members.registry", "members.heads"}

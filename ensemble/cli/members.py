@@ -11,7 +11,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import MISSING, Field, fields
+from dataclasses import MISSING, fields
 from pathlib import Path
 
 import typer
@@ -20,9 +20,11 @@ from typer.core import TyperGroup
 
 from ensemble.cli.app import app, console, err_console, progress_bar
 from ensemble.cli.common import say_edition
+from ensemble.cli.options import cli_fields, field_parameter, parse_options
 from ensemble.errors import AffectEnsError
 from ensemble.io import read_json_object
 from ensemble.outputs import Outputs
+from ensemble.params import flag_of
 from ensemble.tasks import check_split, get_edition
 
 SPLIT = typer.Option(..., "--split", help="Split to predict: train, val or test.", callback=lambda v: check_split(v))
@@ -61,10 +63,11 @@ def resolve_config(config_class, config_file: Path | None, overrides: dict, base
     if unknown:
         raise AffectEnsError(f"{config_file}: unknown config keys {unknown}; valid: {', '.join(sorted(known))}")
     given = {k: v for k, v in overrides.items() if v is not None}  # the member's own options only
-    from members.configs import check_limits
+    from ensemble.params import check_limits
 
     check_limits(config_class, values, lambda key: f"{config_file}: {key}")
-    check_limits(config_class, given, lambda key: flag_of(key, next(f for f in fields(config_class) if f.name == key)))
+    flags = {f.name: flag_of(f) for f in fields(config_class)}
+    check_limits(config_class, given, flags.__getitem__)
     values = {**(base or {}), **values, **given}
     check_config_types(config_class, values, str(config_file or "options"))
     return config_class(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
@@ -82,45 +85,6 @@ def check_config_types(config_class, values: dict, source: str) -> None:
         )
         if not isinstance(value, expected) or (isinstance(value, bool) and type(default) is not bool):
             raise AffectEnsError(f"{source}: {key} must be {type(default).__name__}, got {value!r}")
-
-
-def cli_fields(config_class) -> list[Field]:
-    """The fields of a member config that are command-line options."""
-    return [f for f in fields(config_class) if f.metadata.get("cli", False)]
-
-
-def _default(f: Field) -> str:
-    value = f.default_factory() if f.default is MISSING else f.default
-    if isinstance(value, dict):
-        value = ",".join(f"{k}={v}" for k, v in value.items())
-    elif isinstance(value, (tuple, list)):
-        value = ",".join(map(str, value))
-    return str(value) if value not in (None, "") else "none"
-
-
-def flag_of(name: str, f: Field) -> str:
-    return (f.metadata["flag"] or "--" + name.replace("_", "-")).split("/")[0]
-
-
-def field_parameter(f: Field) -> inspect.Parameter:
-    """A typer option for the config field ``f`` with its help and default (None unless given, so the config
-    decides)."""
-    meta, default = f.metadata, f.default_factory() if f.default is MISSING else f.default
-    kind = meta["kind"] or (str if meta["parse"] or default is None else type(default))
-    flag = meta["flag"] or ("--{0}/--no-{0}" if kind is bool else "--{0}").format(f.name.replace("_", "-"))
-    option = typer.Option(None, flag, help=f"{meta['help']} (default: {_default(f)}).", **meta["limits"])
-    return inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=kind)
-
-
-def parse_options(config_class, values: dict) -> dict:
-    """The config fields given on the command line, parsed to their values."""
-    declared = {f.name: f for f in cli_fields(config_class)}
-    given = {}
-    for name, value in values.items():
-        if value is not None:
-            f = declared[name]
-            given[name] = f.metadata["parse"](str(value), flag_of(name, f)) if f.metadata["parse"] else value
-    return given
 
 
 def path_options(values: dict) -> list[Path]:

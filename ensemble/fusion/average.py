@@ -153,6 +153,7 @@ class AverageFuser(Fuser):
     weights_: dict[str, list[list[float]]] = learned(dict)
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.tune and self.weights is not None:
             raise AffectEnsError("average: give weights or tune them, not both")
 

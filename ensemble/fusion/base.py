@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ensemble.errors import AffectEnsError, NotFittedError
+from ensemble.params import check_limits, declare
 from ensemble.registry import Registry
 
 if TYPE_CHECKING:  # types only: the fusion modules load without pandas, so `affect-ens --help` starts fast
@@ -31,10 +32,11 @@ if TYPE_CHECKING:  # types only: the fusion modules load without pandas, so `aff
     from ensemble.evaluate import Truth
 
 
-def param(default: Any, help: str, *, flag: str | None = None) -> Any:
-    """A declared fuser parameter: its default, the help of its ``fuse`` option and that option's name
-    (default ``--<name>``)."""
-    return field(default=default, metadata={"help": help, "flag": flag})
+def param(default: Any, help: str, *, flag: str | None = None, **limits: float) -> Any:  # noqa: A002
+    """A declared fuser parameter (``ensemble.params.declare``, as member configs declare theirs): its default,
+    the help of its ``fuse`` option, that option's name (default ``--<name>``) and its limits (min, max), which
+    the fuser checks itself when built."""
+    return declare(default, help, flag=flag, **limits)
 
 
 def learned(start: Callable[[], Any] | None = None, *, saved: bool = True) -> Any:
@@ -62,7 +64,8 @@ class Fuser:
         dataclass(kw_only=True, eq=False)(cls)
 
     def __post_init__(self) -> None:
-        """Check the parameters; subclasses extend it."""
+        """Check the parameters (their declared limits); subclasses extend it."""
+        check_limits(type(self), {f.name: getattr(self, f.name) for f in param_fields(type(self))})
 
     def check_members(self, aligned: Aligned) -> None:
         if self.weights is not None and len(self.weights) != len(aligned.members):

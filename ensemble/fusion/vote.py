@@ -32,6 +32,7 @@ class VoteFuser(Fuser):
     lead_by_task_: dict[str, int] = learned(dict)
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.tie_break not in TIE_BREAKS:
             raise AffectEnsError(f"unknown tie-break {self.tie_break!r}; choose one of: {', '.join(TIE_BREAKS)}")
 
