@@ -244,7 +244,7 @@ def train_member_cmd(member: str, data: Path, out: Path, config: Path | None, ho
     cfg = resumed_config(out, member_cls, cfg, launch)  # a re-run that differs fails before any output
     cfg, found = prepare(cfg)  # a --weights file that fits no backbone fails before any output too
     if found and launch.main:
-        err_console.print(escape(found), highlight=False)
+        err_console.print(escape(found), highlight=False, soft_wrap=True)
     with training_folder(out, [data, config, *path_options(options)], launch) as run:
         with main_progress(launch, "training") as advance:
             progress = advance and (lambda phase, done, total: advance(done, total))
