@@ -32,7 +32,16 @@ def prepare(cfg):
     found = find_weights(cfg.weights, cfg.weights_format, cfg.backbone)
     model = shapes_of(found.backbone)
     placed = place(model, found, load=False)
-    return replace(cfg, backbone=found.backbone, input=cfg.input or convention(found, model)), describe(found, placed)
+    conv = cfg.input or convention(found, model)
+    return replace(cfg, backbone=found.backbone, input=conv), f"{describe(found, placed)}; {said_input(conv, cfg)}"
+
+
+def said_input(conv: dict, cfg) -> str:
+    """'input BGR 0-255 minus 91.5, 103.9, 131.1, trained at 224 px (this run: 112 px)'."""
+    pixels = "0-255" if conv["scale"] == 255 else "0-1"
+    std = "" if set(conv["std"]) == {1.0} else f", divided by {', '.join(f'{v:g}' for v in conv['std'])}"
+    mean = ", ".join(f"{v:g}" for v in conv["mean"])
+    return f"input {conv['channels']} {pixels} minus {mean}{std}, trained at {conv['size']} px (this run: {cfg.image_size} px)"
 
 
 def pretrained_backbone(cfg) -> tuple[nn.Module, dict | None]:

@@ -20,7 +20,6 @@ from members.predict import load_config
 from members.pretrained import prepare, pretrained_backbone
 
 
-
 def cli(capsys, *args) -> tuple[int, str]:
     """Run ``affect-ens ARGS`` in this process: (exit code, stderr)."""
     from ensemble.cli import main
