@@ -45,10 +45,11 @@ def said_input(conv: dict, cfg) -> str:
 
 
 def pretrained_backbone(cfg) -> tuple[nn.Module, dict | None]:
-    """The backbone of a cnn config, its weights file loaded, and the input convention it takes (None: ours)."""
+    """The backbone of a cnn config, its weights file loaded, and the input convention the config records (None:
+    ours, as in runs of earlier versions, which were trained without one: ``prepare`` records it)."""
     if not cfg.weights:
         return build_backbone(cfg.backbone or DEFAULT_BACKBONE), cfg.input
     found = find_weights(cfg.weights, cfg.weights_format, cfg.backbone)
     model = build_backbone(found.backbone)
     place(model, found)
-    return model, cfg.input or convention(found, model)
+    return model, cfg.input

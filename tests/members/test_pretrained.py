@@ -6,12 +6,12 @@ from __future__ import annotations
 import json
 import os
 import pickle
-import sys
 
 import numpy as np
 import pretrained_files as pf
 import pytest
 import torch
+from helpers import run_here
 
 from ensemble.errors import DataError
 from ensemble.tasks import get_edition
@@ -22,17 +22,8 @@ from members.pretrained import prepare, pretrained_backbone
 
 def cli(capsys, *args) -> tuple[int, str]:
     """Run ``affect-ens ARGS`` in this process: (exit code, stderr)."""
-    from ensemble.cli import main
-
-    argv, sys.argv = sys.argv, ["affect-ens", *map(str, args)]
-    try:
-        main()
-        code = 0
-    except SystemExit as exc:
-        code = exc.code or 0
-    finally:
-        sys.argv = argv
-    return code, capsys.readouterr().err
+    result = run_here(*args)
+    return result.returncode, result.stderr
 
 
 def train(capsys, data, out, weights, *extra, size=32) -> tuple[int, str]:
@@ -294,3 +285,28 @@ def test_the_input_convention_is_applied_by_the_network(files):
     grey = torch.zeros(1, 3, 8, 8)  # our normalisation's mid-grey: 127.5 in 0-255 pixels
     expected = 127.5 - torch.tensor(pf.VGGFACE2_RGB).view(1, 3, 1, 1)
     torch.testing.assert_close(net.adapt(grey), expected.expand(1, 3, 8, 8))
+
+
+def test_keras_vggface_notop_weights_pick_the_conv_only_vgg(tmp_path):
+    rng, layers, c = np.random.default_rng(1), [], 3
+    for b, i, w in pf.VGG_CONVS:
+        kernel, bias = pf.he(rng, (3, 3, c, w), 9 * c), rng.normal(0, 0.01, w).astype(np.float32)
+        layers.append((f"conv{b}_{i}", [(f"conv{b}_{i}/kernel:0", kernel), (f"conv{b}_{i}/bias:0", bias)]))
+        c = w
+    pf.write_keras2_weights(tmp_path / "rcmalli_vggface_tf_notop_vgg16.h5", layers)
+    cfg, said = prepare(CnnConfig(weights=str(tmp_path / "rcmalli_vggface_tf_notop_vgg16.h5")))
+    assert cfg.backbone == "keras_vggface_vgg16_notop" and "26 of 26 tensors placed" in said and "dropped" not in said
+    model, _ = pretrained_backbone(cfg)
+    torch.testing.assert_close(model.conv1_1.weight, torch.from_numpy(layers[0][1][0][1]).permute(3, 2, 0, 1))
+    assert model.num_features == 512
+
+
+def test_a_committee_backbone_takes_its_weights_files_convention(files, tmp_path):
+    from members.committee import backbone_config
+    from members.configs import CommitteeConfig
+
+    (tmp_path / "vggface2_resnet50.pth").write_bytes(files("dag")[0].read_bytes())
+    cfg = CommitteeConfig(backbones=("vggface2_resnet50", "test_resnet"), weights_dir=str(tmp_path))
+    face, plain = backbone_config(cfg, "vggface2_resnet50"), backbone_config(cfg, "test_resnet")
+    assert face.input["mean"] == list(pf.VGGFACE2_RGB) and face.weights.endswith("vggface2_resnet50.pth")
+    assert plain.weights is None and plain.input is None
