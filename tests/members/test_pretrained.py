@@ -17,7 +17,7 @@ from ensemble.errors import DataError
 from ensemble.tasks import get_edition
 from members.cnn import CnnConfig, CnnNet
 from members.predict import load_config
-from members.pretrained import prepare, pretrained_backbone
+from members.pretrained import BACKBONES, build_backbone, prepare, pretrained_backbone
 
 
 def cli(capsys, *args) -> tuple[int, str]:
@@ -310,3 +310,13 @@ def test_a_committee_backbone_takes_its_weights_files_convention(files, tmp_path
     face, plain = backbone_config(cfg, "vggface2_resnet50"), backbone_config(cfg, "test_resnet")
     assert face.input["mean"] == list(pf.VGGFACE2_RGB) and face.weights.endswith("vggface2_resnet50.pth")
     assert plain.weights is None and plain.input is None
+
+
+@pytest.mark.parametrize("name", BACKBONES.names())
+def test_every_face_backbone_has_a_convention_and_pooled_features(name):
+    from members.pretrained.formats import BACKBONE_CONVENTIONS
+
+    with torch.device("meta"):
+        model = build_backbone(name)
+        out = model(torch.zeros(2, 3, 64, 64))
+    assert tuple(out.shape) == (2, model.num_features) and name in BACKBONE_CONVENTIONS
