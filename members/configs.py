@@ -97,10 +97,24 @@ class CnnConfig(MemberConfig):
 
     members: ClassVar[str] = "cnn"
 
-    backbone: str = option("resnet18", "timm backbone name")
-    weights: str | None = option(
-        None, "Local file of pretrained backbone weights (nothing is downloaded)", kind=Path, parse=parse_path
+    backbone: str | None = option(
+        None,
+        "timm backbone name, or a face backbone: vggface_vgg16, vggface2_resnet50, keras_vggface_vgg16, "
+        "keras_vggface_resnet50, keras_vggface_senet50 (none given: the --weights file's, else resnet18)",
+        kind=str,
     )
+    weights: str | None = option(
+        None,
+        "Local file of pretrained backbone weights, told by content: a timm state dict, VGG_Face_torch.pth, "
+        "resnet50_ft_weight.pkl, resnet50_ft_dag.pth, keras-vggface .h5, .safetensors (nothing is downloaded)",
+        kind=Path,
+        parse=parse_path,
+    )
+    weights_format: str | None = option(
+        None,
+        "Override the detected --weights format: timm, vggface-torch, vggface2-pickle, vggface2-dag, keras-vggface",
+    )
+    input: dict | None = option(None, cli=False)  # the backbone's input convention, recorded from the weights file
     image_size: int = option(112, "Input side in pixels", min=16)
     dropout: float = option(0.2, "Dropout before the task heads", min=0.0, max=0.9)
 

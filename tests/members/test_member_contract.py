@@ -113,7 +113,9 @@ def test_config_json_names_the_registry_name_and_class_names_of_older_runs_still
 def test_create_member_builds_a_member_with_its_config():
     member = create_member("toy", ToyConfig(width=2))
     assert isinstance(member, ToyMember) and member.config.width == 2 and member.min_epochs == 1
-    assert create_member("cnn").config.backbone == "resnet18"
+    from members.pretrained import prepare
+
+    assert prepare(create_member("cnn").config)[0].backbone == "resnet18"  # none given, no weights file: resnet18
     with pytest.raises(TypeError, match="takes a ToyConfig"):
         create_member("toy", load_members().get("cnn").config_class())
 
