@@ -80,7 +80,7 @@ def time_track(table, counts: dict[str, int], track: str, edition, root: Path) -
 
 def peak_memory(submission: Path, frames: Path, track: str, edition) -> str:
     code = subprocess.run(
-        [sys.executable, "-c", PEAK, str(submission), str(frames), track, str(edition.year)],
+        [sys.executable, "-c", PEAK, str(submission), str(frames), track, edition.key],
         capture_output=True,
         text=True,
         check=True,

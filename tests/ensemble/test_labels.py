@@ -5,7 +5,7 @@ from ensemble.errors import LabelsError
 from ensemble.labels import annotation_frame_counts, read_annotation_file, read_labels, track_dir
 from ensemble.tasks import SENTINELS, get_edition
 
-ED = get_edition(2025)
+ED = get_edition("abaw10")
 
 
 def _lines(path):
@@ -46,8 +46,11 @@ def test_au_row_with_any_sentinel_is_unannotated(tmp_path):
 @pytest.mark.parametrize(
     "text, message",
     [
-        ("Neutral,Anger,Disgust,Fear,Happiness,Sadness,Surprise\n1\n", "header does not match edition 2025 expr"),
-        ("", "header does not match edition 2025 expr: expected .*got '\\(empty file\\)'"),
+        (
+            "Neutral,Anger,Disgust,Fear,Happiness,Sadness,Surprise\n1\n",
+            "header does not match edition ABAW10 \\(CVPR 2026\\) expr",
+        ),
+        ("", "header does not match edition ABAW10 \\(CVPR 2026\\) expr: expected .*got '\\(empty file\\)'"),
         ("Neutral,Anger,Disgust,Fear,Happiness,Sadness,Surprise,Other\n1\nhappy\n", "unparsable value on line 3"),
         ("Neutral,Anger,Disgust,Fear,Happiness,Sadness,Surprise,Other\n1\n9\n", "invalid expr values: 1 line.*line 3"),
         ("Neutral,Anger,Disgust,Fear,Happiness,Sadness,Surprise,Other\n1,2\n", "expected 1 value"),
@@ -74,5 +77,5 @@ def test_2020_folder_names_and_label_sets(tmp_path):
     (folder / "v.txt").write_text(ed.header("au") + "\n" + ",".join(["0", "1"] * 4) + "\n")
     labels = read_labels(tmp_path, "au", "val", ed)
     assert labels.shape == (1, 2 + 8) and labels["au2"].tolist() == [1]
-    with pytest.raises(LabelsError, match="header does not match edition 2025 au"):
+    with pytest.raises(LabelsError, match="header does not match edition ABAW10 \\(CVPR 2026\\) au"):
         read_labels(tmp_path, "au", "val", ED)

@@ -16,6 +16,7 @@ from torch import nn
 from ensemble.cli import app
 from ensemble.cli.members import config_fields
 from ensemble.contract import read_table
+from ensemble.frames import video_folders
 from members import MEMBERS, Member, MemberConfig, create_member, load_members
 from members.configs import option
 from members.heads import TaskHeads
@@ -149,7 +150,7 @@ def test_a_committee_logs_the_frames_it_filled(tiny_dataset, toy_run, tmp_path):
     _ok("train-member", "toy", "--data", root, "--out", other, "--width", 3, "--epochs", 1, "--seed", 1)
     committee = tmp_path / "committee"
     _ok("committee", toy_run, other, "--out", committee)
-    faces = sum(len(list((root / "cropped_aligned" / v).glob("*.jpg"))) for v in summary["frames"]["test"])
+    faces = sum(len(list(video_folders(root)[v].glob("*.jpg"))) for v in summary["frames"]["test"])
     missing = sum(summary["frames"]["test"].values()) - faces
     assert missing > 0
     result = _ok("predict-member", committee, "--split", "test", "--data", root, "--out", tmp_path / "c.parquet")
