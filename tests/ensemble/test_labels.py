@@ -94,5 +94,8 @@ def test_a_track_folder_of_another_name_is_found_by_its_files_header(tmp_path):
     twice = tmp_path / "copy" / "Validation_Set"
     twice.mkdir(parents=True)
     (twice / "v.txt").write_text(ED.header("expr") + "\n3\n")
-    with pytest.raises(LabelsError, match=r"two folders hold expr annotations for Validation_Set: .*Expression_Set_renamed.* and .*copy"):
+    with pytest.raises(
+        LabelsError,
+        match=r"two folders hold expr annotations for Validation_Set: .*Expression_Set_renamed.* and .*copy",
+    ):
         read_labels(tmp_path, "expr", "val", ED)
