@@ -5,7 +5,8 @@ A frame source is one of four kinds, told apart by content (``read_frame_source`
 
 - ``manifest``: a CSV ``video,frames``; every frame 1..n of each video, videos in file order.
 - ``frame folders``: a folder of ``<video>/00001.jpg`` folders; frames 1..the highest number present.
-- ``example file``: the organisers' ``CVPR_<n>th_ABAW_<TRACK>_test_set_example.txt`` (2023 on), header
+- ``example file``: the organisers' ``CVPR_5th_ABAW_EXPR_test_set_example.txt``, ``..._test_set_sample.txt``
+  (ABAW5 on; the names vary, ``Edition.release``), header
   ``image_location,...`` then one row ``video/00001.jpg,...`` per image they score.
 - ``image list``: the organisers' multi-task test list (``MTL_Challenge_test_set_release.txt``), a header line
   then one ``video/00001.jpg`` per line.
