@@ -178,7 +178,15 @@ def expr_column(name: str) -> str:
 CLASSIC = (EXPR_7, (0.67, 0.33), (0.5, 0.5))  # 2020-2021: 7 classes; EXPR and AU scores weigh in accuracy
 F1_ONLY = (EXPR_8, (1.0, 0.0), (1.0, 0.0))  # 2022 on: 8 classes (with Other); scores are F1
 PER_VIDEO_2022 = Release(FOLDERS_2022)
-ABAW5 = Release(FOLDERS_2022, LISTS_2022, examples("CVPR_5th_ABAW_{}_test_set_example.txt"))
+ABAW5 = Release(FOLDERS_2022, LISTS_2022, examples("CVPR_5th_ABAW_{}_test_set_example.txt"))  # upczww/abaw5
+
+
+def since_6th(example: str) -> Release:
+    """A release of the 6th ABAW or later: its folders and lists, and example files named by ``example``
+    (``CVPR_6th_ABAW_Expr_test_set_sample.txt``: DresvyanskiyDenis/ABAW_2024; ``ICCV_9th_ABAW_VA_...``:
+    leeyubin10/9th-ABAW; ``ABAW_Expr_test_set_sample.txt``: ora942878/ABAW_10_EXPR; the other tracks' words by
+    analogy)."""
+    return Release(FOLDERS_2024, LISTS_2024, examples(example, ("Expr", "VA", "AU")) if example else {})
 
 
 def _row(number: int, venue: str, year: int, tracks, labels, aus, layout: str, release: Release, fill=False):
@@ -202,47 +210,11 @@ EDITIONS: dict[int, Edition] = {
     3: _row(3, "CVPR", 2022, TRACKS, F1_ONLY, AU_12, PER_VIDEO, PER_VIDEO_2022),
     4: _row(4, "ECCV", 2022, ("mtl",), F1_ONLY, AU_12, PER_VIDEO, PER_VIDEO_2022),
     5: _row(5, "CVPR", 2023, SINGLE, F1_ONLY, AU_12, SINGLE_FILE, ABAW5),
-    6: _row(
-        6,
-        "CVPR",
-        2024,
-        SINGLE,
-        F1_ONLY,
-        AU_12,
-        SINGLE_FILE,
-        Release(FOLDERS_2024, LISTS_2024, examples("CVPR_6th_ABAW_{}_test_set_sample.txt", ("Expr", "VA", "AU"))),
-    ),
-    7: _row(7, "ECCV", 2024, ("mtl",), F1_ONLY, AU_12, SINGLE_FILE, Release(FOLDERS_2024, LISTS_2024)),
-    8: _row(
-        8,
-        "CVPR",
-        2025,
-        SINGLE,
-        F1_ONLY,
-        AU_12,
-        SINGLE_FILE,
-        Release(FOLDERS_2024, LISTS_2024, examples("CVPR_8th_ABAW_{}_test_set_sample.txt", ("Expr", "VA", "AU"))),
-    ),
-    9: _row(
-        9,
-        "ICCV",
-        2025,
-        ("va",),
-        F1_ONLY,
-        AU_12,
-        SINGLE_FILE,
-        Release(FOLDERS_2024, LISTS_2024, examples("ICCV_9th_ABAW_{}_test_set_sample.txt", ("Expr", "VA", "AU"))),
-    ),
-    10: _row(
-        10,
-        "CVPR",
-        2026,
-        SINGLE,
-        F1_ONLY,
-        AU_12,
-        SINGLE_FILE,
-        Release(FOLDERS_2024, LISTS_2024, examples("ABAW_{}_test_set_sample.txt", ("Expr", "VA", "AU"))),
-    ),
+    6: _row(6, "CVPR", 2024, SINGLE, F1_ONLY, AU_12, SINGLE_FILE, since_6th("CVPR_6th_ABAW_{}_test_set_sample.txt")),
+    7: _row(7, "ECCV", 2024, ("mtl",), F1_ONLY, AU_12, SINGLE_FILE, since_6th("")),
+    8: _row(8, "CVPR", 2025, SINGLE, F1_ONLY, AU_12, SINGLE_FILE, since_6th("CVPR_8th_ABAW_{}_test_set_sample.txt")),
+    9: _row(9, "ICCV", 2025, ("va",), F1_ONLY, AU_12, SINGLE_FILE, since_6th("ICCV_9th_ABAW_{}_test_set_sample.txt")),
+    10: _row(10, "CVPR", 2026, SINGLE, F1_ONLY, AU_12, SINGLE_FILE, since_6th("ABAW_{}_test_set_sample.txt")),
 }
 DEFAULT_EDITION = "abaw10"
 """The edition every command uses when neither ``--edition`` nor its input tables name one: the latest
