@@ -316,9 +316,9 @@ def get_edition(name: int | str) -> Edition:
     (2024, True)
     """
     match = _NAME.match(str(name).strip())
-    if match and match.group(3):
+    if match and match.group(3) and int(match.group(3)) in YEARS:
         return year_rules(int(match.group(3)))
-    number = int(match.group(1) or match.group(2)) if match else None
+    number = int(match.group(1) or match.group(2)) if match and not match.group(3) else None
     if number not in EDITIONS:
         raise AffectEnsError(
             f"unknown ABAW edition {str(name).strip()!r}; name a competition, abaw1 ... abaw{max(EDITIONS)} "
