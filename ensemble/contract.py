@@ -51,7 +51,9 @@ class TableMeta:
         try:
             tasks, edition = tuple(d["tasks"]), d["edition"]
             member, split, extra = str(d.get("member", "")), str(d.get("split", "")), dict(d.get("extra", {}))
-            get_edition(edition if isinstance(edition, (int, str)) and not isinstance(edition, bool) else "")
+            if isinstance(edition, bool) or not isinstance(edition, (int, str)):
+                raise TypeError(edition)
+            get_edition(edition)
         except (KeyError, TypeError, ValueError):
             raise ContractError(
                 f"{source}: metadata is not affect-ens table metadata (needs tasks and edition)"

@@ -305,3 +305,10 @@ def test_tables_and_fusions_of_the_previous_version_still_evaluate_fuse_and_subm
     assert submitted.returncode == 0 and note in submitted.stderr, submitted.stderr
     lines = (out / "predictions" / "predictions.txt").read_text().splitlines()
     assert lines[0] == "image_location,valence,arousal" and [ln.split(",")[0] for ln in lines[1:]] == images
+
+
+def test_metadata_naming_no_known_edition_is_a_one_line_error(scored, tmp_path):
+    _, whole, _ = scored
+    path = _old_table(read_table(whole), tmp_path / "odd.parquet", 1999)
+    with pytest.raises(ContractError, match=r"odd.parquet: metadata names unknown ABAW edition '1999'; name a comp"):
+        read_table(path)
