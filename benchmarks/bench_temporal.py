@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from ensemble.frames import video_folders
 from ensemble.tasks import DEFAULT_EDITION, get_edition
 from members.cnn import CnnConfig, CnnMember, CnnNet
 from members.data import frame_path, image_transform, load_image
@@ -33,12 +34,13 @@ def end_to_end_epoch(cnn: CnnNet, rnn: RnnNet, seqs, cfg: TemporalConfig, image_
     params = list(cnn.parameters()) + list(rnn.parameters())
     opt = torch.optim.AdamW(params, lr=cfg.lr)
     cnn.train(), rnn.train()
+    folders = video_folders(DATA)
     start = time.perf_counter()
     for seq in seqs:
-        faces = sorted(int(p.stem) for p in (DATA / "cropped_aligned" / seq.video).glob("*.jpg"))
+        faces = sorted(int(p.stem) for p in folders[seq.video].glob("*.jpg"))
         for a, b in windows(len(seq.features), cfg.window, cfg.stride):
             nearest = [min(faces, key=lambda f: abs(f - (i + 1))) for i in range(a, b)]
-            images = torch.stack([transform(load_image(frame_path(DATA, seq.video, f))) for f in nearest])
+            images = torch.stack([transform(load_image(frame_path(folders, seq.video, f))) for f in nearest])
             feats = cnn.features(images)[None]
             out, _ = rnn.rnn(rnn.proj(feats))
             heads = rnn.heads(out)

@@ -28,7 +28,9 @@ def _segments(n: int, k: int, rng: np.random.Generator, low: int = 20, high: int
     return np.repeat(rng.integers(0, k, size=len(lengths)), lengths)[:n]
 
 
-def simulate_labels(videos: int, frames: int, edition: int = DEFAULT_EDITION, seed: int = 0) -> dict[str, pd.DataFrame]:
+def simulate_labels(
+    videos: int, frames: int, edition: int | str = DEFAULT_EDITION, seed: int = 0
+) -> dict[str, pd.DataFrame]:
     """Labels tables (video, frame, label columns) with smooth trajectories, keyed by task."""
     rng = np.random.default_rng(seed)
     ed = get_edition(edition)
@@ -62,7 +64,7 @@ def simulate_member(
     *,
     name: str,
     seed: int,
-    edition: int = DEFAULT_EDITION,
+    edition: int | str = DEFAULT_EDITION,
     tasks: tuple[str, ...] = TASKS,
 ) -> PredictionTable:
     """A prediction table for every labelled frame: the truth seen through ``spec``'s bias and noise."""
@@ -124,7 +126,7 @@ def swap_columns(table: PredictionTable, a: str, b: str) -> PredictionTable:
 
 
 def simulate_splits(
-    videos: int, frames: int, specs: list[MemberSpec], seed: int = 0, edition: int = DEFAULT_EDITION
+    videos: int, frames: int, specs: list[MemberSpec], seed: int = 0, edition: int | str = DEFAULT_EDITION
 ) -> tuple[dict, list[PredictionTable], dict, list[PredictionTable]]:
     """Labels and clean members' tables of a fit split (validation) and an apply split (test):
     ``(fit_labels, fit_tables, apply_labels, apply_tables)``; member i is named ``m<i>`` on both."""

@@ -18,10 +18,11 @@ from torch.utils.data import Dataset
 from torchvision import transforms
 
 from ensemble.errors import DataError
+from ensemble.frames import FRAME_ROOT, frame_roots, video_folders
 from ensemble.labels import read_labels
 from ensemble.tasks import Edition
 
-FRAMES_DIR = "cropped_aligned"
+FRAMES_DIR = FRAME_ROOT  # the first frame root; a release may have more (ensemble.frames.frame_roots)
 MEAN, STD = (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)
 
 
@@ -30,8 +31,9 @@ def derived_seed(*parts: int) -> int:
     return int(np.random.SeedSequence([p % 2**64 for p in parts]).generate_state(1)[0])
 
 
-def frame_path(root: Path, video: str, frame: int) -> Path:
-    return root / FRAMES_DIR / video / f"{frame:05d}.jpg"
+def frame_path(folders: dict[str, Path], video: str, frame: int) -> Path:
+    """A frame's image, given each video's frame folder (``ensemble.frames.video_folders``)."""
+    return folders[video] / f"{frame:05d}.jpg"
 
 
 def image_transform(size: int, train: bool) -> transforms.Compose:
@@ -63,13 +65,16 @@ class LabelArrays:
     au: np.ndarray
 
 
-def labelled_frames(root: Path, split: str, tasks: tuple[str, ...], edition: Edition) -> pd.DataFrame:
+def labelled_frames(
+    root: Path, split: str, tasks: tuple[str, ...], edition: Edition, folders: dict[str, Path] | None = None
+) -> pd.DataFrame:
     """Key and label columns of every frame annotated for at least one task and having a face image."""
+    folders = video_folders(root) if folders is None else folders
     merged = None
     for task in tasks:
         lab = read_labels(root, task, split, edition)
         merged = lab if merged is None else merged.merge(lab, on=["video", "frame"], how="outer")
-    exists = [frame_path(root, v, f).is_file() for v, f in zip(merged["video"], merged["frame"])]
+    exists = [v in folders and frame_path(folders, v, f).is_file() for v, f in zip(merged["video"], merged["frame"])]
     return merged[np.array(exists, dtype=bool)].sort_values(["video", "frame"]).reset_index(drop=True)
 
 
@@ -94,7 +99,8 @@ class FrameDataset(Dataset):
         self.train, self.seed, self.epoch = train, seed, 0
         self.tasks = tasks
         self.edition = edition
-        self.frames = labelled_frames(self.root, split, tasks, edition)
+        self.folders = video_folders(self.root)
+        self.frames = labelled_frames(self.root, split, tasks, edition, self.folders)
         if len(self.frames) == 0:
             raise DataError(
                 f"{self.root}: no annotated frames with face images for {', '.join(tasks)} in split {split!r}"
@@ -119,7 +125,7 @@ class FrameDataset(Dataset):
 
     def image(self, i: int) -> torch.Tensor:
         row = self.frames.iloc[i]
-        image = load_image(frame_path(self.root, row["video"], int(row["frame"])))
+        image = load_image(frame_path(self.folders, row["video"], int(row["frame"])))
         if not self.train:
             return self.transform(image)
         with torch.random.fork_rng(devices=[]):
@@ -141,11 +147,12 @@ class ImageListDataset(Dataset):
 
     def __init__(self, root: str | Path, videos: list[str], size: int):
         self.root = Path(root)
-        rows = []
+        self.folders, rows = video_folders(self.root), []
         for video in videos:
-            folder = self.root / FRAMES_DIR / video
-            if not folder.is_dir():
-                raise DataError(f"{folder}: no frame folder for video {video!r}")
+            folder = self.folders.get(video)
+            if folder is None:
+                roots = ", ".join(p.name for p in frame_roots(self.root)) or FRAMES_DIR
+                raise DataError(f"{self.root}: no frame folder for video {video!r} (frame roots: {roots})")
             rows += [(video, int(p.stem)) for p in sorted(folder.glob("*.jpg")) if p.stem.isdigit()]
         self.keys = pd.DataFrame(rows, columns=["video", "frame"])
         self.transform = image_transform(size, train=False)
@@ -155,4 +162,4 @@ class ImageListDataset(Dataset):
 
     def __getitem__(self, i: int):
         video, frame = self.keys.iloc[i]
-        return self.transform(load_image(frame_path(self.root, video, int(frame)))), i
+        return self.transform(load_image(frame_path(self.folders, video, int(frame)))), i

@@ -140,7 +140,7 @@ def run_on_video(
 def face_table(keys: pd.DataFrame, outputs: Outputs, edition: Edition, name: str, extra: dict) -> PredictionTable:
     """Rows of the frames with a face."""
     data = pd.concat([keys, outputs_frame(outputs, edition)], axis=1)
-    return PredictionTable(data, TableMeta(tuple(outputs), edition.year, member=name, split="video", extra=extra))
+    return PredictionTable(data, TableMeta(tuple(outputs), edition.key, member=name, split="video", extra=extra))
 
 
 def fuse_tables(tables: list[PredictionTable], fusion, source: Path) -> PredictionTable:
