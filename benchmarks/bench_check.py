@@ -3,7 +3,7 @@ clean ensemble (false alarms), and how often it flags each kind of bad member (a
 whose labels are distributed alike and on splits whose labels are not.
 
     python benchmarks/bench_check.py [--clean 200] [--bad 40] [--seed 0] [--no-labels] [--quick]
-        [--only clean|bad] [--shifts both|without|with]
+        [--only clean|bad] [--shifts both|without|with] [--kinds leaky ...]
 
 Clean ensembles: 3 to 7 members of random quality (noise 0.3 to 2.0, VA bias, temporally smooth noise in
 half of them), 8 to 60 videos of 150 to 600 frames, the test split up to 30 % harder for every member. With
@@ -70,8 +70,8 @@ def clean_rate(n: int, seed: int, shifts: bool, labels: bool) -> None:
     )
 
 
-def bad_rates(n: int, seed: int, shifts: bool, labels: bool) -> None:
-    for kind in BAD_MEMBERS:
+def bad_rates(n: int, seed: int, shifts: bool, labels: bool, kinds=BAD_MEMBERS) -> None:
+    for kind in kinds:
         hits, collateral, members = 0, 0, 0
         for i in range(n):
             rng = np.random.default_rng(seed + 10_000 + i)
@@ -96,6 +96,7 @@ if __name__ == "__main__":
     parser.add_argument("--quick", action="store_true", help="a quarter of the ensembles")
     parser.add_argument("--only", choices=["clean", "bad"], help="run one half (to run the halves in parallel)")
     parser.add_argument("--shifts", choices=["both", "without", "with"], default="both", help="which splits")
+    parser.add_argument("--kinds", nargs="+", choices=BAD_MEMBERS, default=BAD_MEMBERS, help="bad members to add")
     args = parser.parse_args()
     clean, bad = (args.clean // 4, args.bad // 4) if args.quick else (args.clean, args.bad)
     print(f"validation labels: {'not given' if args.no_labels else 'given'}")
@@ -103,4 +104,4 @@ if __name__ == "__main__":
         if args.only != "bad":
             clean_rate(clean, args.seed, shifts, not args.no_labels)
         if args.only != "clean":
-            bad_rates(bad, args.seed, shifts, not args.no_labels)
+            bad_rates(bad, args.seed, shifts, not args.no_labels, args.kinds)

@@ -11,6 +11,19 @@ Pearson correlation of VA values, averaged over the other members), its output d
 VA mean and std, AU rates), the frame lag at which it agrees best with the others' mean, and the reading of
 its classes that agrees best with the others'. Every flag compares the two splits and the member with the
 others, so that a test split that is harder, or distributed differently, for every member flags no one.
+
+The distribution rule. Other videos (other subjects) have other label distributions, and a member's output
+distribution follows them by its own sensitivity: a sharp member's AU rate moves 0.3 when the label rate
+rises from 0.1 to 0.4, a flat one's 0.1. So each member's sensitivity is measured on the fit split, against
+the labels (or, without them, the members' consensus): AU: TPR - FPR of each unit; VA: the slope of its
+output on the label (b for the mean, b² for the variance); EXPR: its confusion matrix. Each other member's
+move, undone through its own sensitivity, estimates the labels' move; their median (weighted by the
+sensitivity squared), through the member's own sensitivity, is the move expected of the member. A member is
+flagged only when its move lies far (``Limits.shift``, ``Limits.shift_z`` standard errors) both from that
+expected move and from the others' median move: never because it is sharper, flatter or more biased than
+the others, nor when it merely follows the split's label distribution like them. The expectation assumes
+that a member errs alike, given the label, on both splits; when more than half of the members are flagged
+for one reason, the error says the split itself looks different rather than naming each as bad.
 """
 
 from __future__ import annotations
@@ -41,8 +54,9 @@ AGREEMENT = {"expr": "κ", "va": "r", "au": "κ"}
 @dataclass(frozen=True)
 class Limits:
     """Where a statistic becomes a flag: set on simulated ensembles so that no member of a clean one (3 to 7
-    members of mixed quality, 8 to 60 videos, a harder test split) trips one, with room to spare, while the bad
-    members of ``ensemble.simulate`` do. ``benchmarks/bench_check.py`` measures both rates."""
+    members of mixed quality and calibration, 8 to 60 videos, a harder test split with other label
+    distributions) trips one, with room to spare, while the bad members of ``ensemble.simulate`` do.
+    ``benchmarks/bench_check.py`` measures both rates."""
 
     collapse: float = 0.2  # fall of the agreement (kappa or r) beyond the fall of the pairs without the member
     collapse_ratio: float = 0.5  # ... to below this share of the fit split's agreement
@@ -236,20 +250,26 @@ def reference_labels(stack: Aligned, truths: dict[str, Truth] | None) -> dict[st
 
 
 def by_video(columns: np.ndarray, codes: np.ndarray, n_videos: int) -> np.ndarray:
-    """(videos, c) sums of the (rows, c) ``columns`` over the rows of each video (``codes``)."""
-    return np.stack([np.bincount(codes, weights=c, minlength=n_videos) for c in columns.T], axis=1)
+    """(videos, c) sums of the (rows, c) ``columns`` over the rows of each video (``codes``, non-decreasing)."""
+    out = np.zeros((n_videos, columns.shape[1]))
+    if len(codes):
+        starts = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]])
+        out[codes[starts]] = np.add.reduceat(columns, starts, axis=0)
+    return out
 
 
-def joint_columns(task: str, outputs: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
-    """(rows, s) per-row terms of ``joint_sums`` for one member's ``outputs`` on the labelled rows."""
+def member_joint(task: str, outputs: np.ndarray, labels: np.ndarray, codes: np.ndarray, n_videos: int) -> np.ndarray:
+    """(videos, s) ``joint_sums`` of one member's ``outputs`` on the labelled rows (their video ``codes``)."""
     if task == "expr":
-        return np.eye(k * k)[labels.astype(np.int64) * k + outputs.argmax(axis=1)]
+        k = outputs.shape[1]
+        cells = (codes.astype(np.int64) * k + labels.astype(np.int64)) * k + outputs.argmax(axis=1)
+        return np.bincount(cells, minlength=n_videos * k * k).reshape(n_videos, k * k).astype(np.float64)
     y = labels.astype(np.float64)
     if task == "va":
         o = outputs.astype(np.float64)
-        return np.concatenate([o, o**2, y, y**2, o * y], axis=1)
+        return by_video(np.concatenate([o, o**2, y, y**2, o * y], axis=1), codes, n_videos)
     decision = (outputs >= 0.5).astype(np.float64)
-    return np.concatenate([decision * y, y, decision], axis=1)
+    return by_video(np.concatenate([decision * y, y, decision], axis=1), codes, n_videos)
 
 
 def joint_sums(stack: Aligned, reference: dict[str, tuple[np.ndarray, np.ndarray]]) -> dict[str, tuple]:
@@ -261,8 +281,7 @@ def joint_sums(stack: Aligned, reference: dict[str, tuple[np.ndarray, np.ndarray
     n_videos = int(codes.max()) + 1
     for task, (rows, labels) in reference.items():
         values, at = stack.task_values(task)[:, rows], codes[rows]
-        k = values.shape[2]
-        sums = np.stack([by_video(joint_columns(task, v, labels, k), at, n_videos) for v in values], axis=1)
+        sums = np.stack([member_joint(task, v, labels, at, n_videos) for v in values], axis=1)
         out[task] = sums, np.bincount(at, minlength=n_videos).astype(np.float64)
     return out
 
