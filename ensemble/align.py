@@ -44,7 +44,7 @@ class Aligned:
     def table(self, outputs: np.ndarray, member: str, split: str, extra: dict) -> PredictionTable:
         """A contract table of (frames, columns) ``outputs`` computed from the stack (a fusion, a vote)."""
         data = pd.concat([self.keys.reset_index(drop=True), pd.DataFrame(outputs, columns=self.columns)], axis=1)
-        return PredictionTable(data, TableMeta(self.tasks, self.edition.year, member, split, extra))
+        return PredictionTable(data, TableMeta(self.tasks, self.edition.key, member, split, extra))
 
 
 def common_tasks(tables: list[PredictionTable]) -> tuple[str, ...]:
@@ -129,7 +129,7 @@ def align(
         missing = [t for t in tasks if t not in tab.meta.tasks]
         if missing:
             raise ContractError(f"member {name!r} has no {', '.join(missing)} outputs (it predicts {tab.meta.tasks})")
-        check_label_set(tab.meta, edition.year, name)
+        check_label_set(tab.meta, edition.key, name)
     keys = tables[0].data[KEY]
     same = [True] + [_same_keys(keys, tab.data) for tab in tables[1:]]
     if policy == "strict" and not all(same):

@@ -56,8 +56,8 @@ def parse_path(text: str, flag: str) -> str:
     return str(text)
 
 
-def parse_edition(text: str, flag: str) -> int:
-    return get_edition(text).year
+def parse_edition(text: str, flag: str) -> str:
+    return get_edition(text).key
 
 
 def parse_pair(text: str, flag: str) -> tuple[float, ...]:
@@ -75,7 +75,9 @@ class MemberConfig:
     tasks: tuple[str, ...] = option(
         ("expr",), "expr, va, au or mtl (all three)", flag="--task", parse=lambda t, f: parse_tasks(t)
     )
-    edition: int = option(DEFAULT_EDITION, "ABAW edition of the labels, by year or ABAW number", parse=parse_edition)
+    edition: int | str = option(  # runs of earlier versions hold a year
+        DEFAULT_EDITION, "ABAW edition of the labels, by ABAW number (abaw10) or year", parse=parse_edition
+    )
     epochs: int = option(5, "Training epochs; more than a finished run's extends it", min=0)
     batch_size: int = option(64, "Batch size per process; under torchrun the global batch is this x processes", min=1)
     lr: float = option(1e-3, "Peak learning rate (one-cycle schedule)", min=0.0)

@@ -179,7 +179,7 @@ def tree_state(*roots) -> dict[str, object]:
     return state
 
 
-def one_hot_table(root, summary, edition=2025, drop=True) -> PredictionTable:
+def one_hot_table(root, summary, edition="abaw10", drop=True) -> PredictionTable:
     """A fused table of the test split that predicts the labels (label gaps filled from neighbours); with
     ``drop``, each video's first frame and 3% of the others are left out (no face)."""
     from ensemble.labels import read_label_folder

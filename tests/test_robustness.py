@@ -413,12 +413,12 @@ TABLE_CASES = {
     "member for another task": (_fuse(_other_task), "share no task: nothing to fuse"),
     "member for another label set": (
         _fuse(_old_label_set),
-        "expr label set of edition 2021 (7 outputs) does not match edition 2025 (8 outputs)",
+        "expr label set of edition ABAW2 (ICCV 2021) (7 outputs) does not match edition ABAW10 (CVPR 2026) (8 outputs)",
     ),
 }
 
 FUSE_CASES = {
-    "labels header vs edition": (_labels_with(_bad_header), "header does not match edition 2025 va"),
+    "labels header vs edition": (_labels_with(_bad_header), "header does not match edition ABAW10 (CVPR 2026) va"),
     "labels longer than the video": (_labels_with(_too_many_lines), "predictions miss 2 labelled va frame(s)"),
     "labels with a blank line": (_labels_with(_blank_line), "blank line inside the file: 1 line(s), first line 11"),
     "labels not UTF-8": (_labels_with(_latin1), "not UTF-8 text"),

@@ -23,5 +23,5 @@ def evaluate(
 
     stack = load_stack(predictions, edition, align_policy)
     truths = load_truths(labels, labels_split, stack)
-    title = f"ABAW {stack.edition.name} scores on {labels_split}"
+    title = f"{stack.edition.name} scores on {labels_split}"
     print_scores(member_rows(stack, truths), stack.edition, title)

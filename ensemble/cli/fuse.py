@@ -168,7 +168,7 @@ def fit_on(predictions: list[Path], apply: list[Path] | None, fit: FitRequest, l
         fusion = fit_fusion(
             stack, truths, fit.method, fit.params, smooth=fit.smooth, thresholds=fit.thresholds, folds=fit.folds
         )
-    title = f"ABAW {stack.edition.name} scores on {fit.labels_split} (tuned rows out-of-fold)"
+    title = f"{stack.edition.name} scores on {fit.labels_split} (tuned rows out-of-fold)"
     print_scores(fusion.scores, stack.edition, title)
     if fusion.post is not None:
         note(f"post-processing {fusion.post.summary()}")
