@@ -396,7 +396,7 @@ TABLE_CASES = {
     ),
     "metadata with an unknown edition": (
         _fuse(_with_metadata(b'{"tasks": ["va"], "edition": 1999}')),
-        "unknown ABAW edition 1999",
+        "unknown ABAW edition '1999'",
     ),
     "csv sidecar not JSON": (
         _fuse(
@@ -478,7 +478,7 @@ FUSE_CASES = {
     "one fold": (_fuse(_members, "--folds", "1"), "Invalid value for '--folds'"),
     "unknown edition": (
         _fuse(_members, "--edition", "2019"),
-        "unknown ABAW edition 2019; choose one of: 2020, 2021, 2022, 2023, 2024, 2025",
+        "unknown ABAW edition '2019'; name a competition, abaw1 ... abaw10 (or 1st ... 10th), or a year, 2020 ... 2026",
     ),
     "no labels to fit": (_fuse(_members, labels=False), "fitting a fusion needs --labels"),
     "unknown option": (_fuse(_members, "--smoothing"), "No such option: --smoothing"),
@@ -588,7 +588,7 @@ MEMBER_CASES = {
     "keras pixel range not two numbers": (_keras(_fer_model, "--pixel-range", "0"), "--pixel-range '0': expected 2"),
     "keras class unknown": (
         _keras(_fer_model, "--classes", "angry,disgust,fear,happy,sad,surprise,contempt"),
-        "class 'contempt' maps to no 2025 expression class",
+        "class 'contempt' maps to no ABAW10 (CVPR 2026) expression class",
     ),
     "keras map names no class": (
         _keras(_fer_model, "--map", "contempt=other"),
@@ -671,7 +671,7 @@ PREDICT_CASES = {
 OTHER_CASES = {
     "demo data seed -1": (_data("--seed", "-1"), "Invalid value for '--seed'"),
     "demo data too few frames": (_data("--min-frames", "3"), "Invalid value for '--min-frames'"),
-    "demo data unknown edition": (_data("--edition", "2019"), "unknown ABAW edition 2019"),
+    "demo data unknown edition": (_data("--edition", "2019"), "unknown ABAW edition '2019'"),
     "demo data onto a folder not ours": (_data("--force", existing=True), "was not written by affect-ens"),
     "demo data onto the current folder": (
         _here(lambda s, t: ["make-demo-data", ".", "--force"]),
