@@ -48,6 +48,7 @@ def test_stride_leaves_enough_training_frames():
     assert temporal_stride(values, codes, n_train=len(codes)) > 3
     assert temporal_stride(values, codes, n_train=3 * STRIDE_MIN_FRAMES) <= 3
     assert temporal_stride(values, codes, n_train=STRIDE_MIN_FRAMES) == 1  # the demo's few frames: all of them
+    assert temporal_stride(values, codes, n_train=len(codes), min_frames=len(codes) // 2) <= 2  # EXPR's floor
 
 
 def test_strided_takes_every_nth_frame_of_each_video_from_its_first():
@@ -69,7 +70,7 @@ def test_a_strided_stack_learns_from_fewer_frames_and_predicts_every_frame(monke
         return train(self, x, y, *args)
 
     monkeypatch.setattr(stack_module.StackingFuser, "_train", spy)
-    monkeypatch.setattr(stack_module, "temporal_stride", lambda values, codes, n_train: 4)  # as on long videos
+    monkeypatch.setattr(stack_module, "temporal_stride", lambda values, codes, n_train, least: 4)  # as on long videos
     fuser = create_fuser("stack", rounds=30, folds=3).fit(stack, truths)
     assert fuser.strides_ == {"expr": 4, "va": 4, "au": 4}
     refits = sizes[3::4]  # each model: 3 folds, then the refit on all its training frames
