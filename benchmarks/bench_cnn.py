@@ -17,9 +17,9 @@ import torch
 from ensemble.tasks import get_edition
 from members.cnn import CnnConfig, CnnMember
 from members.heads import TaskHeads, masked_loss
-from members.predict import extract_features, predict_member
-from members.synthetic import SyntheticConfig, make_dataset
-from members.train import train_member
+from members.synthetic.dataset import SyntheticConfig, make_dataset
+from members.training.loop import train_member
+from members.training.prediction import extract_features, predict_member
 
 DATA = Path(__file__).parent / "_data" / "synthetic"
 
@@ -72,7 +72,7 @@ def main(backbone: str, image_size: int, batch_size: int) -> None:
 
 
 def _train_images(cfg: CnnConfig) -> int:
-    from members.data import labelled_frames
+    from members.training.data import labelled_frames
 
     return len(labelled_frames(DATA, "train", cfg.tasks, get_edition(cfg.edition)))
 

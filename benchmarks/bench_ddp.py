@@ -27,7 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def timed_steps(fit, cfg, launch, steps: int) -> dict:
     """Seconds of ``steps`` training steps (after 2 warm-up steps) and of the waits for data within them."""
-    from members.train import Progression, epoch_loader, prepare
+    from members.training.loop import Progression, epoch_loader, prepare
 
     net, model = prepare(fit.model, launch)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr)
@@ -57,8 +57,8 @@ def timed_steps(fit, cfg, launch, steps: int) -> dict:
 
 def worker(args) -> None:
     from members.cnn import CnnConfig, CnnMember
-    from members.distributed import launch_from_env
-    from members.train import image_fit
+    from members.training.distributed import launch_from_env
+    from members.training.loop import image_fit
 
     launch = launch_from_env(args.precision, workers=args.workers)
     cfg = CnnConfig(backbone=args.backbone, image_size=args.image_size, batch_size=args.batch_size, tasks=("expr",))
@@ -93,7 +93,7 @@ def report(name: str, r: dict) -> None:
 
 
 def main(args) -> None:
-    from members.synthetic import SyntheticConfig, make_dataset
+    from members.synthetic.dataset import SyntheticConfig, make_dataset
 
     if not (DATA / "dataset.json").exists():
         make_dataset(DATA, SyntheticConfig(train_videos=4, val_videos=1, test_videos=1, size=args.image_size))

@@ -21,7 +21,7 @@ os.environ.setdefault("KERAS_BACKEND", "torch")
 import numpy as np
 import torch
 
-from members.keras_import import load_keras_model
+from members.keras_import.converter import load_keras_model
 
 DATA = Path(__file__).parent / "_data" / "synthetic"
 APPLICATIONS = {"VGG16": 224, "EfficientNetB1": 240}  # keras.applications name: native input size
@@ -78,8 +78,8 @@ def compare(path: Path, frames: int, repeats: int) -> None:
 def pipeline(weights: str) -> None:
     """train-member keras (import + validation score) and predict-member on the default synthetic dataset."""
     from members.keras import KerasConfig, KerasMember, train_keras
-    from members.predict import predict_member
-    from members.synthetic import SyntheticConfig, make_dataset
+    from members.synthetic.dataset import SyntheticConfig, make_dataset
+    from members.training.prediction import predict_member
 
     if not (DATA / "dataset.json").exists():
         make_dataset(DATA, SyntheticConfig())

@@ -129,6 +129,17 @@ def read_manifest(path: str | Path) -> dict[str, int]:
     return dict(zip(data["video"], data["frames"].astype(int)))
 
 
+def face_file(frame: int) -> str:
+    """The name of frame ``frame``'s face image as written (crop-faces, the synthetic data): ``00042.jpg``."""
+    return f"{frame:05d}.jpg"
+
+
+def face_images(folder: str | Path) -> dict[int, Path]:
+    """Frame number -> face image in a video's frame folder (``video_folders``): ``00001.jpg`` or ``.png``, as
+    ``FRAME_FILE`` reads frame folders everywhere; the one reading of a frame's file name."""
+    return {int(m.group(1)): p for p in sorted(Path(folder).iterdir()) if (m := FRAME_FILE.match(p.name))}
+
+
 def count_frame_folders(root: str | Path, videos: list[str] | None = None) -> dict[str, int]:
     """Frames per video from ``root/<video>/NNNNN.jpg``: the highest frame number present (frames after
     the last detected face cannot be seen this way; prefer a manifest)."""
@@ -143,11 +154,6 @@ def count_frame_folders(root: str | Path, videos: list[str] | None = None) -> di
             raise DataError(f"{root / video}: no frame images (expected 00001.jpg ...)")
         counts[video] = max(numbers)
     return counts
-
-
-def frame_counts(source: str | Path) -> dict[str, int]:
-    """A manifest CSV or a folder of frame folders."""
-    return count_frame_folders(source) if Path(source).is_dir() else read_manifest(source)
 
 
 def _text(path: Path) -> str:

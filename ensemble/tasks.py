@@ -112,6 +112,10 @@ class Edition:
         """What names these rules in tables' metadata and run configs: ``'abaw10'``, or a year's ``'2025'``."""
         return str(self.year) if self.also else f"abaw{self.number}"
 
+    def __hash__(self) -> int:
+        """An edition is named by its key (frozen, but the dicts it holds would make the generated hash fail)."""
+        return hash(self.key)
+
     @property
     def name(self) -> str:
         """``'ABAW10 (CVPR 2026)'``; a year's rules: ``'2025 (ABAW8 CVPR, ABAW9 ICCV)'``."""

@@ -6,9 +6,9 @@ import torch
 from torch import nn
 
 from ensemble.tasks import Edition
-from members.base import Member
 from members.configs import CnnConfig
 from members.heads import TaskHeads
+from members.image import ImageMember
 from members.pretrained import InputAdapter, prepare, pretrained_backbone
 from members.registry import MEMBERS
 
@@ -30,11 +30,13 @@ class CnnNet(nn.Module):
 
 
 @MEMBERS.register("cnn")
-class CnnMember(Member):
+class CnnMember(ImageMember):
     """Per-frame CNN on face images."""
 
     config_class = CnnConfig
-    network = CnnNet
+
+    def build_network(self, saved=None) -> CnnNet:
+        return CnnNet(self.config, self.edition)
 
     def train(self, data_root, run_dir, progress=None, *, launch=None) -> list[dict]:
         """Train with the backbone and input convention of the weights file recorded in config.json."""

@@ -1,6 +1,6 @@
 """The ``keras`` member: a Keras model (``.h5`` or ``.keras``) as a torch member, for EXPR, VA, AU or several.
 
-``train-member keras --weights model.h5`` rebuilds the model in torch (``members.keras_import``), decides
+``train-member keras --weights model.h5`` rebuilds the model in torch (``members.keras_import.converter``), decides
 which of its outputs predicts which task (from ``--outputs``, else the outputs' names, else a single
 output's size and activation), maps its expression classes onto the edition's (``--classes``, ``--map``),
 scores it on validation and saves the run like any other member; ``--epochs N`` fine-tunes it on Aff-Wild2
@@ -20,9 +20,9 @@ from torch import nn
 
 from ensemble.errors import DataError
 from ensemble.tasks import TASKS, Edition, get_edition
-from members.base import Member
 from members.configs import KerasConfig
-from members.keras_import import architecture, build_graph, read_keras
+from members.image import ImageMember
+from members.keras_import.converter import architecture, build_graph, read_keras
 from members.registry import MEMBERS
 
 SYNONYMS = {
@@ -273,10 +273,10 @@ def train_keras(
 ) -> list[dict]:
     """Import the Keras model and score it on validation (epochs 0, saved as epoch 0), or fine-tune it for
     ``epochs``; config.json keeps its architecture and the resolved outputs, tasks and input size."""
-    from members.train import image_fit, train_member
+    from members.training.loop import image_fit, train_member
 
     arch, weights = read_model(cfg)
-    model = member_cls.network(replace(cfg, architecture=arch), get_edition(cfg.edition), weights)  # checks first
+    model = KerasNet(replace(cfg, architecture=arch), get_edition(cfg.edition), weights)  # checks first
     cfg = replace(
         cfg, architecture=arch, tasks=model.tasks, outputs=dict(model.roles), image_size=model.graph.input_shape[0]
     )
@@ -288,12 +288,15 @@ def train_keras(
 
 
 @MEMBERS.register("keras")
-class KerasMember(Member):
+class KerasMember(ImageMember):
     """A Keras model (.h5 or .keras) for EXPR, VA, AU or several, imported without TensorFlow."""
 
     config_class = KerasConfig
-    network = KerasNet
     min_epochs = 0  # 0 epochs: the model as imported
+
+    def build_network(self, saved=None) -> KerasNet:
+        """The network of the config's architecture (weights zero until the run's checkpoint fills them)."""
+        return KerasNet(self.config, self.edition)
 
     def train(self, data_root, run_dir, progress=None, *, launch=None) -> list[dict]:
         return train_keras(type(self), self.config, data_root, run_dir, progress, launch=launch)

@@ -12,7 +12,7 @@ if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):  # pytest-xdist workers share th
 
 import pytest
 
-from members.synthetic import SyntheticConfig, make_dataset
+from members.synthetic.dataset import SyntheticConfig, make_dataset
 
 TINY = SyntheticConfig(seed=3, train_videos=2, val_videos=2, test_videos=2, min_frames=30, max_frames=45, size=32)
 

@@ -1,6 +1,6 @@
 """An independent numpy forward pass of a Keras .h5 model, channels last as Keras computes it.
 
-It reads the file with h5py itself and shares no code with ``members.keras_import``: kernels stay in
+It reads the file with h5py itself and shares no code with ``members.keras_import.converter``: kernels stay in
 Keras's HWIO layout and convolutions are sums over sliding windows, so a transposition or padding
 mistake in the torch import cannot be repeated here.
 """

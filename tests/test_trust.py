@@ -115,7 +115,7 @@ def test_10_a_blank_line_inside_an_annotation_file_is_an_error_not_a_shift(sim, 
 
 
 def test_11_a_mistyped_frames_manifest_is_an_error(tmp_path, tiny_dataset):
-    from members.predict import split_frame_counts
+    from members.training.prediction import split_frame_counts
 
     with pytest.raises(Exception, match="val_frame.csv: frame manifest not found"):
         split_frame_counts(tiny_dataset[0], "val", ("expr",), 2025, tmp_path / "val_frame.csv")

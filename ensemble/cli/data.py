@@ -26,7 +26,7 @@ def make_demo_data(
     force: bool = typer.Option(False, "--force", help="Replace OUT if it exists."),
 ) -> None:
     """Write a synthetic dataset: face-like frames whose features follow smooth per-frame labels."""
-    from members.synthetic import SyntheticConfig, make_dataset
+    from members.synthetic.dataset import SyntheticConfig, make_dataset
 
     resolved, how = resolve_edition(edition)
     say_edition(resolved, how)

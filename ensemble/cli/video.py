@@ -1,5 +1,5 @@
 """``crop-faces``, ``predict-video`` and ``webcam``: from raw video (or a camera) to aligned faces and
-predictions. One detection and alignment path serves all three (``members.video_faces``).
+predictions. One detection and alignment path serves all three (``members.face.crop``).
 
 torch, PyAV, OpenCV and facenet-pytorch are imported inside the commands, so the CLI starts fast.
 """
@@ -109,8 +109,8 @@ def crop_faces_cmd(
     """Find, align and crop the faces of every frame in Aff-Wild2's layout (frames without a face are absent)."""
     with Outputs(force=force, inputs=[source]) as outs, phase_bars("frames") as bar:
         folder = outs.folder(out)  # first: a refused output is answered before torch is imported
-        from members.video import video_files
-        from members.video_faces import FaceSearch, crop_faces
+        from members.face.crop import FaceSearch, crop_faces
+        from members.face.video import video_files
 
         videos = video_files(source)
         report = crop_faces(
@@ -155,14 +155,16 @@ def predict_video_cmd(
     with Outputs(force=force, inputs=[video, *member, fusion]) as outs, phase_bars("frames") as bar:
         table = outs.file(check_table_path(out))  # refusals come before torch's import
         files = [table] + [outs.file(p) if p else None for p in (overlay, plot)]
-        from members.video import video_files
-        from members.video_faces import FaceSearch
-        from members.video_predict import predict_video
+        from ensemble.pipeline import saved_fusion
+        from members.face.crop import FaceSearch
+        from members.face.predict import predict_video
+        from members.face.video import video_files
 
         ((video_id, path),) = video_files(video).items()
         search = FaceSearch(min_face, max_faces, detect_every, _use_threads(threads))
+        fuse = saved_fusion(fusion, split="video") if fusion else None
         result = predict_video(
-            path, video_id, member, fusion_path=fusion, search=search, size=size, batch_size=batch_size, progress=bar
+            path, video_id, member, fuse=fuse, search=search, size=size, batch_size=batch_size, progress=bar
         )
         _write_results(result, files, out, bar)
     for subject, track in result.faces.subjects.items():
@@ -174,8 +176,8 @@ def predict_video_cmd(
 def _write_results(result, files: list[Path | None], out: Path, bar) -> None:
     """The table, and where asked the overlay video and the plot page, into the command's temporary files."""
     from ensemble.contract import write_table
-    from members.overlay import write_overlay
-    from members.video_plot import plot_html
+    from members.face.overlay import write_overlay
+    from members.face.plot import plot_html
 
     table_file, overlay_file, plot_file = files
     write_table(result.table, table_file, name=str(out))
@@ -209,12 +211,12 @@ def webcam(
     inputs = [None if source.isdigit() else Path(source), *(member or [])]
     with Outputs(force=force, inputs=inputs) as outs, phase_bars("frames") as bar:
         record = outs.file(overlay) if overlay else None  # refusals come before torch's import
-        from members.video import parse_source
-        from members.video_faces import FaceSearch
-        from members.video_predict import load_members
-        from members.webcam import run_live
+        from members.face.crop import FaceSearch
+        from members.face.predict import open_image_runs
+        from members.face.video import parse_source
+        from members.face.webcam import run_live
 
-        stream, members = parse_source(source), load_members(member) if member else []
+        stream, members = parse_source(source), open_image_runs(member) if member else []
         search, show = FaceSearch(min_face, max_faces, detect_every, _use_threads(threads)), _window(window)
         report = run_live(
             stream, members, search, limit=frames, show=show, record=record, progress=lambda d, t: bar("live", d, t)
@@ -229,7 +231,7 @@ def webcam(
 
 def _window(asked: bool | None):
     """The window's ``show``, or None: asked for and impossible is an error; by default, a warning."""
-    from members.webcam import display_available, open_window
+    from members.face.webcam import display_available, open_window
 
     if asked is False or (asked is None and not display_available()):
         return None

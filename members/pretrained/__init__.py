@@ -7,6 +7,8 @@
 (``networks``) with the input convention they were trained with (``conventions``), which a run records in
 config.json and its network applies to every image. ``prepare`` resolves a config before training (and says
 what it found); ``pretrained_backbone`` builds the network with its weights.
+
+May import: ``ensemble``'s core and ``members.keras_import`` (Keras layers of keras-vggface's networks).
 """
 
 from __future__ import annotations

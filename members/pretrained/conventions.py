@@ -2,7 +2,7 @@
 face-pretrained network was trained with, and the module that turns our images into that input.
 
 Our data pipeline gives every network RGB images normalised as ``(x - 0.5) / 0.5`` with ``x`` in [0, 1]
-(``members.data``); a backbone trained on another convention gets its own input through ``InputAdapter``, at
+(``members.training.data``); a backbone trained on another convention gets its own input through ``InputAdapter``, at
 training and at prediction alike, because the adapter is part of the network. A run stores its convention in
 config.json (the ``input`` field of the cnn config).
 """

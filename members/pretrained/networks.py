@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ensemble.registry import Registry
-from members.keras_import import SamePad
+from members.keras_import.converter import SamePad
 
 BACKBONES: Registry = Registry("face backbone")
 """Backbone name -> factory of the network (no arguments)."""

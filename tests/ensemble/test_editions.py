@@ -221,6 +221,12 @@ def test_evaluate_edition_2021_refuses_an_8_class_table_in_one_line(scored):
     ]
 
 
+def test_an_edition_is_hashable_and_equal_to_itself():
+    """Issue 24: Edition is frozen but holds dicts, so hash(get_edition(2025)) raised TypeError."""
+    a, b, c = get_edition(2025), get_edition("2025"), get_edition("ABAW10")
+    assert hash(a) == hash(b) and {a: 1}[b] == 1 and len({a, b, c, get_edition("10th")}) == 2
+
+
 def _expr_f1(root: Path, table: Path) -> float:
     """Macro F1 over the 8 classes of the table's arg-max against the validation labels, by sklearn."""
     from ensemble.labels import read_labels

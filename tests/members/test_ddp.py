@@ -25,10 +25,10 @@ from ensemble.contract import read_table
 from ensemble.frames import video_folders
 from ensemble.pipeline import member_rows
 from members.cnn import CnnConfig, CnnMember
-from members.predict import extract_features, predict_member, write_prediction
-from members.runs import load_checkpoint
-from members.synthetic import SyntheticConfig, make_dataset
-from members.train import train_member
+from members.synthetic.dataset import SyntheticConfig, make_dataset
+from members.training.loop import train_member
+from members.training.prediction import extract_features, predict_member, write_prediction
+from members.training.runs import load_checkpoint
 
 REPO = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
@@ -156,5 +156,7 @@ def test_prediction_and_features_under_torchrun_equal_one_process(data, ddp, tmp
 
 
 def test_python_m_ensemble_cli_is_the_command_line():
-    result = subprocess.run([sys.executable, "-m", "ensemble.cli", "train-member", "--help"], capture_output=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "ensemble.cli", "train-member", "cnn", "--help"], capture_output=True
+    )
     assert result.returncode == 0 and b"--precision" in result.stdout

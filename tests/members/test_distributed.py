@@ -8,7 +8,7 @@ import torch
 
 from ensemble.cli import main
 from ensemble.errors import AffectEnsError
-from members.distributed import Launch, launch_from_env, resolve_precision, shard, split_range
+from members.training.distributed import Launch, launch_from_env, resolve_precision, shard, split_range
 
 
 def test_more_processes_than_visible_gpus_is_a_clear_error(monkeypatch):

@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 
 from ensemble.outputs import is_ours
-from members.face_align import TEMPLATE_112, align_face, similarity_transform, template
-from members.face_detect import Face
-from members.face_track import FaceFollower
-from members.video import VideoWriter, decode_frames
-from members.video_faces import assign_subjects, count_subjects, subject_ids
-from members.video_plot import missing_runs
+from members.face.align import TEMPLATE_112, align_face, similarity_transform, template
+from members.face.crop import assign_subjects, count_subjects, subject_ids
+from members.face.detect import Face
+from members.face.plot import missing_runs
+from members.face.track import FaceFollower
+from members.face.video import VideoWriter, decode_frames
 
 
 def _similarity(angle_deg, scale, shift):

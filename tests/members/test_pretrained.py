@@ -16,8 +16,8 @@ from helpers import run_here
 from ensemble.errors import DataError
 from ensemble.tasks import get_edition
 from members.cnn import CnnConfig, CnnNet
-from members.predict import load_config
 from members.pretrained import BACKBONES, build_backbone, prepare, pretrained_backbone
+from members.training.runs import Run
 
 
 def cli(capsys, *args) -> tuple[int, str]:
@@ -33,7 +33,7 @@ def train(capsys, data, out, weights, *extra, size=32) -> tuple[int, str]:
 
 def run_network(run) -> CnnNet:
     """The network train-member built for the run: its config.json's backbone, input convention and weights."""
-    _, cfg = load_config(run)
+    cfg = Run.open(run).config
     return CnnNet(cfg, get_edition(cfg.edition)).eval()
 
 

@@ -16,10 +16,10 @@ from helpers import run_here
 
 from ensemble.errors import DataError
 from members.cnn import CnnConfig, CnnMember
-from members.runs import load_checkpoint
 from members.temporal import CnnRnnMember, TemporalConfig
-from members.temporal_train import train_temporal
-from members.train import one_cycle, train_member
+from members.training.loop import one_cycle, train_member
+from members.training.runs import load_checkpoint
+from members.training.temporal import train_temporal
 
 TINY = ["--backbone", "test_resnet", "--image-size", "32", "--batch-size", "8", "--seed", "1", "--lr", "3e-3"]
 

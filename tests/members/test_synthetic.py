@@ -7,7 +7,7 @@ import pandas as pd
 from ensemble.frames import video_folders
 from ensemble.labels import read_labels
 from ensemble.tasks import get_edition
-from members.synthetic import SyntheticConfig, make_dataset
+from members.synthetic.dataset import SyntheticConfig, make_dataset
 
 
 def _digest(root):

@@ -8,7 +8,7 @@ from helpers import invoke, one_hot_table
 
 from ensemble.contract import write_table
 from ensemble.tasks import get_edition
-from members.synthetic import organiser_files
+from members.synthetic.dataset import organiser_files
 
 
 @pytest.fixture(scope="module")

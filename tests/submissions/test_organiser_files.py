@@ -8,7 +8,7 @@ from helpers import one_hot_table
 from ensemble.frames import read_frame_source, video_folders
 from ensemble.labels import read_label_folder
 from ensemble.tasks import get_edition
-from members.synthetic import SyntheticConfig, make_dataset, organiser_files
+from members.synthetic.dataset import SyntheticConfig, make_dataset, organiser_files
 from submissions import write_submission
 
 

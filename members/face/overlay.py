@@ -115,7 +115,7 @@ def subject_values(table) -> dict[str, tuple[list[str], np.ndarray]]:
 def write_overlay(prediction, path, progress=None) -> int:
     """The video of ``prediction`` (a ``VideoPrediction``) with its predictions drawn, as an MP4 at
     ``path``; returns the frames written."""
-    from members.video import VideoWriter, decode_frames
+    from members.face.video import VideoWriter, decode_frames
 
     faces = prediction.faces
     values = subject_values(prediction.table)

@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from members.face_detect import Face
+from members.face.detect import Face
 
 MIN_POINTS = 8
 

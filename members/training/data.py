@@ -18,11 +18,10 @@ from torch.utils.data import Dataset
 from torchvision import transforms
 
 from ensemble.errors import DataError
-from ensemble.frames import FRAME_ROOT, frame_roots, video_folders
+from ensemble.frames import FRAME_ROOT, face_images, frame_roots, video_folders
 from ensemble.labels import read_labels
 from ensemble.tasks import Edition
 
-FRAMES_DIR = FRAME_ROOT  # the first frame root; a release may have more (ensemble.frames.frame_roots)
 MEAN, STD = (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)
 
 
@@ -31,9 +30,11 @@ def derived_seed(*parts: int) -> int:
     return int(np.random.SeedSequence([p % 2**64 for p in parts]).generate_state(1)[0])
 
 
-def frame_path(folders: dict[str, Path], video: str, frame: int) -> Path:
-    """A frame's image, given each video's frame folder (``ensemble.frames.video_folders``)."""
-    return folders[video] / f"{frame:05d}.jpg"
+def face_paths(folders: dict[str, Path], keys: pd.DataFrame) -> list[Path | None]:
+    """The face image of each (video, frame) of ``keys``, given each video's frame folder
+    (``ensemble.frames.video_folders``); None where the frame has none."""
+    images = {v: face_images(folders[v]) if v in folders else {} for v in keys["video"].unique()}
+    return [images[v].get(int(f)) for v, f in zip(keys["video"], keys["frame"])]
 
 
 def image_transform(size: int, train: bool) -> transforms.Compose:
@@ -74,7 +75,7 @@ def labelled_frames(
     for task in tasks:
         lab = read_labels(root, task, split, edition)
         merged = lab if merged is None else merged.merge(lab, on=["video", "frame"], how="outer")
-    exists = [v in folders and frame_path(folders, v, f).is_file() for v, f in zip(merged["video"], merged["frame"])]
+    exists = [path is not None for path in face_paths(folders, merged)]
     return merged[np.array(exists, dtype=bool)].sort_values(["video", "frame"]).reset_index(drop=True)
 
 
@@ -105,6 +106,7 @@ class FrameDataset(Dataset):
             raise DataError(
                 f"{self.root}: no annotated frames with face images for {', '.join(tasks)} in split {split!r}"
             )
+        self.paths = face_paths(self.folders, self.frames)
         self.transform = image_transform(size, train)
         self.labels = self._label_arrays()
 
@@ -124,8 +126,7 @@ class FrameDataset(Dataset):
         self.epoch = epoch
 
     def image(self, i: int) -> torch.Tensor:
-        row = self.frames.iloc[i]
-        image = load_image(frame_path(self.folders, row["video"], int(row["frame"])))
+        image = load_image(self.paths[i])
         if not self.train:
             return self.transform(image)
         with torch.random.fork_rng(devices=[]):
@@ -147,13 +148,14 @@ class ImageListDataset(Dataset):
 
     def __init__(self, root: str | Path, videos: list[str], size: int):
         self.root = Path(root)
-        self.folders, rows = video_folders(self.root), []
+        folders, rows, self.paths = video_folders(self.root), [], []
         for video in videos:
-            folder = self.folders.get(video)
-            if folder is None:
-                roots = ", ".join(p.name for p in frame_roots(self.root)) or FRAMES_DIR
+            if video not in folders:
+                roots = ", ".join(p.name for p in frame_roots(self.root)) or FRAME_ROOT
                 raise DataError(f"{self.root}: no frame folder for video {video!r} (frame roots: {roots})")
-            rows += [(video, int(p.stem)) for p in sorted(folder.glob("*.jpg")) if p.stem.isdigit()]
+            images = face_images(folders[video])
+            rows += [(video, frame) for frame in sorted(images)]
+            self.paths += [images[frame] for frame in sorted(images)]
         self.keys = pd.DataFrame(rows, columns=["video", "frame"])
         self.transform = image_transform(size, train=False)
 
@@ -161,5 +163,4 @@ class ImageListDataset(Dataset):
         return len(self.keys)
 
     def __getitem__(self, i: int):
-        video, frame = self.keys.iloc[i]
-        return self.transform(load_image(frame_path(self.folders, video, int(frame)))), i
+        return self.transform(load_image(self.paths[i])), i

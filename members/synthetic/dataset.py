@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ensemble.frames import FRAME_ROOT, video_folders
+from ensemble.frames import FRAME_ROOT, face_file, face_images, video_folders
 from ensemble.tasks import (
     DEFAULT_EDITION,
     MTL_FILE,
@@ -26,7 +26,7 @@ from ensemble.tasks import (
     Edition,
     get_edition,
 )
-from members.faces import AUS_ALL, FaceState, Identity, draw_face
+from members.synthetic.faces import AUS_ALL, FaceState, Identity, draw_face
 
 # Per expression: (valence, arousal) centre and the AUs it tends to activate (FACS prototypes).
 EXPR_PROFILE: dict[str, tuple[float, float, dict[str, float]]] = {
@@ -157,7 +157,7 @@ def write_video(
     folder = root / frame_root / video
     folder.mkdir(parents=True, exist_ok=True)
     for i in np.flatnonzero(~missing):
-        draw_face(frame_state(lab, i, rng, pose), who, cfg.size, rng).save(folder / f"{i + 1:05d}.jpg", quality=90)
+        draw_face(frame_state(lab, i, rng, pose), who, cfg.size, rng).save(folder / face_file(i + 1), quality=90)
     labels_root = root / "test_labels" if split == "test" else root
     for task in TASKS:
         path = labels_root / edition.folders[task] / SPLIT_FOLDERS[split] / f"{video}.txt"
@@ -209,7 +209,7 @@ def organiser_files(root: str | Path, edition: Edition) -> dict[str, tuple[Path,
 
 
 def _faces(root: Path, video: str) -> list[int]:
-    return sorted(int(p.stem) for p in video_folders(root)[video].glob("*.jpg"))
+    return sorted(face_images(video_folders(root)[video]))
 
 
 def write_organiser_files(root: Path, counts: dict[str, int], edition: Edition) -> None:
