@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 
 from ensemble.errors import ContractError, DataError
 from ensemble.outputs import STAMP, atomic_file
-from ensemble.tasks import DEFAULT_EDITION, EDITIONS, TASKS, Edition, get_edition, resolve_edition
+from ensemble.tasks import DEFAULT_EDITION, EDITIONS, TASKS, Edition, get_edition, label_set, resolve_edition
 
 KEY = ["video", "frame"]
 META_KEY = b"affect_ens"
@@ -55,7 +55,27 @@ class TableMeta:
             ) from None
         if not all(isinstance(t, str) for t in tasks):
             raise ContractError(f"{source}: metadata tasks must be names, got {list(tasks)}")
+        if "label_set" in extra:  # another challenge's classes: known again from their names
+            edition = labels_edition(extra["label_set"], edition, source)
         return cls(tasks, edition, member, split, extra)
+
+    @classmethod
+    def of(cls, tasks: tuple[str, ...], edition: Edition, **fields) -> TableMeta:
+        """Metadata for ``edition``; a label set of another challenge travels by its class names."""
+        extra = dict(fields.pop("extra", {}))
+        if edition.title:
+            extra["label_set"] = list(edition.expr_classes)
+        return cls(tuple(tasks), edition.year, extra=extra, **fields)
+
+
+def labels_edition(names, year: int, source: str) -> int:
+    """The number of the label set ``names`` stored in a table's metadata; it must be the one the table names."""
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise ContractError(f"{source}: metadata label_set must be a list of class names")
+    found = label_set(names).year
+    if found != year:
+        raise ContractError(f"{source}: metadata label_set does not match its edition number {year}")
+    return found
 
 
 @dataclass

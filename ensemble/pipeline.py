@@ -140,4 +140,6 @@ def fit_fusion(
 def fused_table(stack: Aligned, outputs: np.ndarray, fusion: FittedFusion, split: str = "") -> PredictionTable:
     data = pd.concat([stack.keys.reset_index(drop=True), pd.DataFrame(outputs, columns=stack.columns)], axis=1)
     extra = {"method": fusion.fuser.name, "members": stack.members, "post": fusion.post is not None}
-    return PredictionTable(data, TableMeta(stack.tasks, stack.edition.year, f"fused-{fusion.fuser.name}", split, extra))
+    return PredictionTable(
+        data, TableMeta.of(stack.tasks, stack.edition, member=f"fused-{fusion.fuser.name}", split=split, extra=extra)
+    )

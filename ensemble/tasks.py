@@ -9,6 +9,7 @@ only place that names the default, and no other module writes a year.
 from __future__ import annotations
 
 import re
+import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -61,10 +62,13 @@ class Edition:
     au_weights: tuple[float, float]  # (mean F1, mean accuracy) weights of the AU score
     layout: str  # submission layout of the expr, va and au tracks: PER_VIDEO or SINGLE_FILE
     sentinel_fill: bool = False  # participants wrote sentinel rows (-1, -5) for frames without a face
+    title: str = ""  # a label set of another challenge (``label_set``): its name in messages
 
     @property
     def name(self) -> str:
-        """``'2024 (ABAW6, ABAW7)'``."""
+        """``'2024 (ABAW6, ABAW7)'``; a label set of another challenge: ``'9 classes (anger, ...)'``."""
+        if self.title:
+            return self.title
         return f"{self.year} ({', '.join(f'ABAW{n}' for n in self.abaw)})"
 
     @property
@@ -133,6 +137,32 @@ EDITIONS: dict[int, Edition] = {
 }
 DEFAULT_EDITION = 2025
 """The edition every command uses when neither ``--edition`` nor its input tables name one."""
+LABEL_SET_BASE = 100_000
+"""Label sets of other challenges (class folders, clip sets) are numbered from here, far above every year."""
+
+
+def label_set(classes: Iterable[str]) -> Edition:
+    """The edition-like object of a challenge outside ABAW: an expression task over ``classes`` (in this order),
+    scored by accuracy (macro F1 shown beside it), no ABAW track. Its number is derived from the names, so a
+    table or run that stores the names (``TableMeta.extra['label_set']``, a config's ``label_set``) gets the
+    same object back in any process.
+
+    >>> label_set(["cat", "dog"]).name
+    '2 classes (cat, dog)'
+    """
+    classes = tuple(str(c) for c in classes)
+    if len(classes) < 2 or len(set(classes)) != len(classes) or not all(classes):
+        raise ContractError(f"a label set needs two or more distinct, non-empty class names, got {list(classes)}")
+    year = LABEL_SET_BASE + zlib.crc32("\n".join(classes).encode()) % 900_000_000
+    known = EDITIONS.get(year)
+    if known is not None and known.expr_classes != classes:
+        raise ContractError(f"label sets {list(classes)} and {list(known.expr_classes)} share a number; rename one")
+    title = f"{len(classes)} classes ({', '.join(classes)})"
+    EDITIONS[year] = known or Edition(
+        year, {}, classes, AU_12, FOLDERS_2022, (0.0, 1.0), (1.0, 0.0), SINGLE_FILE, title=title
+    )
+    return EDITIONS[year]
+
 
 ABAW_NUMBERS = {n: year for year, ed in EDITIONS.items() for n in ed.abaw}
 _NAME = re.compile(r"^\s*(?:abaw\s*(\d+)|(\d{4}))\s*$", re.IGNORECASE)
@@ -159,8 +189,10 @@ def score_columns(edition: Edition, tasks: Iterable[str]) -> list[tuple[str, str
             columns += [("va_ccc_valence", "CCC V"), ("va_ccc_arousal", "CCC A"), ("va_score", "VA CCC")]
             continue
         name, (w_f1, w_acc) = task.upper(), edition.expr_weights if task == "expr" else edition.au_weights
-        if w_acc == 0 or w_f1 == 0:
-            columns.append((f"{task}_score", f"{name} {'F1' if w_acc == 0 else 'acc'}"))
+        if w_f1 == 0:  # scored by accuracy alone (other challenges' label sets): macro F1 shown beside it
+            columns += [(f"{task}_f1", f"{name} F1"), (f"{task}_score", f"{name} acc")]
+        elif w_acc == 0:
+            columns.append((f"{task}_score", f"{name} F1"))
         else:
             columns += [
                 (f"{task}_f1", f"{name} F1"),
@@ -193,14 +225,16 @@ def get_edition(name: int | str) -> Edition:
     >>> get_edition("abaw7").year, get_edition("ABAW3") is get_edition(2022)
     (2024, True)
     """
+    if isinstance(name, int) and name >= LABEL_SET_BASE and name in EDITIONS:
+        return EDITIONS[name]  # a label set registered by ``label_set``
     match = _NAME.match(str(name))
     year = None
     if match and match.group(1):
         year = ABAW_NUMBERS.get(int(match.group(1)))
     elif match:
         year = int(match.group(2))
-    if year not in EDITIONS:
-        known = ", ".join(str(y) for y in EDITIONS)
+    if year not in EDITIONS or year >= LABEL_SET_BASE:
+        known = ", ".join(str(y) for y in EDITIONS if y < LABEL_SET_BASE)
         raise AffectEnsError(
             f"unknown ABAW edition {name}; choose one of: {known} (or abaw1 ... abaw{max(ABAW_NUMBERS)})"
         )

@@ -7,13 +7,24 @@ from pathlib import Path
 import typer
 
 from ensemble.cli.app import app
-from ensemble.cli.common import ALIGN, EDITION, LABELS_SPLIT, load_stack, load_truths, print_scores
+from ensemble.cli.common import (
+    ALIGN,
+    EDITION,
+    LABELS_SPLIT,
+    load_stack,
+    load_truths,
+    print_confusion,
+    print_scores,
+    scored_as,
+)
 
 
 @app.command()
 def evaluate(
     predictions: list[Path] = typer.Argument(..., help="Prediction tables (.parquet or .csv) of the same split."),
-    labels: Path = typer.Option(..., "--labels", help="Aff-Wild2 root holding the annotation folders."),
+    labels: Path = typer.Option(
+        ..., "--labels", help="Aff-Wild2 root holding the annotation folders, or an image, clip or list dataset."
+    ),
     labels_split: str = LABELS_SPLIT,
     edition: str = EDITION,
     align_policy: str = ALIGN,
@@ -23,5 +34,7 @@ def evaluate(
 
     stack = load_stack(predictions, edition, align_policy)
     truths = load_truths(labels, labels_split, stack)
-    title = f"ABAW {stack.edition.name} scores on {labels_split}"
+    title = f"{scored_as(stack.edition)} scores on {labels_split}"
     print_scores(member_rows(stack, truths), stack.edition, title)
+    if stack.edition.title:
+        print_confusion(stack, truths)

@@ -19,7 +19,7 @@ import typer
 from rich.markup import escape
 
 from ensemble.cli.app import app, console, err_console, progress_bar
-from ensemble.cli.common import say_edition
+from ensemble.cli.common import note, say_edition
 from ensemble.errors import AffectEnsError
 from ensemble.io import read_json_object
 from ensemble.outputs import Outputs
@@ -236,7 +236,11 @@ def train_member_cmd(member: str, data: Path, out: Path, config: Path | None, ho
     given = parse_options(options)
     member_cls.config_class.check_options(given)
     cfg = resolve_config(member_cls.config_class, config, given, base=run_options(out, member_cls))
-    say_edition(get_edition(cfg.edition), "given" if "edition" in given else "from --config, the run or the default")
+    cfg = dataset_config(cfg, data)
+    if not cfg.label_set:
+        say_edition(
+            get_edition(cfg.edition), "given" if "edition" in given else "from --config, the run or the default"
+        )
     if cfg.epochs < member_cls.min_epochs:
         raise AffectEnsError(f"--epochs {cfg.epochs}: member {member} trains at least {member_cls.min_epochs} epoch(s)")
     launch = launch_from_env(*how)
@@ -250,6 +254,20 @@ def train_member_cmd(member: str, data: Path, out: Path, config: Path | None, ho
 
 
 app.command("train-member")(TrainMemberCommand())
+
+
+def dataset_config(cfg, data: Path):
+    """``cfg`` for a class-folder, clip or list dataset at ``data`` (its classes as the label set), saying what
+    was found; unchanged for Aff-Wild2."""
+    from ensemble.datasets import read_dataset
+    from members.training.datasets import is_listed, with_dataset
+
+    if not data.is_dir() or not is_listed(data):
+        return cfg
+    note(f"dataset {data}: {read_dataset(data).describe()}")
+    cfg = with_dataset(cfg, data)
+    note(f"label set: {get_edition(cfg.edition).name} (accuracy scored, macro F1 beside it)")
+    return cfg
 
 
 def run_options(out: Path, member_cls) -> dict:

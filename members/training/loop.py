@@ -288,7 +288,12 @@ def image_loss(net, batch) -> torch.Tensor:
 
 
 def image_fit(member_cls, cfg, data_root: Path, launch: Launch, model: nn.Module | None = None) -> Fit:
-    """Face images of the training split, validated on every labelled face image of the validation split."""
+    """Face images of the training split, validated on every labelled face image of the validation split; a
+    class-folder, clip or list dataset's images likewise (``members.training.datasets``)."""
+    from members.training.datasets import is_listed, listed_fit
+
+    if is_listed(data_root):
+        return listed_fit(member_cls, cfg, data_root, launch, model)
     edition, tasks = get_edition(cfg.edition), tuple(cfg.tasks)
     train_set = FrameDataset(data_root, "train", tasks, edition, cfg.image_size, train=True, seed=cfg.seed)
     val_set = FrameDataset(data_root, "val", tasks, edition, cfg.image_size, train=False)
@@ -301,8 +306,10 @@ def train_member(
 ) -> list[dict]:
     """Train (or resume, or extend) a member in ``run_dir``; returns the per-epoch history. ``build`` makes the
     member's ``Fit`` (image members by default); ``launch`` is this process's part (one process by default)."""
+    from members.training.datasets import with_dataset
+
     launch = launch or Launch()
-    cfg = resumed_config(run_dir, member_cls, cfg, launch)
+    cfg = resumed_config(run_dir, member_cls, with_dataset(cfg, data_root), launch)
     if launch.main:
         make_run_folder(run_dir)
     seed_everything(cfg.seed)

@@ -137,7 +137,12 @@ def predict_member(run_dir: Path, data_root: Path, split: str, **how) -> Predict
 
 
 def predict_images(member_cls, cfg, run_dir: Path, data_root: Path, split: str, frames, progress, launch):
-    """An image member's ``Prediction``: its network on every face image, faceless frames filled."""
+    """An image member's ``Prediction``: its network on every face image, faceless frames filled; on a
+    class-folder, clip or list dataset one row per image or clip (``members.training.datasets``)."""
+    from members.training.datasets import is_listed, predict_listed
+
+    if is_listed(data_root):
+        return predict_listed(member_cls, cfg, run_dir, data_root, split, progress, launch)
     cfg, counts, keys, outs = run_split(
         run_dir, data_root, split, frames, 128, lambda m, x: probabilities(m(x)), progress, launch or Launch()
     )
@@ -146,8 +151,8 @@ def predict_images(member_cls, cfg, run_dir: Path, data_root: Path, split: str, 
     edition = get_edition(cfg.edition)
     columns = {c: outs[t][:, j] for t in cfg.tasks for j, c in enumerate(edition.output_columns(t))}
     data = pd.concat([keys, pd.DataFrame(columns)], axis=1)
-    meta = TableMeta(
-        tuple(cfg.tasks), cfg.edition, member=run_dir.name, split=split, extra={"config": read_config(run_dir)}
+    meta = TableMeta.of(
+        tuple(cfg.tasks), edition, member=run_dir.name, split=split, extra={"config": read_config(run_dir)}
     )
     return Prediction(*fill_missing_frames(PredictionTable(data, meta), counts, f"{run_dir} ({split})"))
 
