@@ -87,7 +87,7 @@ def input_convention(cfg: KerasConfig) -> dict:
 
 
 def _abaw_class(name: str, edition: Edition) -> str | None:
-    ours = {c.lower(): c for c in edition.expr_classes}
+    ours = {SYNONYMS.get(c.lower(), c).lower(): c for c in edition.expr_classes}  # another label set's names too
     return ours.get(SYNONYMS.get(name.lower(), name).lower())
 
 

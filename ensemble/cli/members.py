@@ -26,7 +26,13 @@ from ensemble.outputs import Outputs
 from ensemble.tasks import check_split, get_edition
 
 SPLIT = typer.Option(..., "--split", help="Split to predict: train, val or test.", callback=lambda v: check_split(v))
-DATA = typer.Option(..., "--data", help="Aff-Wild2 root: cropped_aligned/ and the annotation folders.")
+DATA = typer.Option(
+    ...,
+    "--data",
+    help="Aff-Wild2 root (cropped_aligned/ and the annotation folders), or an image dataset (train/<class>/, "
+    "optional val/, test/ or test_kaggle/), a clip dataset (<split>/<class>/<clip>/<frames>) or a list (train.csv: "
+    "image_path,label); the kind is told apart by content and printed.",
+)
 FRAMES = typer.Option(
     None,
     "--frames",
@@ -335,9 +341,22 @@ def predict_member_cmd(
     ),
     force: bool = typer.Option(False, "--force", help="Overwrite OUT (and the member tables) if this tool wrote them."),
     workers: int = WORKERS,
+    classes: str = typer.Option(
+        None,
+        "--classes",
+        help="An ABAW-trained run on an image or clip dataset: the dataset's class names in folder order "
+        "(default: the folder names); its table is mapped onto them.",
+    ),
+    class_map: str = typer.Option(
+        None,
+        "--map",
+        help="With an ABAW-trained run on an image or clip dataset: ABAW class=dataset class pairs for classes "
+        "without a same-named one (e.g. Other=neutral), as keras imports map theirs.",
+    ),
 ) -> None:
     """Write a prediction table with a row for every frame of every video of the split (under torchrun the
-    processes share the videos and rank 0 writes the table)."""
+    processes share the videos and rank 0 writes the table); on an image or clip dataset a row per image or
+    clip."""
     from ensemble.contract import check_table_path, write_table
     from members.committee import check_member_tables
     from members.training.distributed import launch_from_env
@@ -351,6 +370,7 @@ def predict_member_cmd(
         table_tmp = outs and outs.file(out)
         with main_progress(launch, "predicting") as advance:
             done = predict_member(run, data, split, frames=frames, progress=advance, launch=launch)
+        done = mapped_prediction(done, data, classes, class_map)
         paths = part_paths(out, done.parts) if member_tables and outs else {}
         if outs:
             write_table(done.table, table_tmp, name=str(out))
@@ -363,6 +383,24 @@ def predict_member_cmd(
         console.print(
             f"wrote {escape(str(out))}: {len(done.table.data)} frames of {done.table.data['video'].nunique()} videos"
         )
+
+
+def mapped_prediction(done, data: Path, classes: str | None, class_map: str | None):
+    """``done`` with its table mapped onto an image or clip dataset's classes when the run is ABAW-trained;
+    --classes and --map are refused where they do not apply."""
+    from members.configs import parse_pairs, parse_words
+    from members.training.datasets import is_listed, map_onto_dataset
+
+    abaw_on_images = done.table is not None and is_listed(data) and not done.table.edition.title
+    if not abaw_on_images:
+        if classes is not None or class_map is not None:
+            raise AffectEnsError("--classes and --map apply to an ABAW-trained run predicting an image or clip dataset")
+        return done
+    names = parse_words(classes, "--classes") if classes else ()
+    pairs = parse_pairs(class_map, "--map") if class_map else {}
+    done.table = map_onto_dataset(done.table, data, names, pairs)
+    note(f"mapped the run's {len(done.table.meta.extra['mapped_from'])} ABAW classes onto {done.table.edition.name}")
+    return done
 
 
 @app.command("extract-features")

@@ -17,7 +17,7 @@ from torch.utils.data import Dataset as TorchDataset
 from ensemble.contract import PredictionTable, TableMeta
 from ensemble.datasets import AFF_WILD2, Dataset, detect_dataset, read_dataset
 from ensemble.errors import AffectEnsError, DataError
-from ensemble.tasks import Edition, get_edition
+from ensemble.tasks import Edition, get_edition, label_set
 from members.training.data import LabelArrays, derived_seed, image_transform, load_image
 
 
@@ -138,3 +138,39 @@ def predict_listed(member_cls, cfg, run_dir: Path, data_root: Path, split: str, 
     data = pd.concat([keys, pd.DataFrame(expr, columns=edition.output_columns("expr"))], axis=1)
     meta = TableMeta.of(("expr",), edition, member=run_dir.name, split=split, extra={"config": read_config(run_dir)})
     return Prediction(PredictionTable(data, meta), 0)
+
+
+def listed_features(run_dir: Path, data_root: Path, split: str, batch_size: int, progress, launch):
+    """(frames per clip or image, keys, {'features': ...}) of a split's images, as ``extract_features`` caches
+    them: a clip's frames are its video's frames."""
+    from members.training.distributed import Launch
+    from members.training.prediction import load_run
+
+    _, cfg, model = load_run(run_dir)
+    dataset = ListedImages(read_dataset(data_root), split, get_edition(cfg.edition), cfg.image_size, train=False)
+    fn = lambda m, x: {"features": m.features(x)}  # noqa: E731
+    outs = listed_outputs(model, dataset, batch_size, fn, progress, launch or Launch())
+    keys = dataset.frames[["video", "frame"]].reset_index(drop=True)
+    counts = keys.groupby("video", sort=False)["frame"].max().to_dict()
+    return counts, keys, outs
+
+
+def map_onto_dataset(table: PredictionTable, data_root: Path, names: tuple[str, ...], class_map: dict[str, str]):
+    """An ABAW-labelled table of a class-folder, clip or list dataset's images mapped onto the dataset's classes
+    (``names``, default the folder names): each ABAW class feeds the class of the same name or a synonym
+    (Happiness: happy) or the one ``class_map`` names, as keras imports map their classes; probabilities of
+    classes mapped together are summed."""
+    from members.keras import class_mapping
+
+    dataset = read_dataset(data_root)
+    if names and len(names) != len(dataset.classes):
+        raise AffectEnsError(f"--classes names {len(names)} classes; {data_root} has {len(dataset.classes)}")
+    target = label_set(names or dataset.classes)
+    mapping = class_mapping(table.edition.expr_classes, class_map, target)
+    probs = table.outputs("expr") @ mapping
+    data = pd.concat(
+        [table.data[["video", "frame"]], pd.DataFrame(probs, columns=target.output_columns("expr"))], axis=1
+    )
+    extra = {**table.meta.extra, "mapped_from": list(table.edition.expr_classes), "map": class_map}
+    meta = TableMeta.of(("expr",), target, member=table.meta.member, split=table.meta.split, extra=extra)
+    return PredictionTable(data, meta)

@@ -183,17 +183,13 @@ def extract_features(
 ) -> int:
     """Cache the CNN's per-frame embeddings of every face image of ``split`` as ``.npz``
     (``video``, ``frame``, ``features``, plus the frame counts); returns the number of frames (rank 0 writes;
-    the other processes return 0)."""
-    _, counts, keys, outs = run_split(
-        run_dir,
-        data_root,
-        split,
-        frames,
-        batch_size,
-        lambda m, x: {"features": m.features(x)},
-        progress,
-        launch or Launch(),
-    )
+    the other processes return 0). A clip dataset's clips are the videos (``members.training.datasets``)."""
+    from members.training.datasets import is_listed, listed_features
+
+    if is_listed(data_root):
+        counts, keys, outs = listed_features(run_dir, data_root, split, batch_size, progress, launch)
+    else:
+        counts, keys, outs = split_features(run_dir, data_root, split, frames, batch_size, progress, launch)
     if keys is None:
         return 0
     with atomic_file(out) as tmp, open(tmp, "wb") as file:  # a file object: savez adds no '.npz' to it
@@ -209,3 +205,18 @@ def extract_features(
             generator=STAMP,
         )
     return len(keys)
+
+
+def split_features(run_dir: Path, data_root: Path, split: str, frames, batch_size: int, progress, launch):
+    """(frame counts, keys, {'features': ...}) of every face image of an Aff-Wild2 split (None keys off rank 0)."""
+    _, counts, keys, outs = run_split(
+        run_dir,
+        data_root,
+        split,
+        frames,
+        batch_size,
+        lambda m, x: {"features": m.features(x)},
+        progress,
+        launch or Launch(),
+    )
+    return counts, keys, outs

@@ -13,8 +13,10 @@ import torch
 from torch.utils.data import Dataset
 
 from ensemble.contract import PredictionTable, TableMeta
+from ensemble.datasets import CLIPS
 from ensemble.tasks import get_edition
 from members.heads import masked_loss, probabilities
+from members.training.datasets import pooled
 from members.training.distributed import Launch, gather, gather_to_main, shard
 from members.training.loop import Fit, Progress, load_weights, task_scores, train_member
 from members.training.runs import BEST, load_checkpoint
@@ -161,5 +163,9 @@ def predict_temporal(member_cls, cfg, run_dir: Path, split: str, launch: Launch 
     total = sum(len(s.features) for s in seqs)
     fill = "features of frames without a face interpolated from neighbouring frames"
     extra = {"config": asdict(cfg), "filled_frames": total - faces, "fill": fill}
-    meta = TableMeta(tuple(cfg.tasks), cfg.edition, member=run_dir.name, split=split, extra=extra)
-    return Prediction(PredictionTable(pd.concat(parts, ignore_index=True), meta), total - faces)
+    meta = TableMeta.of(tuple(cfg.tasks), edition, member=run_dir.name, split=split, extra=extra)
+    data = pd.concat(parts, ignore_index=True)
+    if cfg.dataset.get("kind") == CLIPS:  # one row per clip: its frames' probabilities averaged
+        keys, expr = pooled(data, data[edition.output_columns("expr")].to_numpy(np.float32))
+        data = pd.concat([keys, pd.DataFrame(expr, columns=edition.output_columns("expr"))], axis=1)
+    return Prediction(PredictionTable(data, meta), total - faces)
