@@ -139,6 +139,8 @@ DEFAULT_EDITION = 2025
 """The edition every command uses when neither ``--edition`` nor its input tables name one."""
 LABEL_SET_BASE = 100_000
 """Label sets of other challenges (class folders, clip sets) are numbered from here, far above every year."""
+LABEL_SETS: dict[int, Edition] = {}
+"""The label sets of other challenges met in this process (``label_set``), by number; never in ``EDITIONS``."""
 
 
 def label_set(classes: Iterable[str]) -> Edition:
@@ -154,14 +156,14 @@ def label_set(classes: Iterable[str]) -> Edition:
     if len(classes) < 2 or len(set(classes)) != len(classes) or not all(classes):
         raise ContractError(f"a label set needs two or more distinct, non-empty class names, got {list(classes)}")
     year = LABEL_SET_BASE + zlib.crc32("\n".join(classes).encode()) % 900_000_000
-    known = EDITIONS.get(year)
+    known = LABEL_SETS.get(year)
     if known is not None and known.expr_classes != classes:
         raise ContractError(f"label sets {list(classes)} and {list(known.expr_classes)} share a number; rename one")
     title = f"{len(classes)} classes ({', '.join(classes)})"
-    EDITIONS[year] = known or Edition(
+    LABEL_SETS[year] = known or Edition(
         year, {}, classes, AU_12, FOLDERS_2022, (0.0, 1.0), (1.0, 0.0), SINGLE_FILE, title=title
     )
-    return EDITIONS[year]
+    return LABEL_SETS[year]
 
 
 ABAW_NUMBERS = {n: year for year, ed in EDITIONS.items() for n in ed.abaw}
@@ -225,16 +227,16 @@ def get_edition(name: int | str) -> Edition:
     >>> get_edition("abaw7").year, get_edition("ABAW3") is get_edition(2022)
     (2024, True)
     """
-    if isinstance(name, int) and name >= LABEL_SET_BASE and name in EDITIONS:
-        return EDITIONS[name]  # a label set registered by ``label_set``
+    if isinstance(name, int) and name in LABEL_SETS:
+        return LABEL_SETS[name]  # a label set met by ``label_set``
     match = _NAME.match(str(name))
     year = None
     if match and match.group(1):
         year = ABAW_NUMBERS.get(int(match.group(1)))
     elif match:
         year = int(match.group(2))
-    if year not in EDITIONS or year >= LABEL_SET_BASE:
-        known = ", ".join(str(y) for y in EDITIONS if y < LABEL_SET_BASE)
+    if year not in EDITIONS:
+        known = ", ".join(str(y) for y in EDITIONS)
         raise AffectEnsError(
             f"unknown ABAW edition {name}; choose one of: {known} (or abaw1 ... abaw{max(ABAW_NUMBERS)})"
         )
