@@ -13,12 +13,13 @@ from pathlib import Path
 
 import torch
 
+from ensemble.frames import face_images
 from ensemble.tasks import DEFAULT_EDITION, get_edition
 from members.cnn import CnnConfig, CnnMember, CnnNet
 from members.heads import masked_loss
 from members.synthetic.dataset import SyntheticConfig, make_dataset
 from members.temporal import CnnRnnMember, RnnNet, TemporalConfig
-from members.training.data import frame_path, image_transform, load_image
+from members.training.data import image_transform, load_image
 from members.training.loop import train_member
 from members.training.prediction import extract_features
 from members.training.sequences import load_sequences, windows
@@ -35,10 +36,11 @@ def end_to_end_epoch(cnn: CnnNet, rnn: RnnNet, seqs, cfg: TemporalConfig, image_
     cnn.train(), rnn.train()
     start = time.perf_counter()
     for seq in seqs:
-        faces = sorted(int(p.stem) for p in (DATA / "cropped_aligned" / seq.video).glob("*.jpg"))
+        images_of = face_images(DATA, seq.video)
+        faces = sorted(images_of)
         for a, b in windows(len(seq.features), cfg.window, cfg.stride):
             nearest = [min(faces, key=lambda f: abs(f - (i + 1))) for i in range(a, b)]
-            images = torch.stack([transform(load_image(frame_path(DATA, seq.video, f))) for f in nearest])
+            images = torch.stack([transform(load_image(images_of[f])) for f in nearest])
             feats = cnn.features(images)[None]
             out, _ = rnn.rnn(rnn.proj(feats))
             heads = rnn.heads(out)

@@ -30,7 +30,7 @@ import torch
 from ensemble.tasks import get_edition
 from members.cnn import CnnConfig, CnnMember, CnnNet
 from members.face.crop import FaceSearch, crop_faces
-from members.face.predict import load_members, predict_video
+from members.face.predict import open_image_runs, predict_video
 from members.face.video import decode_frames
 from members.face.webcam import run_live
 
@@ -96,7 +96,7 @@ def main(video: Path, frames: int, threads: int) -> None:
         )
         print(f"  faces on {sum(len(t) for t in result.faces.subjects.values())} of {n} frames")
         wide = clip(video, tmp / "webcam.mp4", frames, (640, 480))
-        members = load_members([run])
+        members = open_image_runs([run])
         for label, chosen in (("faces only", []), ("resnet18 member", members)):
             report = run_live(wide, chosen, FaceSearch(every=5, threads=threads), limit=frames)
             print(

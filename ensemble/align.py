@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ensemble.contract import KEY, PredictionTable, check_label_set, output_columns
+from ensemble.contract import KEY, PredictionTable, TableMeta, check_label_set, output_columns
 from ensemble.errors import ContractError
 from ensemble.tasks import POLICIES, TASKS, Edition, get_edition
 
@@ -40,6 +40,11 @@ class Aligned:
     def video_codes(self) -> np.ndarray:
         """An integer per frame naming its video, for grouping and for windows within a video."""
         return pd.factorize(self.keys["video"])[0]
+
+    def table(self, outputs: np.ndarray, member: str, split: str, extra: dict) -> PredictionTable:
+        """A contract table of (frames, columns) ``outputs`` computed from the stack (a fusion, a vote)."""
+        data = pd.concat([self.keys.reset_index(drop=True), pd.DataFrame(outputs, columns=self.columns)], axis=1)
+        return PredictionTable(data, TableMeta.of(self.tasks, self.edition, member=member, split=split, extra=extra))
 
 
 def common_tasks(tables: list[PredictionTable]) -> tuple[str, ...]:

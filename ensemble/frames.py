@@ -25,6 +25,9 @@ import numpy as np
 from ensemble.errors import ContractError, DataError
 
 FRAME_FILE = re.compile(r"^(\d{5})\.(jpg|png)$")
+FACE_FOLDER = "cropped_aligned"
+"""Aff-Wild2's face crops, ``<root>/cropped_aligned/<video>/00001.jpg`` (PNG frames read too): the one spelling
+of the frame path, for the datasets, the synthetic data and crop-faces."""
 MANIFEST = "manifest"
 FOLDERS = "frame folders"
 EXAMPLE = "example file"
@@ -128,6 +131,20 @@ def read_manifest(path: str | Path) -> dict[str, int]:
     return dict(zip(data["video"], data["frames"].astype(int)))
 
 
+def face_file(frame: int) -> str:
+    """The name of frame ``frame``'s face image as written: ``00042.jpg``."""
+    return f"{frame:05d}.jpg"
+
+
+def face_images(root: str | Path, video: str) -> dict[int, Path]:
+    """Frame number -> face image of ``video`` under an Aff-Wild2 root (``.jpg`` or ``.png``, as ``FRAME_FILE``
+    reads frame folders); {} when the video has no folder."""
+    folder = Path(root) / FACE_FOLDER / video
+    if not folder.is_dir():
+        return {}
+    return {int(m.group(1)): p for p in sorted(folder.iterdir()) if (m := FRAME_FILE.match(p.name))}
+
+
 def count_frame_folders(root: str | Path, videos: list[str] | None = None) -> dict[str, int]:
     """Frames per video from ``root/<video>/NNNNN.jpg``: the highest frame number present (frames after
     the last detected face cannot be seen this way; prefer a manifest)."""
@@ -142,11 +159,6 @@ def count_frame_folders(root: str | Path, videos: list[str] | None = None) -> di
             raise DataError(f"{root / video}: no frame images (expected 00001.jpg ...)")
         counts[video] = max(numbers)
     return counts
-
-
-def frame_counts(source: str | Path) -> dict[str, int]:
-    """A manifest CSV or a folder of frame folders."""
-    return count_frame_folders(source) if Path(source).is_dir() else read_manifest(source)
 
 
 def _text(path: Path) -> str:

@@ -141,10 +141,15 @@ def is_ours(path: Path) -> bool:
     return bool(check and path.is_file() and check(path))
 
 
+CHECKPOINT = "last.pt"
+"""A training run's resumable checkpoint (``members.training.runs`` writes it): the one mark of a training run."""
+
+
 def holds_training(folder: Path) -> bool:
-    """True when ``folder`` is a training run or holds one (a demo folder) within two levels: weights and a
-    checkpoint hours of training made, which no other command's --force may replace."""
-    return any(any(folder.glob(pattern)) for pattern in ("last.pt", "*/last.pt", "*/*/last.pt"))
+    """True when ``folder`` is a training run or holds one (a committee's backbones, a demo folder) within two
+    levels: weights and a checkpoint hours of training made, which no other command's --force may replace and
+    a failed train-member keeps. The one rule of what a training run is."""
+    return any(any(folder.glob(pattern)) for pattern in (CHECKPOINT, f"*/{CHECKPOINT}", f"*/*/{CHECKPOINT}"))
 
 
 def write_marker(folder: Path) -> None:
@@ -402,7 +407,7 @@ class Outputs:
             raise UnsafePathError(f"{path}: was not written by affect-ens, so --force will not replace it")
         if folder and holds_training(path):
             raise UnsafePathError(
-                f"{path}: holds a training run (last.pt), which --force never replaces; choose another output"
+                f"{path}: holds a training run ({CHECKPOINT}), which --force never replaces; choose another output"
             )
 
     def _lock(self, path: Path) -> None:

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
-from ensemble.align import Aligned
-from ensemble.contract import PredictionTable, TableMeta
+from ensemble.align import Aligned, align
+from ensemble.contract import PredictionTable
 from ensemble.errors import AffectEnsError, DataError
 from ensemble.evaluate import Truth, score, video_folds
 from ensemble.fusion import FUSERS, Fuser, create_fuser
@@ -138,8 +138,21 @@ def fit_fusion(
 
 
 def fused_table(stack: Aligned, outputs: np.ndarray, fusion: FittedFusion, split: str = "") -> PredictionTable:
-    data = pd.concat([stack.keys.reset_index(drop=True), pd.DataFrame(outputs, columns=stack.columns)], axis=1)
     extra = {"method": fusion.fuser.name, "members": stack.members, "post": fusion.post is not None}
-    return PredictionTable(
-        data, TableMeta.of(stack.tasks, stack.edition, member=f"fused-{fusion.fuser.name}", split=split, extra=extra)
-    )
+    return stack.table(outputs, f"fused-{fusion.fuser.name}", split, extra)
+
+
+def saved_fusion(path: Path, split: str = "") -> Callable[[list[PredictionTable]], PredictionTable]:
+    """The fusion saved at ``path`` (read now: a bad file fails first) as a function of the members' tables:
+    aligned, fused and post-processed into one table of ``split``."""
+    fusion = FittedFusion.load(path)
+
+    def fuse(tables: list[PredictionTable]) -> PredictionTable:
+        stack = align(tables)
+        try:
+            outputs = fusion.apply(stack)
+        except KeyError as exc:
+            raise DataError(f"{path}: the fusion learned nothing for {exc.args[0]!r}; fit it on these tasks") from None
+        return fused_table(stack, outputs, fusion, split=split)
+
+    return fuse

@@ -339,24 +339,9 @@ class ReportSources:
     fusions: list[Path] = field(default_factory=list)
 
 
-def demo_sources(run: Path) -> ReportSources:
-    """The inputs a demo run folder holds: its members' and fusions' test tables, the test labels, the fusions
-    saved on validation."""
-    tables = sorted((run / "predictions").glob("*_test.parquet")) + sorted((run / "fused").glob("*_test.parquet"))
-    labels = run / "data" / "test_labels"
-    if not tables or not labels.is_dir():
-        raise DataError(
-            f"{run}: not a demo run folder (no predictions/*_test.parquet or data/test_labels/); pass prediction "
-            "tables and --labels"
-        )
-    return ReportSources(tables, labels, "test", sorted((run / "fusions").glob("*.json")))
-
-
 def report_sources(inputs: list[Path], labels: Path | None, split: str, fusions: list[Path]) -> ReportSources:
-    """Tables with ``labels``, or one demo run folder alone."""
+    """Tables with ``labels`` (a demo run folder alone is read by the CLI, which knows the demo's layout)."""
     folders = [p for p in inputs if p.is_dir()]
-    if labels is None and len(inputs) == 1 and folders:
-        return demo_sources(inputs[0])
     if folders:
         raise DataError(
             f"{folders[0]}: is a folder; pass prediction tables, or a demo run folder alone without --labels"

@@ -64,6 +64,10 @@ class Edition:
     sentinel_fill: bool = False  # participants wrote sentinel rows (-1, -5) for frames without a face
     title: str = ""  # a label set of another challenge (``label_set``): its name in messages
 
+    def __hash__(self) -> int:
+        """An edition is named by its year (frozen, but its dict fields would make the generated hash fail)."""
+        return hash(self.year)
+
     @property
     def name(self) -> str:
         """``'2024 (ABAW6, ABAW7)'``; a label set of another challenge: ``'9 classes (anger, ...)'``."""

@@ -8,7 +8,7 @@ and ``keras``. Subpackages: ``training`` (the loop, run folders, datasets, seque
 (synthetic Aff-Wild2 data).
 
 May import: ``ensemble``'s core (tasks, contract, frames, labels, metrics, outputs, registry, errors, io,
-align, vote), never its fusion, pipeline, member check, report or CLI, nor ``submissions``.
+align, voting, params), never its fusion, pipeline, member check, report or CLI, nor ``submissions``.
 Importing the package loads no network code: ``load_members()`` registers the built-in members.
 """
 

@@ -10,9 +10,9 @@ from torch import nn
 
 from ensemble.errors import DataError
 from ensemble.tasks import Edition
-from members.base import Member
 from members.configs import CnnConfig
 from members.heads import TaskHeads
+from members.image import ImageMember
 from members.registry import MEMBERS
 
 
@@ -52,8 +52,10 @@ class CnnNet(nn.Module):
 
 
 @MEMBERS.register("cnn")
-class CnnMember(Member):
+class CnnMember(ImageMember):
     """Per-frame CNN on face images."""
 
     config_class = CnnConfig
-    network = CnnNet
+
+    def build_network(self, saved=None) -> CnnNet:
+        return CnnNet(self.config, self.edition)

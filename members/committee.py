@@ -14,16 +14,18 @@ from __future__ import annotations
 from dataclasses import asdict, fields
 from pathlib import Path
 
+import numpy as np
+
 from ensemble.align import align
 from ensemble.contract import PredictionTable, TableMeta
 from ensemble.errors import AffectEnsError
-from ensemble.fusion.vote import VoteFuser
 from ensemble.tasks import TASKS, get_edition
+from ensemble.voting import vote
 from members.base import Member
 from members.configs import CnnConfig, CommitteeConfig, MemberConfig
-from members.registry import MEMBERS, registry_name
+from members.registry import MEMBERS
 from members.training.distributed import Launch
-from members.training.runs import BEST, make_run_folder, resumed_config, save_checkpoint, write_config
+from members.training.runs import BEST, Run, make_run_folder, resumed_config, save_checkpoint, write_config
 
 
 def backbone_config(cfg: CommitteeConfig, backbone: str) -> CnnConfig:
@@ -76,12 +78,10 @@ def train_committee(
 # --- a committee assembled from finished runs ---------------------------------------------------------
 
 
-def _member_info(run: Path) -> tuple[str, tuple[str, ...], int]:
+def _member_info(path: Path) -> tuple[str, tuple[str, ...], int]:
     """(member type, tasks, edition) of a finished run; anything else is a one-line error."""
-    from members.training.prediction import load_config
-
-    member_cls, cfg = load_config(run)
-    return registry_name(member_cls), tuple(cfg.tasks), cfg.edition
+    run = Run.open(path)
+    return run.name, tuple(run.config.tasks), run.config.edition
 
 
 def assemble_committee(runs: list[Path], lead: Path | None, folder: Path) -> CommitteeConfig:
@@ -132,43 +132,37 @@ def committee_members(cfg: CommitteeConfig, run_dir: Path) -> dict[str, Path]:
     return {backbone: run_dir / backbone for backbone in cfg.backbones}
 
 
-def check_member_tables(run_dir: Path) -> None:
+def check_member_tables(run: Run) -> None:
     """``predict-member --member-tables`` needs a committee run (other members have no member tables)."""
-    from members.training.prediction import load_config
-
-    if load_config(run_dir)[0] is not CommitteeMember:
-        raise AffectEnsError(f"{run_dir}: not a committee run; --member-tables applies to committees")
+    if run.member_cls is not CommitteeMember:
+        raise AffectEnsError(f"{run.path}: not a committee run; --member-tables applies to committees")
 
 
-def committee_vote(tables: list[PredictionTable], lead: str) -> PredictionTable:
-    """Per-frame majority vote of the members' tables, ties decided by ``lead``."""
+def committee_vote(tables: list[PredictionTable], lead: str, split: str = "") -> PredictionTable:
+    """Per-frame majority vote of the members' tables (equal weights), ties decided by ``lead``."""
     stack = align(tables)
-    fuser = VoteFuser(tie_break="lead", lead=lead).fit(stack, {})
-    from ensemble.pipeline import FittedFusion, fused_table
-
-    table = fused_table(stack, fuser.predict(stack), FittedFusion(fuser))
-    table.meta.extra["method"] = f"committee vote, ties by {lead}"
-    return table
+    weights, at = np.full(len(stack.members), 1 / len(stack.members)), stack.members.index(lead)
+    outputs = np.concatenate([vote(t, stack.task_values(t), weights, "lead", at) for t in stack.tasks], axis=1)
+    extra = {"method": f"committee vote, ties by {lead}", "members": stack.members, "post": False}
+    return stack.table(outputs.astype(np.float32), "", split, extra)
 
 
-def predict_committee(
-    cfg: CommitteeConfig, run_dir: Path, data_root: Path, split: str, frames=None, progress=None, launch=None
-):
+def predict_committee(run: Run, data_root: Path, split: str, frames=None, progress=None, launch=None):
     """The committee's voted table, with each member's own table as a part, named after the member (under
     torchrun rank 0 gets them; the other processes get an empty ``Prediction``)."""
     from members.training.prediction import Prediction, predict_member
 
-    parts, filled = {}, 0
-    for name, run in committee_members(cfg, run_dir).items():
-        done = predict_member(run, data_root, split, frames=frames, progress=progress, launch=launch)
+    cfg, parts, filled = run.config, {}, 0
+    for name, path in committee_members(cfg, run.path).items():
+        done = predict_member(path, data_root, split, frames=frames, progress=progress, launch=launch)
         if done.table is not None:
             done.table.meta.member = name
         parts[name], filled = done.table, max(filled, done.filled)
     if done.table is None:
         return Prediction(None, 0)
-    voted = committee_vote(list(parts.values()), cfg.lead)
+    voted = committee_vote(list(parts.values()), cfg.lead, split)
     extra = {**voted.meta.extra, "config": asdict(cfg), "filled_frames": filled}
-    voted.meta = TableMeta.of(voted.meta.tasks, voted.edition, member=run_dir.name, split=split, extra=extra)
+    voted.meta = TableMeta.of(voted.meta.tasks, voted.edition, member=run.path.name, split=split, extra=extra)
     return Prediction(voted, filled, parts)
 
 
@@ -182,5 +176,5 @@ class CommitteeMember(Member):
     def train(self, data_root, run_dir, progress=None, *, launch=None) -> list[dict]:
         return train_committee(type(self), self.config, data_root, run_dir, progress, launch=launch)
 
-    def predict(self, run_dir, data_root, split, *, frames=None, progress=None, launch=None):
-        return predict_committee(self.config, run_dir, data_root, split, frames, progress, launch)
+    def predict(self, run, data_root, split, *, frames=None, progress=None, launch=None):
+        return predict_committee(run, data_root, split, frames, progress, launch)

@@ -1,18 +1,19 @@
 """Member configs: the shared ``MemberConfig`` fields and each built-in member's own.
 
-Every field is declared with ``option``: its help text, its command-line flag and parser live with it, so
-``train-member`` builds one option per field and no field can be forgotten. This module imports neither
+Every field is declared with ``option`` (``ensemble.params.declare``, as fusers declare theirs): its help text,
+its command-line flag and parser and its limits live with it, so ``train-member NAME`` builds one option per
+field, no field can be forgotten, and the config checks its limits itself. This module imports neither
 torch nor timm: the command line reads it to build its options without loading a network.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import MISSING, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
 from ensemble.errors import AffectEnsError
+from ensemble.params import check_limits, declare
 from ensemble.tasks import DEFAULT_EDITION, get_edition, label_set, parse_tasks
 
 FER2013_CLASSES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
@@ -20,24 +21,8 @@ FER2013_CLASSES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neut
 DEFAULT_BACKBONES = ("vgg16", "xception41", "resnetv2_50x1_bit", "efficientnet_b1")
 
 
-def option(
-    default: Any = MISSING,
-    help: str = "",  # noqa: A002  (the name typer gives it)
-    *,
-    factory: Callable[[], Any] | None = None,
-    flag: str | None = None,
-    parse: Callable[[str, str], Any] | None = None,
-    kind: type | None = None,
-    cli: bool = True,
-    **limits: float,
-):
-    """A config field with its command-line option: ``help`` (required unless ``cli`` is False), ``flag``
-    (default ``--field-name``), ``parse(text, flag)`` turning the option's text into the field's value,
-    ``kind`` the option's type (default: the default's type, or ``str`` when parsed), ``limits`` (min, max)."""
-    meta = {"help": help, "flag": flag, "parse": parse, "kind": kind, "cli": cli, "limits": limits}
-    if factory is not None:
-        return field(default_factory=factory, metadata=meta)
-    return field(default=default, metadata=meta)
+option = declare
+"""A member config field: ``ensemble.params.declare``, the one way parameters are declared."""
 
 
 def parse_numbers(text: str, flag: str, count: int | None = None) -> tuple[float, ...]:
@@ -81,7 +66,9 @@ def parse_pair(text: str, flag: str) -> tuple[float, ...]:
 
 @dataclass
 class MemberConfig:
-    """The fields every member shares; a member's config subclasses it (and may change the defaults)."""
+    """The fields every member shares; a member's config subclasses it (and may change the defaults). Built
+    in Python, from a config file or from the command line, a value outside its declared limits is the same
+    one-line error (``CnnConfig(lr=-1)``: 'lr must be a finite number at least 0.0, got -1')."""
 
     members: ClassVar[str] = ""  # the members using this config, for the help text (default: from the name)
 
@@ -106,6 +93,7 @@ class MemberConfig:
     dataset: dict = option(factory=dict, cli=False)  # that dataset's kind and validation hold-out, as read
 
     def __post_init__(self) -> None:
+        check_limits(type(self), vars(self), str)
         self.classes, self.label_set = tuple(self.classes), tuple(self.label_set)
         if self.label_set:  # another challenge's classes: the run's label set, known again from the names
             self.edition = label_set(self.label_set).year

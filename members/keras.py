@@ -15,13 +15,16 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 from torch import nn
 
-from ensemble.errors import DataError
-from ensemble.tasks import TASKS, Edition, get_edition
-from members.base import Member
+from ensemble.contract import PredictionTable, TableMeta
+from ensemble.datasets import read_dataset
+from ensemble.errors import AffectEnsError, DataError
+from ensemble.tasks import TASKS, Edition, get_edition, label_set
 from members.configs import KerasConfig
+from members.image import ImageMember
 from members.keras_import.converter import architecture, build_graph, read_keras
 from members.registry import MEMBERS
 
@@ -276,7 +279,7 @@ def train_keras(
     from members.training.loop import image_fit, train_member
 
     arch, weights = read_model(cfg)
-    model = member_cls.network(replace(cfg, architecture=arch), get_edition(cfg.edition), weights)  # checks first
+    model = KerasNet(replace(cfg, architecture=arch), get_edition(cfg.edition), weights)  # checks first
     cfg = replace(
         cfg, architecture=arch, tasks=model.tasks, outputs=dict(model.roles), image_size=model.graph.input_shape[0]
     )
@@ -288,12 +291,34 @@ def train_keras(
 
 
 @MEMBERS.register("keras")
-class KerasMember(Member):
+class KerasMember(ImageMember):
     """A Keras model (.h5 or .keras) for EXPR, VA, AU or several, imported without TensorFlow."""
 
     config_class = KerasConfig
-    network = KerasNet
     min_epochs = 0  # 0 epochs: the model as imported
+
+    def build_network(self, saved=None) -> KerasNet:
+        """The network of the config's architecture (weights zero until the run's checkpoint fills them)."""
+        return KerasNet(self.config, self.edition)
 
     def train(self, data_root, run_dir, progress=None, *, launch=None) -> list[dict]:
         return train_keras(type(self), self.config, data_root, run_dir, progress, launch=launch)
+
+
+def map_onto_dataset(table: PredictionTable, data_root: Path, names: tuple[str, ...], class_map: dict[str, str]):
+    """An ABAW-labelled table of a class-folder, clip or list dataset's images mapped onto the dataset's classes
+    (``names``, default the folder names): each ABAW class feeds the class of the same name or a synonym
+    (Happiness: happy) or the one ``class_map`` names, as keras imports map their classes; probabilities of
+    classes mapped together are summed."""
+    dataset = read_dataset(data_root)
+    if names and len(names) != len(dataset.classes):
+        raise AffectEnsError(f"--classes names {len(names)} classes; {data_root} has {len(dataset.classes)}")
+    target = label_set(names or dataset.classes)
+    mapping = class_mapping(table.edition.expr_classes, class_map, target)
+    probs = table.outputs("expr") @ mapping
+    data = pd.concat(
+        [table.data[["video", "frame"]], pd.DataFrame(probs, columns=target.output_columns("expr"))], axis=1
+    )
+    extra = {**table.meta.extra, "mapped_from": list(table.edition.expr_classes), "map": class_map}
+    meta = TableMeta.of(("expr",), target, member=table.meta.member, split=table.meta.split, extra=extra)
+    return PredictionTable(data, meta)

@@ -43,7 +43,14 @@ class RnnNet(nn.Module):
         self.heads = TaskHeads(cfg.hidden * (2 if cfg.bidirectional else 1), tuple(cfg.tasks), edition, cfg.dropout)
 
     def forward(self, x: torch.Tensor, padding: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        out, _ = self.rnn(self.proj(self.scale(x)))
+        """Outputs at every frame; ``padding`` (batch, frames) marks padded frames, which the recurrence skips
+        (a backward pass starts at each window's last real frame, as at prediction, never at padded zeros)."""
+        h = self.proj(self.scale(x))
+        if padding is None or not padding.any():
+            return self.heads(self.rnn(h)[0])
+        lengths = (~padding).sum(1).clamp(min=1).cpu()
+        packed = nn.utils.rnn.pack_padded_sequence(h, lengths, batch_first=True, enforce_sorted=False)
+        out, _ = nn.utils.rnn.pad_packed_sequence(self.rnn(packed)[0], batch_first=True, total_length=x.shape[1])
         return self.heads(out)
 
 
@@ -77,28 +84,32 @@ class TemporalMember(Member):
 
     config_class = TemporalConfig
     on_features = True
-    reads_images = False
+    network_class: type[nn.Module]
+
+    def build_network(self, saved) -> nn.Module:
+        """The network on ``saved["in_dim"]`` features per frame (the cache's width, with the statistics)."""
+        return self.network_class(self.config, self.edition, saved["in_dim"])
 
     def train(self, data_root, run_dir, progress=None, *, launch=None) -> list[dict]:
         from members.training.temporal import train_temporal
 
         return train_temporal(type(self), self.config, data_root, run_dir, progress, launch=launch)
 
-    def predict(self, run_dir, data_root, split, *, frames=None, progress=None, launch=None):
+    def predict(self, run, data_root, split, *, frames=None, progress=None, launch=None):
         from members.training.temporal import predict_temporal
 
-        return predict_temporal(type(self), self.config, run_dir, split, launch)
+        return predict_temporal(run, split, frames=frames, progress=progress, launch=launch)
 
 
 @MEMBERS.register("cnn_rnn")
 class CnnRnnMember(TemporalMember):
     """GRU/LSTM over windows of cached CNN features."""
 
-    network = RnnNet
+    network_class = RnnNet
 
 
 @MEMBERS.register("cnn_transformer")
 class CnnTransformerMember(TemporalMember):
     """Transformer encoder over windows of cached CNN features."""
 
-    network = TransformerNet
+    network_class = TransformerNet

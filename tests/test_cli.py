@@ -63,5 +63,5 @@ def test_no_help_text_is_eaten_as_rich_markup():
     assert len(texts) > 50
     eaten = [(where, text) for where, text in texts if re.search(r"\[[a-z/]", text)]
     assert not eaten
-    result = run_cli("train-member", "--help")
+    result = run_cli("train-member", "cnn", "--help")
     assert "(default:" in result.stdout

@@ -37,7 +37,6 @@ def run(tmp_path_factory, tiny_dataset):
 
     import torch
 
-    from ensemble.tasks import get_edition
     from members.cnn import CnnConfig, CnnMember
 
     folder = tmp_path_factory.mktemp("runs") / "cnn"
@@ -45,7 +44,7 @@ def run(tmp_path_factory, tiny_dataset):
     (folder / MARKER).write_text("{}")
     cfg = CnnConfig(backbone="test_resnet", image_size=32, tasks=("expr",))
     (folder / "config.json").write_text(json.dumps({"member": "CnnMember", **dataclasses.asdict(cfg)}))
-    torch.save({"model": CnnMember.network(cfg, get_edition(cfg.edition)).state_dict()}, folder / "best.pt")
+    torch.save({"model": CnnMember(cfg).build_network({}).state_dict()}, folder / "best.pt")
     return folder
 
 
@@ -569,7 +568,10 @@ MEMBER_CASES = {
     "config infinite lr": (_train(config='{"lr": 1e999}'), "lr must be a finite number at least 0.0, got inf"),
     "negative lr": (_train("--lr", "-0.1"), "Invalid value for '--lr'"),
     "infinite lr": (_train("--lr", "inf"), "--lr must be a finite number at least 0.0, got inf"),
-    "option of another member": (_train("--rnn", "gru"), "option(s) --rnn do not apply to cnn"),
+    "option of another member": (
+        _train("--rnn", "gru"),
+        "No such option: --rnn (see 'affect-ens train-member cnn --help')",
+    ),
     "run folder named like a table of ours": (
         lambda s, t: [*_train()(s, t)[:-1], shutil.copy(s[1][0], t / "run.parquet")],
         "run.parquet: is a file, not a folder",

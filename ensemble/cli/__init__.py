@@ -58,7 +58,7 @@ def main() -> None:
     except click_errors.NoArgsIsHelpError:
         sys.exit(0)  # typer has printed the help
     except click_errors.UsageError as exc:
-        hint = f" (see 'affect-ens {exc.ctx.info_name} --help')" if exc.ctx and exc.ctx.parent else ""
+        hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx and exc.ctx.parent else ""
         fail(f"{exc.format_message()}{hint}")
     except typer.Abort:
         fail("aborted")

@@ -8,7 +8,7 @@ import typer
 from rich.markup import escape
 
 from ensemble.cli.app import app, console
-from ensemble.outputs import Outputs, UnsafePathError
+from ensemble.outputs import Outputs, UnsafePathError, holds_training
 
 
 def check_replaceable(out: Path) -> None:
@@ -17,7 +17,7 @@ def check_replaceable(out: Path) -> None:
 
     config = out / "config.json"
     doc = read_json_object(config, "run config") if config.is_file() else {}
-    if doc.get("member") != "committee" or not doc.get("runs") or (out / "last.pt").exists():
+    if doc.get("member") != "committee" or not doc.get("runs") or holds_training(out):
         raise UnsafePathError(f"{out}: is not a committee assembled by affect-ens committee; choose a new --out")
 
 

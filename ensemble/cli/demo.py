@@ -32,6 +32,7 @@ def demo(
     with smoothing and thresholds), score on validation (out-of-fold) and test, write submissions. With --kind
     images: three cnn members and a committee of them, vote and average, the Kaggle CSV, accuracy on the hidden
     test truth."""
+    from ensemble.cli.demo_layout import DemoLayout
     from ensemble.cli.demo_pipeline import DemoConfig, run_demo
     from ensemble.tasks import get_edition
     from members.synthetic.dataset import SyntheticConfig
@@ -49,12 +50,12 @@ def demo(
         err_console.print(f"[dim]{time.perf_counter() - start:6.0f} s[/dim]  {message}")
 
     from ensemble.outputs import Outputs
-    from ensemble.report import demo_sources, write_report
+    from ensemble.report import write_report
 
     with Outputs() as outs:
         result = run_demo(outs.update_folder(out, keep=lambda folder: True), cfg, log)
         log("writing the HTML report")
-        data = report_data(demo_sources(out), None, "strict", quiet=True)
+        data = report_data(DemoLayout(out).report_sources(), None, "strict", quiet=True)
         report_path = write_report(data, out / "report.html")
     print_scores(result["val"], get_edition(cfg.data.edition), "validation (tuned rows out-of-fold by video)")
     print_scores(result["test"], get_edition(cfg.data.edition), "test (held-out labels)")
@@ -100,9 +101,14 @@ def report_data(sources: ReportSources, edition: str | None, policy: str, *, qui
     return ReportData(stack, load_truths(sources.labels, sources.split, stack), sources.split, fusions)
 
 
+def _demo_folder(inputs: list[Path], labels: Path | None) -> bool:
+    """One folder alone, without --labels: a demo run folder."""
+    return labels is None and len(inputs) == 1 and inputs[0].is_dir()
+
+
 def _default_page(inputs: list[Path], labels: Path | None) -> Path:
     """RUN/report.html for a demo run folder; tables name their page."""
-    if labels is None and len(inputs) == 1 and inputs[0].is_dir():
+    if _demo_folder(inputs, labels):
         return inputs[0] / "report.html"
     raise AffectEnsError("name the page to write: --out <name>.html")
 
@@ -139,6 +145,12 @@ def report(
         raise AffectEnsError(f"{target}: the report is an HTML page; name it <name>.html")
     with Outputs(force=force, inputs=[*inputs, labels, *(fusion or [])]) as outs:
         page = outs.file(target)  # refused outputs are said before the tables are read
-        data = report_data(report_sources(inputs, labels, labels_split, fusion or []), edition, align_policy)
+        if _demo_folder(inputs, labels):
+            from ensemble.cli.demo_layout import DemoLayout
+
+            sources = DemoLayout(inputs[0]).report_sources()
+        else:
+            sources = report_sources(inputs, labels, labels_split, fusion or [])
+        data = report_data(sources, edition, align_policy)
         write_report(data, page)
     console.print(f"wrote {target}")

@@ -28,14 +28,11 @@ from ensemble.errors import AffectEnsError
 from ensemble.fusion import FUSERS
 from ensemble.fusion.base import param_fields
 from ensemble.outputs import Outputs
+from ensemble.params import flag_of
 
 if TYPE_CHECKING:  # tables and fusions are read when the command runs: `affect-ens --help` starts without pandas
     from ensemble.align import Aligned
     from ensemble.pipeline import FittedFusion
-
-
-def _flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
 
 
 @dataclass
@@ -91,7 +88,7 @@ def method_options() -> dict[str, MethodOption]:
                 continue
             default = "" if f.default is None or f.default is False else f" (default {f.default})"
             text = f.metadata["help"].rstrip(".") + default + "."
-            opt = options.setdefault(f.name, MethodOption(f.name, f.metadata["flag"] or _flag(f.name), *carried, []))
+            opt = options.setdefault(f.name, MethodOption(f.name, flag_of(f), *carried, []))
             if text not in opt.helps:
                 opt.helps.append(text)
     return options

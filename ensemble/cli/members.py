@@ -9,20 +9,22 @@ torch and timm are imported inside the commands, so the fusion commands start wi
 from __future__ import annotations
 
 import inspect
-import math
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import MISSING, Field, fields
+from dataclasses import MISSING, fields
 from pathlib import Path
 
 import typer
 from rich.markup import escape
+from typer.core import TyperGroup
 
 from ensemble.cli.app import app, console, err_console, progress_bar
 from ensemble.cli.common import note, say_edition
+from ensemble.cli.options import cli_fields, field_parameter, parse_options
 from ensemble.errors import AffectEnsError
 from ensemble.io import read_json_object
 from ensemble.outputs import Outputs
+from ensemble.params import flag_of
 from ensemble.tasks import check_split, get_edition
 
 SPLIT = typer.Option(..., "--split", help="Split to predict: train, val or test.", callback=lambda v: check_split(v))
@@ -66,17 +68,12 @@ def resolve_config(config_class, config_file: Path | None, overrides: dict, base
     unknown = sorted(set(values) - known)
     if unknown:
         raise AffectEnsError(f"{config_file}: unknown config keys {unknown}; valid: {', '.join(sorted(known))}")
-    given = {k: v for k, v in overrides.items() if v is not None}
-    foreign = sorted(set(given) - known)
-    if foreign:
-        owners = config_fields()
-        flags = [flag_of(name, owners[name][0][1]) if name in owners else f"--{name}" for name in foreign]
-        who = config_class.members or "this member"
-        raise AffectEnsError(f"option(s) {', '.join(flags)} do not apply to {who} (see train-member --help)")
-    check_config_limits(config_class, values, lambda key: f"{config_file}: {key}")
-    check_config_limits(
-        config_class, given, lambda key: flag_of(key, next(f for f in fields(config_class) if f.name == key))
-    )
+    given = {k: v for k, v in overrides.items() if v is not None}  # the member's own options only
+    from ensemble.params import check_limits
+
+    check_limits(config_class, values, lambda key: f"{config_file}: {key}")
+    flags = {f.name: flag_of(f) for f in fields(config_class)}
+    check_limits(config_class, given, flags.__getitem__)
     values = {**(base or {}), **values, **given}
     check_config_types(config_class, values, str(config_file or "options"))
     return config_class(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
@@ -96,106 +93,12 @@ def check_config_types(config_class, values: dict, source: str) -> None:
             raise AffectEnsError(f"{source}: {key} must be {type(default).__name__}, got {value!r}")
 
 
-def check_config_limits(config_class, values: dict, label) -> None:
-    """Numbers are finite and within their field's limits (a config file is not checked by the option's range);
-    ``label(key)`` names the value in the error."""
-    limits = {f.name: f.metadata.get("limits", {}) for f in fields(config_class)}
-    for key, value in values.items():
-        if not isinstance(value, (int, float)) or isinstance(value, bool):
-            continue
-        low, high = limits[key].get("min", -math.inf), limits[key].get("max", math.inf)
-        if not (math.isfinite(value) and low <= value <= high):
-            bounds = " and ".join(
-                t for t, on in ((f"at least {low}", low > -math.inf), (f"at most {high}", high < math.inf)) if on
-            )
-            raise AffectEnsError(f"{label(key)} must be a finite number{' ' + bounds if bounds else ''}, got {value!r}")
-
-
-def config_classes() -> list[type]:
-    """Every member config: the subclasses of ``MemberConfig`` (the built-in ones and any defined since)."""
-    from members.configs import MemberConfig
-
-    found, todo = [], list(MemberConfig.__subclasses__())
-    while todo:
-        cls = todo.pop(0)
-        found.append(cls)
-        todo.extend(cls.__subclasses__())
-    return found
-
-
-def config_fields() -> dict[str, list[tuple[type, Field]]]:
-    """Each config field that is a command-line option, with the configs declaring it."""
-    options: dict[str, list[tuple[type, Field]]] = {}
-    for cls in config_classes():
-        for f in fields(cls):
-            if f.metadata.get("cli", False):
-                options.setdefault(f.name, []).append((cls, f))
-    return options
-
-
-def _label(cls) -> str:
-    return cls.members or cls.__name__.removesuffix("Config").lower()
-
-
-def _default(f: Field) -> str:
-    value = f.default_factory() if f.default is MISSING else f.default
-    if isinstance(value, dict):
-        value = ",".join(f"{k}={v}" for k, v in value.items())
-    elif isinstance(value, (tuple, list)):
-        value = ",".join(map(str, value))
-    return str(value) if value not in (None, "") else "none"
-
-
-def _by_member(owners: list[tuple[type, Field]], text, labelled: bool) -> str:
-    """'TEXT' when every member says the same (and ``labelled`` is False or every member has the field), else
-    'cnn: TEXT; keras: TEXT'."""
-    said: dict[str, list[str]] = {}
-    for cls, f in owners:
-        said.setdefault(text(f), []).append(_label(cls))
-    if len(said) == 1 and (not labelled or len(owners) == len(config_classes())):
-        return next(iter(said))
-    return "; ".join(f"{', '.join(labels)}: {value}" for value, labels in said.items())
-
-
-def option_help(owners: list[tuple[type, Field]]) -> str:
-    """The option's help: each member's help text and default."""
-    return f"{_by_member(owners, lambda f: f.metadata['help'], True)} (default: {_by_member(owners, _default, False)})."
-
-
-def flag_of(name: str, f: Field) -> str:
-    return (f.metadata["flag"] or "--" + name.replace("_", "-")).split("/")[0]
-
-
-def field_parameter(name: str, owners: list[tuple[type, Field]]) -> inspect.Parameter:
-    """A typer option for the config field ``name`` (None unless given, so the config decides)."""
-    f = owners[0][1]
-    meta, default = f.metadata, f.default_factory() if f.default is MISSING else f.default
-    kind = meta["kind"] or (str if meta["parse"] or default is None else type(default))
-    flag = meta["flag"] or ("--{0}/--no-{0}" if kind is bool else "--{0}").format(name.replace("_", "-"))
-    option = typer.Option(None, flag, help=option_help(owners), **meta["limits"])
-    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=kind)
-
-
-def parse_options(values: dict) -> dict:
-    """The config fields given on the command line, parsed to their values."""
-    owners = config_fields()
-    given = {}
-    for name, value in values.items():
-        if value is not None:
-            f = owners[name][0][1]
-            given[name] = f.metadata["parse"](str(value), flag_of(name, f)) if f.metadata["parse"] else value
-    return given
-
-
 def path_options(values: dict) -> list[Path]:
     """The paths given as options (inputs the run folder must not overwrite)."""
     return [value for value in values.values() if isinstance(value, Path)]
 
 
 def _fixed_options(
-    member: str = typer.Argument(
-        ..., help="Member type: cnn, cnn_rnn, cnn_transformer, committee, keras, or any other registered member."
-    ),
     data: Path = DATA,
     out: Path = typer.Option(..., "--out", help="Run folder: config.json, last.pt (resume), best.pt, history.json."),
     config: Path = typer.Option(None, "--config", help="JSON config file; options given here override it."),
@@ -207,29 +110,55 @@ def _fixed_options(
     """The options of train-member that are not config fields."""
 
 
-class TrainMemberCommand:
-    """Train a member (resumes from RUN/last.pt if it exists; a larger --epochs extends a finished run),
-    validating each epoch.
+TRAIN_HELP = """Train a member (resumes from RUN/last.pt if it exists; a larger --epochs extends a finished run),
+validating each epoch: 'train-member MEMBER --help' lists that member's options.
 
-    Each member takes the options its config has (the help says which); the others are refused.
-    --batch-size is per process: under torchrun the global batch is batch size x processes. A re-run resumes
-    the run with its own options (name only those you change: a larger --epochs); another number of processes
-    keeps the run's global batch. Extending a finished run trains the added epochs with a new one-cycle
-    schedule (warm-up, then annealing), keeping weights, optimiser state and history.
-    """
+--batch-size is per process: under torchrun the global batch is batch size x processes. A re-run resumes
+the run with its own options (name only those you change: a larger --epochs); another number of processes
+keeps the run's global batch. Extending a finished run trains the added epochs with a new one-cycle
+schedule (warm-up, then annealing), keeping weights, optimiser state and history."""
+
+
+class TrainMemberCommand:
+    """``train-member NAME``: the fixed options, then one option per field of NAME's config."""
 
     __annotations__: dict = {}  # typer reads the callback's type hints: they are in the signature instead
 
+    def __init__(self, name: str, config_class):
+        self.name, self.config_class = name, config_class
+
     @property
     def __signature__(self) -> inspect.Signature:
-        """The fixed options, then one option per config field, built when the command line is (so a member
-        registered since, with its config, gets its options)."""
         fixed = list(inspect.signature(_fixed_options, eval_str=True).parameters.values())
-        options = [field_parameter(name, owners) for name, owners in sorted(config_fields().items())]
-        return inspect.Signature(fixed + options)
+        return inspect.Signature(fixed + [field_parameter(f) for f in cli_fields(self.config_class)])
 
-    def __call__(self, member, data, out, config, precision, compile_, sync_bn, workers, **options) -> None:
-        train_member_cmd(member, data, out, config, (precision, compile_, sync_bn, workers), options)
+    def __call__(self, data, out, config, precision, compile_, sync_bn, workers, **options) -> None:
+        train_member_cmd(self.name, data, out, config, (precision, compile_, sync_bn, workers), options)
+
+
+class MemberCommands(TyperGroup):
+    """train-member's subcommands, one per registered member, built when the command line asks for them (a
+    member registered since, with its config, gets its own)."""
+
+    def list_commands(self, ctx) -> list[str]:
+        from members.registry import load_members
+
+        return sorted(load_members().names())
+
+    def get_command(self, ctx, name: str):
+        from members.registry import member_class
+
+        member_cls = member_class(name)  # an unknown name lists the known ones
+        doc = " ".join((inspect.getdoc(member_cls) or name).split())
+        rest = [" ".join(p.split()) for p in TRAIN_HELP.split("\n\n")[1:]]
+        command = typer.Typer(add_completion=False)
+        help_text = "\n\n".join([f"Train a {name} member: {doc}", *rest])
+        command.command(name, help=help_text, short_help=doc)(TrainMemberCommand(name, member_cls.config_class))
+        return typer.main.get_command(command)
+
+
+train_app = typer.Typer(cls=MemberCommands, no_args_is_help=True, help=" ".join(TRAIN_HELP.split("\n\n")[0].split()))
+app.add_typer(train_app, name="train-member")
 
 
 def train_member_cmd(member: str, data: Path, out: Path, config: Path | None, how: tuple, options: dict) -> None:
@@ -239,7 +168,7 @@ def train_member_cmd(member: str, data: Path, out: Path, config: Path | None, ho
     from members.training.runs import resumed_config
 
     member_cls = member_class(member)
-    given = parse_options(options)
+    given = parse_options(member_cls.config_class, options)
     member_cls.config_class.check_options(given)
     cfg = resolve_config(member_cls.config_class, config, given, base=run_options(out, member_cls))
     cfg = dataset_config(cfg, data)
@@ -257,9 +186,6 @@ def train_member_cmd(member: str, data: Path, out: Path, config: Path | None, ho
             history = create_member(member, cfg).train(data, run, progress, launch=launch)
     if launch.main:
         print_history(history)
-
-
-app.command("train-member")(TrainMemberCommand())
 
 
 def dataset_config(cfg, data: Path):
@@ -294,11 +220,12 @@ def training_folder(out: Path, inputs: list, launch) -> Iterator[Path]:
     if not launch.main:
         yield out
         return
-    from members.training.runs import has_checkpoint, remove_stale_temps
+    from ensemble.outputs import holds_training
+    from members.training.runs import clear_run_temps
 
     with Outputs(inputs=inputs) as outs:
-        run = outs.update_folder(out, keep=has_checkpoint)
-        remove_stale_temps(run)
+        run = outs.update_folder(out, keep=holds_training)
+        clear_run_temps(run)
         yield run
 
 
@@ -329,6 +256,20 @@ def print_history(history: list[dict]) -> None:
         console.print(f"{who}: {loss}validation score {row['score']:.4f}")
 
 
+DATASET_CLASSES = typer.Option(
+    None,
+    "--classes",
+    help="An ABAW-trained run on an image or clip dataset: the dataset's class names in folder order "
+    "(default: the folder names); its table is mapped onto them.",
+)
+CLASS_MAP = typer.Option(
+    None,
+    "--map",
+    help="With an ABAW-trained run on an image or clip dataset: ABAW class=dataset class pairs for classes "
+    "without a same-named one (e.g. Other=neutral), as keras imports map theirs.",
+)
+
+
 @app.command("predict-member")
 def predict_member_cmd(
     run: Path = typer.Argument(..., help="Run folder written by train-member or committee."),
@@ -341,18 +282,8 @@ def predict_member_cmd(
     ),
     force: bool = typer.Option(False, "--force", help="Overwrite OUT (and the member tables) if this tool wrote them."),
     workers: int = WORKERS,
-    classes: str = typer.Option(
-        None,
-        "--classes",
-        help="An ABAW-trained run on an image or clip dataset: the dataset's class names in folder order "
-        "(default: the folder names); its table is mapped onto them.",
-    ),
-    class_map: str = typer.Option(
-        None,
-        "--map",
-        help="With an ABAW-trained run on an image or clip dataset: ABAW class=dataset class pairs for classes "
-        "without a same-named one (e.g. Other=neutral), as keras imports map theirs.",
-    ),
+    classes: str = DATASET_CLASSES,
+    class_map: str = CLASS_MAP,
 ) -> None:
     """Write a prediction table with a row for every frame of every video of the split (under torchrun the
     processes share the videos and rank 0 writes the table); on an image or clip dataset a row per image or
@@ -361,15 +292,17 @@ def predict_member_cmd(
     from members.committee import check_member_tables
     from members.training.distributed import launch_from_env
     from members.training.prediction import part_paths, predict_member
+    from members.training.runs import Run
 
     check_table_path(out)
+    finished = Run.open(run)  # config.json read and checked once
     if member_tables:
-        check_member_tables(run)
+        check_member_tables(finished)
     launch = launch_from_env(workers=workers)
     with main_outputs(launch, force, [run, data, frames]) as outs:
         table_tmp = outs and outs.file(out)
         with main_progress(launch, "predicting") as advance:
-            done = predict_member(run, data, split, frames=frames, progress=advance, launch=launch)
+            done = predict_member(finished, data, split, frames=frames, progress=advance, launch=launch)
         done = mapped_prediction(done, data, classes, class_map)
         paths = part_paths(out, done.parts) if member_tables and outs else {}
         if outs:
@@ -389,7 +322,8 @@ def mapped_prediction(done, data: Path, classes: str | None, class_map: str | No
     """``done`` with its table mapped onto an image or clip dataset's classes when the run is ABAW-trained;
     --classes and --map are refused where they do not apply."""
     from members.configs import parse_pairs, parse_words
-    from members.training.datasets import is_listed, map_onto_dataset
+    from members.keras import map_onto_dataset
+    from members.training.datasets import is_listed
 
     abaw_on_images = done.table is not None and is_listed(data) and not done.table.edition.title
     if not abaw_on_images:

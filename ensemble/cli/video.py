@@ -155,14 +155,16 @@ def predict_video_cmd(
     with Outputs(force=force, inputs=[video, *member, fusion]) as outs, phase_bars("frames") as bar:
         table = outs.file(check_table_path(out))  # refusals come before torch's import
         files = [table] + [outs.file(p) if p else None for p in (overlay, plot)]
+        from ensemble.pipeline import saved_fusion
         from members.face.crop import FaceSearch
         from members.face.predict import predict_video
         from members.face.video import video_files
 
         ((video_id, path),) = video_files(video).items()
         search = FaceSearch(min_face, max_faces, detect_every, _use_threads(threads))
+        fuse = saved_fusion(fusion, split="video") if fusion else None
         result = predict_video(
-            path, video_id, member, fusion_path=fusion, search=search, size=size, batch_size=batch_size, progress=bar
+            path, video_id, member, fuse=fuse, search=search, size=size, batch_size=batch_size, progress=bar
         )
         _write_results(result, files, out, bar)
     for subject, track in result.faces.subjects.items():
@@ -210,11 +212,11 @@ def webcam(
     with Outputs(force=force, inputs=inputs) as outs, phase_bars("frames") as bar:
         record = outs.file(overlay) if overlay else None  # refusals come before torch's import
         from members.face.crop import FaceSearch
-        from members.face.predict import load_members
+        from members.face.predict import open_image_runs
         from members.face.video import parse_source
         from members.face.webcam import run_live
 
-        stream, members = parse_source(source), load_members(member) if member else []
+        stream, members = parse_source(source), open_image_runs(member) if member else []
         search, show = FaceSearch(min_face, max_faces, detect_every, _use_threads(threads)), _window(window)
         report = run_live(
             stream, members, search, limit=frames, show=show, record=record, progress=lambda d, t: bar("live", d, t)

@@ -20,9 +20,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ensemble.errors import AffectEnsError
-from ensemble.fusion.base import FUSERS, Fuser, learned, param, weighted_sum
+from ensemble.fusion.base import FUSERS, Fuser, learned, param
 from ensemble.metrics import au_unit_scores_from_counts, ccc_from_sums, expr_score_from_counts
 from ensemble.tasks import Edition, tuned_groups
+from ensemble.voting import weighted_sum
 
 if TYPE_CHECKING:
     from ensemble.align import Aligned
@@ -152,6 +153,7 @@ class AverageFuser(Fuser):
     weights_: dict[str, list[list[float]]] = learned(dict)
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.tune and self.weights is not None:
             raise AffectEnsError("average: give weights or tune them, not both")
 

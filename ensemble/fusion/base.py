@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ensemble.errors import AffectEnsError, NotFittedError
+from ensemble.params import check_limits, declare
 from ensemble.registry import Registry
 
 if TYPE_CHECKING:  # types only: the fusion modules load without pandas, so `affect-ens --help` starts fast
@@ -31,10 +32,11 @@ if TYPE_CHECKING:  # types only: the fusion modules load without pandas, so `aff
     from ensemble.evaluate import Truth
 
 
-def param(default: Any, help: str, *, flag: str | None = None) -> Any:
-    """A declared fuser parameter: its default, the help of its ``fuse`` option and that option's name
-    (default ``--<name>``)."""
-    return field(default=default, metadata={"help": help, "flag": flag})
+def param(default: Any, help: str, *, flag: str | None = None, **limits: float) -> Any:  # noqa: A002
+    """A declared fuser parameter (``ensemble.params.declare``, as member configs declare theirs): its default,
+    the help of its ``fuse`` option, that option's name (default ``--<name>``) and its limits (min, max), which
+    the fuser checks itself when built."""
+    return declare(default, help, flag=flag, **limits)
 
 
 def learned(start: Callable[[], Any] | None = None, *, saved: bool = True) -> Any:
@@ -62,7 +64,8 @@ class Fuser:
         dataclass(kw_only=True, eq=False)(cls)
 
     def __post_init__(self) -> None:
-        """Check the parameters; subclasses extend it."""
+        """Check the parameters (their declared limits); subclasses extend it."""
+        check_limits(type(self), {f.name: getattr(self, f.name) for f in param_fields(type(self))})
 
     def check_members(self, aligned: Aligned) -> None:
         if self.weights is not None and len(self.weights) != len(aligned.members):
@@ -125,18 +128,6 @@ class Fuser:
         for key, value in d["learned"].items():
             setattr(fuser, key, value)
         return fuser
-
-
-def weighted_sum(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """Sum over axis 0 of (members, frames, k) ``values`` (probabilities, values or 0/1 decisions) weighted by
-    ``weights``, one member at a time into one float32 buffer (no members-sized or float64 copy)."""
-    out = np.zeros(values.shape[1:], dtype=np.float32)
-    scaled = np.empty_like(out)
-    for m, w in enumerate(weights):
-        if w:
-            np.multiply(values[m], np.float32(w), out=scaled)
-            out += scaled
-    return out
 
 
 def param_fields(cls: type[Fuser]) -> list[Field]:

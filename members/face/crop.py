@@ -9,7 +9,7 @@ Aff-Wild2 names them; three or more are ``<video>_1``, ``<video>_2``, ... from l
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
 from itertools import combinations
@@ -19,7 +19,9 @@ import numpy as np
 import pandas as pd
 
 from ensemble.errors import DataError
+from ensemble.frames import FACE_FOLDER, face_file
 from ensemble.outputs import safe_join
+from members.base import Progress
 from members.face.align import align_face
 from members.face.detect import Face, FaceDetector
 from members.face.track import FaceFollower
@@ -27,8 +29,6 @@ from members.face.video import decode_frames, probe_video
 
 MIN_SHARE = 0.2
 """A video has k subjects when at least this share of its frames with a face show k faces."""
-
-Progress = Callable[[int, int], None]  # (frames done, frames expected)
 
 
 @dataclass(frozen=True)
@@ -143,7 +143,7 @@ def write_crops(faces: VideoFaces, frames_dir: Path, size: int) -> dict[str, int
         folder.mkdir()
     written = dict.fromkeys(folders, 0)
     for subject, number, crop in aligned_crops(faces, size):
-        Image.fromarray(crop).save(folders[subject] / f"{number:05d}.jpg", quality=95)
+        Image.fromarray(crop).save(folders[subject] / face_file(number), quality=95)
         written[subject] += 1
     return written
 
@@ -153,7 +153,7 @@ def crop_faces(
 ) -> CropReport:
     """Aff-Wild2-style ``out/cropped_aligned/<subject>/NNNNN.jpg`` crops of every video and the manifest
     ``out/frames.csv`` (``video,frames``: each subject folder and its video's frame count)."""
-    frames_dir = out / "cropped_aligned"
+    frames_dir = out / FACE_FOLDER
     frames_dir.mkdir()
     expected = sum(max(probe_video(p).frames_hint, 1) for p in videos.values())
     report, done = CropReport(), 0

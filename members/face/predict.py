@@ -20,19 +20,19 @@ from ensemble.contract import KEY, PredictionTable, TableMeta
 from ensemble.errors import DataError
 from ensemble.frames import fill_missing_frames
 from ensemble.tasks import TASKS, Edition, get_edition
+from members.base import PhaseProgress, Progress
 from members.face.align import CROP_SIZE
 from members.face.crop import FaceSearch, VideoFaces, aligned_crops, scan_video
 from members.heads import probabilities
-from members.registry import MEMBERS, registry_name
-from members.training.prediction import load_config, load_run
+from members.registry import MEMBERS
+from members.training.runs import Run
 
-Progress = Callable[[str, int, int], None]  # (phase, done, total)
-Outputs = dict[str, np.ndarray]  # task -> (faces, outputs) contract values
+TaskOutputs = dict[str, np.ndarray]  # task -> (faces, outputs) contract values
 
 
 @dataclass
-class ImageMember:
-    """A finished run that predicts from face images: its name (the run folder's), config and network."""
+class RunNetwork:
+    """A finished image-member run ready to predict: its name (the run folder's), config and network."""
 
     name: str
     cfg: object
@@ -43,27 +43,25 @@ class ImageMember:
         return get_edition(self.cfg.edition)
 
 
-def load_member(run: Path) -> ImageMember:
+def open_image_run(path: Path) -> RunNetwork:
     """A run of a member that predicts from images (cnn, keras); others are a one-line error."""
-    member_cls, _ = load_config(run)
-    kind = registry_name(member_cls)
-    if member_cls.on_features:
+    run = Run.open(path)
+    if run.member_cls.on_features:
         names = ", ".join(n for n in MEMBERS.names() if MEMBERS.get(n).reads_images)
-        raise DataError(f"{run}: a {kind} member predicts from cached CNN features; use image members ({names})")
-    if not member_cls.reads_images:
+        raise DataError(f"{path}: a {run.name} member predicts from cached CNN features; use image members ({names})")
+    if not run.member_cls.reads_images:
         raise DataError(
-            f"{run}: a {kind} run votes over its backbones' runs; pass those (RUN/<backbone>) as members instead"
+            f"{path}: a {run.name} run votes over its backbones' runs; pass those (RUN/<backbone>) as members instead"
         )
-    _, cfg, model = load_run(run)
-    return ImageMember(run.name, cfg, model)
+    return RunNetwork(run.path.name, run.config, run.load_network())
 
 
-def load_members(runs: list[Path]) -> list[ImageMember]:
+def open_image_runs(runs: list[Path]) -> list[RunNetwork]:
     """The members' networks; their tasks' label sets must be those of the first member's edition (the
     table's)."""
     if not runs:
         raise DataError("no member given: pass --member RUN (a run folder written by train-member)")
-    members = [load_member(Path(run)) for run in runs]
+    members = [open_image_run(Path(run)) for run in runs]
     first = members[0]
     for member in members[1:]:
         for task in member.cfg.tasks:
@@ -76,25 +74,25 @@ def load_members(runs: list[Path]) -> list[ImageMember]:
 
 
 def face_batch(crops: list[np.ndarray], size: int) -> torch.Tensor:
-    """Aligned RGB crops as a member's input: resized to ``size`` (antialiased, as PIL resizes the JPEG
-    crops in training) and normalised like ``members.training.data.image_transform``."""
-    import torch.nn.functional as F
+    """Aligned RGB crops as a member's input: exactly the transform its face images had in training
+    (``members.training.data.image_transform``: resized by PIL, normalised)."""
+    from PIL import Image
 
-    x = torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).float().div_(255.0)
-    if x.shape[-1] != size:
-        x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-    return (x - 0.5) / 0.5
+    from members.training.data import image_transform
+
+    transform = image_transform(size, train=False)
+    return torch.stack([transform(Image.fromarray(crop)) for crop in crops])
 
 
 @torch.no_grad()
-def member_outputs(member: ImageMember, crops: list[np.ndarray]) -> Outputs:
+def member_outputs(member: RunNetwork, crops: list[np.ndarray]) -> TaskOutputs:
     """Contract values (EXPR and AU probabilities, VA values) of one member on aligned crops."""
     device = next(member.model.parameters()).device
     out = probabilities(member.model(face_batch(crops, member.cfg.image_size).to(device)))
     return {task: value.float().cpu().numpy() for task, value in out.items()}
 
 
-def average_outputs(outputs: list[Outputs]) -> Outputs:
+def average_outputs(outputs: list[TaskOutputs]) -> TaskOutputs:
     """Each task the mean over the members predicting it (tasks in canonical order)."""
     mean = {}
     for task in TASKS:
@@ -104,7 +102,7 @@ def average_outputs(outputs: list[Outputs]) -> Outputs:
     return mean
 
 
-def outputs_frame(outputs: Outputs, edition: Edition) -> pd.DataFrame:
+def outputs_frame(outputs: TaskOutputs, edition: Edition) -> pd.DataFrame:
     """Contract columns of ``outputs`` (one row per face)."""
     return pd.DataFrame({c: outputs[t][:, j] for t in outputs for j, c in enumerate(edition.output_columns(t))}).astype(
         np.float32
@@ -112,17 +110,17 @@ def outputs_frame(outputs: Outputs, edition: Edition) -> pd.DataFrame:
 
 
 def run_on_video(
-    members: list[ImageMember],
+    members: list[RunNetwork],
     faces: VideoFaces,
     size: int,
     batch_size: int,
     progress: Callable[[int, int], None] | None,
-) -> tuple[pd.DataFrame, list[Outputs]]:
+) -> tuple[pd.DataFrame, list[TaskOutputs]]:
     """Keys of every face found and each member's outputs on them, in batches of ``batch_size`` crops of
     side ``size``."""
     keys: list[tuple[str, int]] = []
     batch: list[np.ndarray] = []
-    parts: list[list[Outputs]] = [[] for _ in members]
+    parts: list[list[TaskOutputs]] = [[] for _ in members]
     total = sum(len(track) for track in faces.subjects.values())
     for subject, number, crop in aligned_crops(faces, size):
         keys.append((subject, number))
@@ -137,23 +135,10 @@ def run_on_video(
     return pd.DataFrame(keys, columns=KEY), outputs
 
 
-def face_table(keys: pd.DataFrame, outputs: Outputs, edition: Edition, name: str, extra: dict) -> PredictionTable:
+def face_table(keys: pd.DataFrame, outputs: TaskOutputs, edition: Edition, name: str, extra: dict) -> PredictionTable:
     """Rows of the frames with a face."""
     data = pd.concat([keys, outputs_frame(outputs, edition)], axis=1)
     return PredictionTable(data, TableMeta(tuple(outputs), edition.year, member=name, split="video", extra=extra))
-
-
-def fuse_tables(tables: list[PredictionTable], fusion, source: Path) -> PredictionTable:
-    """The members' tables fused and post-processed by a saved fusion."""
-    from ensemble.align import align
-    from ensemble.pipeline import fused_table
-
-    stack = align(tables)
-    try:
-        outputs = fusion.apply(stack)
-    except KeyError as exc:
-        raise DataError(f"{source}: the fusion learned nothing for {exc.args[0]!r}; fit it on these tasks") from None
-    return fused_table(stack, outputs, fusion, split="video")
 
 
 @dataclass
@@ -165,7 +150,7 @@ class VideoPrediction:
     filled: int  # frames without the subject's face, over all subjects
 
 
-def _phase(progress: Progress | None, name: str) -> Callable[[int, int], None] | None:
+def _phase(progress: PhaseProgress | None, name: str) -> Progress | None:
     return (lambda done, total: progress(name, done, total)) if progress else None
 
 
@@ -174,32 +159,32 @@ def predict_video(
     video: str,
     runs: list[Path],
     *,
-    fusion_path: Path | None = None,
+    fuse: Callable[[list[PredictionTable]], PredictionTable] | None = None,
     search: FaceSearch = FaceSearch(),
     size: int = CROP_SIZE,
     batch_size: int = 64,
-    progress: Progress | None = None,
+    progress: PhaseProgress | None = None,
 ) -> VideoPrediction:
-    """Find, align and predict every face of ``path``; a row for every frame of every subject."""
-    from ensemble.pipeline import FittedFusion
+    """Find, align and predict every face of ``path``; a row for every frame of every subject. Without ``fuse``
+    each task is the mean of the members predicting it; ``fuse`` (a saved fusion, ``ensemble.pipeline.
+    saved_fusion``) turns the members' tables into one."""
     from members.training.loop import pick_device
 
-    members = load_members(runs)
+    members = open_image_runs(runs)
     for member in members:
         member.model.to(pick_device())
-    fusion = FittedFusion.load(fusion_path) if fusion_path else None
     faces = scan_video(path, video, search, _phase(progress, "finding faces"))
     if not faces.subjects:
         raise DataError(f"{path}: no face found on any of its {faces.frames} frames; nothing to predict")
     keys, outputs = run_on_video(members, faces, size, batch_size, _phase(progress, "predicting"))
-    if fusion is None:
+    if fuse is None:
         name = members[0].name if len(members) == 1 else "mean(" + ",".join(m.name for m in members) + ")"
         extra = {"members": [m.name for m in members]}
         tables = [face_table(keys, average_outputs(outputs), members[0].edition, name, extra)]
     else:
         tables = [face_table(keys, out, m.edition, m.name, {}) for m, out in zip(members, outputs)]
     tables = [fill_missing_frames(t, faces.counts(), str(path))[0] for t in tables]
-    table = tables[0] if fusion is None else fuse_tables(tables, fusion, fusion_path)
+    table = tables[0] if fuse is None else fuse(tables)
     table.meta.extra["source"] = str(path)
     filled = sum(faces.frames - len(track) for track in faces.subjects.values())
     return VideoPrediction(faces, table, filled)

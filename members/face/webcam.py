@@ -20,7 +20,7 @@ from ensemble.errors import DataError
 from members.face.align import align_face
 from members.face.crop import FaceSearch
 from members.face.overlay import draw_frame
-from members.face.predict import ImageMember, average_outputs, member_outputs
+from members.face.predict import RunNetwork, average_outputs, member_outputs
 from members.face.video import VideoWriter, source_frames
 
 
@@ -38,7 +38,7 @@ class LiveReport:
     with_face: int = 0
 
 
-def live_predictions(members: list[ImageMember], crops: list[np.ndarray]) -> list[Mapping[str, float]]:
+def live_predictions(members: list[RunNetwork], crops: list[np.ndarray]) -> list[Mapping[str, float]]:
     """One prediction (contract columns to values) per crop: the members' mean per task."""
     if not members or not crops:
         return [{} for _ in crops]
@@ -49,7 +49,7 @@ def live_predictions(members: list[ImageMember], crops: list[np.ndarray]) -> lis
 
 def run_live(
     source: int | Path,
-    members: list[ImageMember],
+    members: list[RunNetwork],
     search: FaceSearch,
     *,
     limit: int | None = None,

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ensemble.frames import FACE_FOLDER, face_file, face_images
 from ensemble.tasks import (
     DEFAULT_EDITION,
     MTL_FILE,
@@ -151,10 +152,10 @@ def write_video(root: Path, split: str, video: str, cfg: SyntheticConfig, rng: n
     who = Identity.sample(rng)
     pose = np.column_stack([smooth(rng.normal(0, 1, (n, 3)), 5.0) * [6, 5, 14], np.full(n, rng.uniform(-1, 1))])
     missing = stretches(n, cfg.missing_faces, 1, 4, rng)
-    folder = root / "cropped_aligned" / video
+    folder = root / FACE_FOLDER / video
     folder.mkdir(parents=True, exist_ok=True)
     for i in np.flatnonzero(~missing):
-        draw_face(frame_state(lab, i, rng, pose), who, cfg.size, rng).save(folder / f"{i + 1:05d}.jpg", quality=90)
+        draw_face(frame_state(lab, i, rng, pose), who, cfg.size, rng).save(folder / face_file(i + 1), quality=90)
     labels_root = root / "test_labels" if split == "test" else root
     for task in TASKS:
         path = labels_root / edition.folders[task] / SPLIT_FOLDERS[split] / f"{video}.txt"
@@ -211,7 +212,7 @@ def organiser_files(root: str | Path, edition: Edition) -> dict[str, tuple[Path,
 
 
 def _faces(root: Path, video: str) -> list[int]:
-    return sorted(int(p.stem) for p in (root / "cropped_aligned" / video).glob("*.jpg"))
+    return sorted(face_images(root, video))
 
 
 def write_organiser_files(root: Path, counts: dict[str, int], edition: Edition) -> None:

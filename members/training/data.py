@@ -18,10 +18,10 @@ from torch.utils.data import Dataset
 from torchvision import transforms
 
 from ensemble.errors import DataError
+from ensemble.frames import FACE_FOLDER, face_images
 from ensemble.labels import read_labels
 from ensemble.tasks import Edition
 
-FRAMES_DIR = "cropped_aligned"
 MEAN, STD = (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)
 
 
@@ -30,8 +30,10 @@ def derived_seed(*parts: int) -> int:
     return int(np.random.SeedSequence([p % 2**64 for p in parts]).generate_state(1)[0])
 
 
-def frame_path(root: Path, video: str, frame: int) -> Path:
-    return root / FRAMES_DIR / video / f"{frame:05d}.jpg"
+def face_paths(root: Path, keys: pd.DataFrame) -> list[Path | None]:
+    """The face image of each (video, frame) of ``keys`` (None where the frame has none)."""
+    images = {video: face_images(root, video) for video in keys["video"].unique()}
+    return [images[v].get(int(f)) for v, f in zip(keys["video"], keys["frame"])]
 
 
 def image_transform(size: int, train: bool) -> transforms.Compose:
@@ -69,7 +71,7 @@ def labelled_frames(root: Path, split: str, tasks: tuple[str, ...], edition: Edi
     for task in tasks:
         lab = read_labels(root, task, split, edition)
         merged = lab if merged is None else merged.merge(lab, on=["video", "frame"], how="outer")
-    exists = [frame_path(root, v, f).is_file() for v, f in zip(merged["video"], merged["frame"])]
+    exists = [path is not None for path in face_paths(root, merged)]
     return merged[np.array(exists, dtype=bool)].sort_values(["video", "frame"]).reset_index(drop=True)
 
 
@@ -99,6 +101,7 @@ class FrameDataset(Dataset):
             raise DataError(
                 f"{self.root}: no annotated frames with face images for {', '.join(tasks)} in split {split!r}"
             )
+        self.paths = face_paths(self.root, self.frames)
         self.transform = image_transform(size, train)
         self.labels = self._label_arrays()
 
@@ -118,8 +121,7 @@ class FrameDataset(Dataset):
         self.epoch = epoch
 
     def image(self, i: int) -> torch.Tensor:
-        row = self.frames.iloc[i]
-        image = load_image(frame_path(self.root, row["video"], int(row["frame"])))
+        image = load_image(self.paths[i])
         if not self.train:
             return self.transform(image)
         with torch.random.fork_rng(devices=[]):
@@ -141,12 +143,14 @@ class ImageListDataset(Dataset):
 
     def __init__(self, root: str | Path, videos: list[str], size: int):
         self.root = Path(root)
-        rows = []
+        rows, self.paths = [], []
         for video in videos:
-            folder = self.root / FRAMES_DIR / video
+            folder = self.root / FACE_FOLDER / video
             if not folder.is_dir():
                 raise DataError(f"{folder}: no frame folder for video {video!r}")
-            rows += [(video, int(p.stem)) for p in sorted(folder.glob("*.jpg")) if p.stem.isdigit()]
+            images = face_images(self.root, video)
+            rows += [(video, frame) for frame in sorted(images)]
+            self.paths += [images[frame] for frame in sorted(images)]
         self.keys = pd.DataFrame(rows, columns=["video", "frame"])
         self.transform = image_transform(size, train=False)
 
@@ -154,5 +158,4 @@ class ImageListDataset(Dataset):
         return len(self.keys)
 
     def __getitem__(self, i: int):
-        video, frame = self.keys.iloc[i]
-        return self.transform(load_image(frame_path(self.root, video, int(frame)))), i
+        return self.transform(load_image(self.paths[i])), i

@@ -30,17 +30,21 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
+from ensemble.datasets import read_dataset
 from ensemble.errors import DataError
 from ensemble.metrics import task_metrics
 from ensemble.tasks import Edition, get_edition
+from members.base import PhaseProgress
 from members.heads import masked_loss, probabilities
 from members.training.data import FrameDataset, derived_seed
+from members.training.datasets import ListedImages, is_listed, with_dataset
 from members.training.distributed import Launch, gather, pick_device, split_range, sum_over_ranks
 from members.training.runs import (
     BEST,
     HISTORY,
     LAST,
     load_checkpoint,
+    load_weights,
     make_run_folder,
     resumed_config,
     save_checkpoint,
@@ -48,9 +52,7 @@ from members.training.runs import (
     write_json,
 )
 
-Progress = Callable[[str, int, int], None]  # (phase, done, total)
-
-__all__ = ["Fit", "Progress", "evaluate_member", "pick_device", "train_member"]  # pick_device: members.face.predict
+__all__ = ["Fit", "evaluate_member", "pick_device", "train_member"]  # pick_device: members.face.predict
 
 
 @dataclass
@@ -141,14 +143,6 @@ def check_schedule(path: Path, at: Progression, sched: dict, cfg, steps: int) ->
         raise DataError(f"{path}: the training data changed since the run started ({steps} steps per epoch now)")
 
 
-def load_weights(model: nn.Module, weights: dict, path: Path) -> None:
-    try:
-        model.load_state_dict(weights)
-    except RuntimeError as exc:  # a checkpoint from another config or version of the member
-        detail = " ".join(str(exc).split())[:160]
-        raise DataError(f"{path}: the weights do not fit the run's config.json ({detail})") from None
-
-
 def epoch_loader(fit: Fit, cfg, launch: Launch, at: Progression) -> DataLoader:
     """This process's batches of epoch ``at.epoch`` from step ``at.step`` on."""
     sampler = DistributedSampler(fit.train, launch.world, launch.rank, shuffle=True, seed=cfg.seed, drop_last=True)
@@ -221,7 +215,9 @@ def end_epoch(fit: Fit, model, opt, sched, run: Path, launch: Launch, at: Progre
         write_json(run / HISTORY, at.history)
 
 
-def fit_member(member_cls, fit: Fit, cfg, run: Path, launch: Launch, progress: Progress | None = None) -> list[dict]:
+def fit_member(
+    member_cls, fit: Fit, cfg, run: Path, launch: Launch, progress: PhaseProgress | None = None
+) -> list[dict]:
     """Train ``fit`` for ``cfg.epochs`` (resuming ``run/last.pt``); ``epochs`` 0 scores the model as it is."""
     net, model = prepare(fit.model, launch)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -290,24 +286,36 @@ def image_loss(net, batch) -> torch.Tensor:
 def image_fit(member_cls, cfg, data_root: Path, launch: Launch, model: nn.Module | None = None) -> Fit:
     """Face images of the training split, validated on every labelled face image of the validation split; a
     class-folder, clip or list dataset's images likewise (``members.training.datasets``)."""
-    from members.training.datasets import is_listed, listed_fit
-
     if is_listed(data_root):
         return listed_fit(member_cls, cfg, data_root, launch, model)
     edition, tasks = get_edition(cfg.edition), tuple(cfg.tasks)
     train_set = FrameDataset(data_root, "train", tasks, edition, cfg.image_size, train=True, seed=cfg.seed)
     val_set = FrameDataset(data_root, "val", tasks, edition, cfg.image_size, train=False)
-    model = member_cls.network(cfg, edition) if model is None else model
+    model = member_cls(cfg).build_network({}) if model is None else model
+    return Fit(model, train_set, image_loss, lambda m, la: evaluate_member(m, val_set, cfg.batch_size, la))
+
+
+def listed_fit(member_cls, cfg, data_root: Path, launch, model=None):
+    """The loop's ``Fit`` on a dataset's train images, validated on its val images (or the hold-out)."""
+    dataset, edition = read_dataset(data_root), get_edition(cfg.edition)
+    train_set = ListedImages(dataset, "train", edition, cfg.image_size, train=True, seed=cfg.seed)
+    val_set = ListedImages(dataset, "val", edition, cfg.image_size, train=False)
+    model = member_cls(cfg).build_network({}) if model is None else model
     return Fit(model, train_set, image_loss, lambda m, la: evaluate_member(m, val_set, cfg.batch_size, la))
 
 
 def train_member(
-    member_cls, cfg, data_root: Path, run_dir: Path, progress: Progress | None = None, *, launch=None, build=image_fit
+    member_cls,
+    cfg,
+    data_root: Path,
+    run_dir: Path,
+    progress: PhaseProgress | None = None,
+    *,
+    launch=None,
+    build=image_fit,
 ) -> list[dict]:
     """Train (or resume, or extend) a member in ``run_dir``; returns the per-epoch history. ``build`` makes the
     member's ``Fit`` (image members by default); ``launch`` is this process's part (one process by default)."""
-    from members.training.datasets import with_dataset
-
     launch = launch or Launch()
     cfg = resumed_config(run_dir, member_cls, with_dataset(cfg, data_root), launch)
     if launch.main:

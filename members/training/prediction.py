@@ -6,58 +6,38 @@ two videos, so every frame's output is the one a single process computes) and ra
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
+from torch import nn
 from torch.utils.data import DataLoader
 
 from ensemble.contract import PredictionTable, TableMeta, write_table
+from ensemble.datasets import read_dataset
 from ensemble.errors import DataError
 from ensemble.frames import fill_missing_frames, read_manifest
 from ensemble.labels import annotation_frame_counts, track_dir
 from ensemble.outputs import STAMP, atomic_file, safe_join, safe_name
 from ensemble.tasks import get_edition
+from members.base import Member, Progress
 from members.heads import probabilities
-from members.registry import MEMBERS, load_members, registry_name
 from members.training.data import ImageListDataset
+from members.training.datasets import ListedImages, is_listed, listed_outputs, pooled
 from members.training.distributed import Launch, gather_to_main, shard
-from members.training.loop import load_weights
-from members.training.runs import BEST, CONFIG, config_values, load_checkpoint, member_name, read_config
-
-Progress = Callable[[int, int], None]
+from members.training.runs import Run
 
 
-def load_config(run_dir: Path):
-    """(member class, config) of a finished run; config.json names the member by its registry name (or, in
-    runs of earlier versions, by its class name)."""
-    doc = read_config(run_dir)
-    if doc is None or not (run_dir / BEST).is_file():
-        raise DataError(f"{run_dir}: not a finished run (needs {CONFIG} and {BEST})")
-    name = member_name(doc["member"])
-    if name not in load_members():
-        raise DataError(f"{run_dir / CONFIG}: names no known member ({doc['member']!r})")
-    member_cls = MEMBERS.get(name)
-    try:
-        return member_cls, member_cls.config_class(**config_values(doc, member_cls.config_class, strict=True))
-    except (KeyError, TypeError):
-        raise DataError(f"{run_dir / CONFIG}: does not fit member {name} (fields differ)") from None
-
-
-def load_run(run_dir: Path):
-    """(member class, config, network with the best weights) of a finished image-member run."""
-    member_cls, cfg = load_config(run_dir)
-    if not member_cls.reads_images or member_cls.network is None:
+def image_network(run: Run) -> nn.Module:
+    """The network of a finished image-member run (cnn, keras) with its best weights."""
+    if not run.member_cls.reads_images:
         raise DataError(
-            f"{run_dir}: a {registry_name(member_cls)} run has no per-frame image network; "
+            f"{run.path}: a {run.name} run has no per-frame image network; "
             "features come from an image member's run (cnn, keras)"
         )
-    model = member_cls.network(cfg, get_edition(cfg.edition))
-    load_weights(model, load_checkpoint(run_dir / BEST)["model"], run_dir / BEST)
-    return member_cls, cfg, model.eval()
+    return run.load_network()
 
 
 def split_frame_counts(
@@ -104,18 +84,18 @@ def run_images(model, data_root: Path, videos: list[str], size: int, batch_size:
     return dataset.keys, {k: np.concatenate(v) for k, v in parts.items()}
 
 
-def run_split(run_dir: Path, data_root: Path, split: str, frames: Path | None, batch_size: int, fn, progress, launch):
-    """A finished image run's config, the split's frame counts, and ``fn(model, images)`` on every face image;
-    the processes share the videos and rank 0 gets every output, in video order (the others get None)."""
-    _, cfg, model = load_run(run_dir)
+def run_split(run: Run, data_root: Path, split: str, frames: Path | None, batch_size: int, fn, progress, launch):
+    """The split's frame counts and ``fn(model, images)`` of a finished image run on every face image; the
+    processes share the videos and rank 0 gets every output, in video order (the others get None)."""
+    cfg, model = run.config, image_network(run)
     counts = split_frame_counts(data_root, split, tuple(cfg.tasks), cfg.edition, frames)
     mine = list(counts)[shard(list(counts.values()), launch)]
     parts = gather_to_main(launch, run_images(model, data_root, mine, cfg.image_size, batch_size, fn, progress, launch))
     if parts is None:
-        return cfg, counts, None, None
+        return counts, None, None
     parts = [(keys, outs) for keys, outs in parts if len(keys)]
     keys = pd.concat([k for k, _ in parts], ignore_index=True)
-    return cfg, counts, keys, {name: np.concatenate([o[name] for _, o in parts]) for name in parts[0][1]}
+    return counts, keys, {name: np.concatenate([o[name] for _, o in parts]) for name in parts[0][1]}
 
 
 @dataclass
@@ -128,33 +108,29 @@ class Prediction:
     parts: dict[str, PredictionTable] = field(default_factory=dict)
 
 
-def predict_member(run_dir: Path, data_root: Path, split: str, **how) -> Prediction:
+def predict_member(run: Path | Run, data_root: Path, split: str, **how) -> Prediction:
     """The run's prediction table for every frame of ``split`` (nothing is written: see ``write_prediction``);
     ``how``: ``frames`` (a manifest), ``progress`` and ``launch`` (under torchrun the processes share the videos
     and rank 0 gets the table), as ``Member.predict`` takes them."""
-    member_cls, cfg = load_config(run_dir)
-    return member_cls(cfg).predict(run_dir, data_root, split, **how)
+    run = run if isinstance(run, Run) else Run.open(run)
+    return Member.from_run(run).predict(run, data_root, split, **how)
 
 
-def predict_images(member_cls, cfg, run_dir: Path, data_root: Path, split: str, frames, progress, launch):
+def predict_images(run: Run, data_root: Path, split: str, frames, progress, launch) -> Prediction:
     """An image member's ``Prediction``: its network on every face image, faceless frames filled; on a
     class-folder, clip or list dataset one row per image or clip (``members.training.datasets``)."""
-    from members.training.datasets import is_listed, predict_listed
-
     if is_listed(data_root):
-        return predict_listed(member_cls, cfg, run_dir, data_root, split, progress, launch)
-    cfg, counts, keys, outs = run_split(
-        run_dir, data_root, split, frames, 128, lambda m, x: probabilities(m(x)), progress, launch or Launch()
+        return predict_listed(run, data_root, split, progress, launch)
+    counts, keys, outs = run_split(
+        run, data_root, split, frames, 128, lambda m, x: probabilities(m(x)), progress, launch or Launch()
     )
     if keys is None:
         return Prediction(None, 0)
-    edition = get_edition(cfg.edition)
+    cfg, edition = run.config, get_edition(run.config.edition)
     columns = {c: outs[t][:, j] for t in cfg.tasks for j, c in enumerate(edition.output_columns(t))}
     data = pd.concat([keys, pd.DataFrame(columns)], axis=1)
-    meta = TableMeta.of(
-        tuple(cfg.tasks), edition, member=run_dir.name, split=split, extra={"config": read_config(run_dir)}
-    )
-    return Prediction(*fill_missing_frames(PredictionTable(data, meta), counts, f"{run_dir} ({split})"))
+    meta = TableMeta.of(tuple(cfg.tasks), edition, member=run.path.name, split=split, extra={"config": run.doc})
+    return Prediction(*fill_missing_frames(PredictionTable(data, meta), counts, f"{run.path} ({split})"))
 
 
 def part_paths(out: Path, parts: dict[str, PredictionTable]) -> dict[str, Path]:
@@ -184,12 +160,10 @@ def extract_features(
     """Cache the CNN's per-frame embeddings of every face image of ``split`` as ``.npz``
     (``video``, ``frame``, ``features``, plus the frame counts); returns the number of frames (rank 0 writes;
     the other processes return 0). A clip dataset's clips are the videos (``members.training.datasets``)."""
-    from members.training.datasets import is_listed, listed_features
-
     if is_listed(data_root):
-        counts, keys, outs = listed_features(run_dir, data_root, split, batch_size, progress, launch)
+        counts, keys, outs = listed_features(Run.open(run_dir), data_root, split, batch_size, progress, launch)
     else:
-        counts, keys, outs = split_features(run_dir, data_root, split, frames, batch_size, progress, launch)
+        counts, keys, outs = split_features(Run.open(run_dir), data_root, split, frames, batch_size, progress, launch)
     if keys is None:
         return 0
     with atomic_file(out) as tmp, open(tmp, "wb") as file:  # a file object: savez adds no '.npz' to it
@@ -207,16 +181,35 @@ def extract_features(
     return len(keys)
 
 
-def split_features(run_dir: Path, data_root: Path, split: str, frames, batch_size: int, progress, launch):
+def split_features(run: Run, data_root: Path, split: str, frames, batch_size: int, progress, launch):
     """(frame counts, keys, {'features': ...}) of every face image of an Aff-Wild2 split (None keys off rank 0)."""
-    _, counts, keys, outs = run_split(
-        run_dir,
-        data_root,
-        split,
-        frames,
-        batch_size,
-        lambda m, x: {"features": m.features(x)},
-        progress,
-        launch or Launch(),
-    )
+    fn = lambda m, x: {"features": m.features(x)}  # noqa: E731
+    return run_split(run, data_root, split, frames, batch_size, fn, progress, launch or Launch())
+
+
+# --- class-folder, clip and list datasets (members.training.datasets) ---------------------------------
+
+
+def predict_listed(run, data_root: Path, split: str, progress, launch):
+    """An image member's ``Prediction`` on a split of a class-folder, clip or list dataset: one row per image, or
+    per clip (its frames' probabilities averaged), keyed by the path relative to the dataset folder."""
+    launch, cfg, model = launch or Launch(), run.config, image_network(run)
+    edition = get_edition(cfg.edition)
+    dataset = ListedImages(read_dataset(data_root), split, edition, cfg.image_size, train=False)
+    outs = listed_outputs(model, dataset, 64, lambda m, x: probabilities(m(x)), progress, launch)
+    keys, expr = pooled(dataset.frames, outs["expr"])
+    data = pd.concat([keys, pd.DataFrame(expr, columns=edition.output_columns("expr"))], axis=1)
+    meta = TableMeta.of(("expr",), edition, member=run.path.name, split=split, extra={"config": run.doc})
+    return Prediction(PredictionTable(data, meta), 0)
+
+
+def listed_features(run, data_root: Path, split: str, batch_size: int, progress, launch):
+    """(frames per clip or image, keys, {'features': ...}) of a split's images, as ``extract_features`` caches
+    them: a clip's frames are its video's frames."""
+    cfg, model = run.config, image_network(run)
+    dataset = ListedImages(read_dataset(data_root), split, get_edition(cfg.edition), cfg.image_size, train=False)
+    fn = lambda m, x: {"features": m.features(x)}  # noqa: E731
+    outs = listed_outputs(model, dataset, batch_size, fn, progress, launch or Launch())
+    keys = dataset.frames[["video", "frame"]].reset_index(drop=True)
+    counts = keys.groupby("video", sort=False)["frame"].max().to_dict()
     return counts, keys, outs

@@ -11,17 +11,22 @@ from __future__ import annotations
 import json
 import pickle
 import re
-from dataclasses import asdict, fields, replace
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
+from typing import Any
 
 import torch
+from torch import nn
 
 from ensemble.errors import DataError
 from ensemble.io import read_json_object
-from ensemble.outputs import STAMP, TMP_TAG, atomic_file, write_marker
+from ensemble.outputs import CHECKPOINT, STAMP, TMP_TAG, atomic_file, write_marker
+from members.base import Member
+from members.configs import MemberConfig
+from members.registry import load_members, registry_name
 from members.training.distributed import Launch
 
-CONFIG, LAST, BEST, HISTORY = "config.json", "last.pt", "best.pt", "history.json"
+CONFIG, LAST, BEST, HISTORY = "config.json", CHECKPOINT, "best.pt", "history.json"
 RECORD_KEYS = ("generator", "member", "launch")
 """Keys of config.json that describe the run rather than configure the member."""
 RETIRED_KEYS = ("amp",)
@@ -40,8 +45,6 @@ def write_json(path: Path, doc: object) -> None:
 def write_config(run: Path, member_cls, cfg, launch: Launch | None = None) -> None:
     """``run/config.json``: the member's registry name, every config field, and the launch (world size,
     global batch). The one writer of a run's config."""
-    from members.registry import registry_name
-
     doc = {"generator": STAMP, "member": registry_name(member_cls), **asdict(cfg)}
     if launch is not None:
         doc["launch"] = launch.record(cfg.batch_size)
@@ -69,11 +72,9 @@ def config_values(doc: dict, config_class, strict: bool = False) -> dict:
     return {k: tuple(v) if isinstance(v, list) else v for k, v in doc.items() if k in known}
 
 
-def member_name(stored: str) -> str:
+def registered_name(stored: str) -> str:
     """The registry name of the member a config.json names: its registry name, or (runs of earlier versions)
     its class name, e.g. 'CnnMember' -> 'cnn'; an unknown name is returned as it is."""
-    from members.registry import load_members
-
     members = load_members()
     if stored in members:
         return stored
@@ -81,9 +82,7 @@ def member_name(stored: str) -> str:
 
 
 def check_member(run: Path, doc: dict, member_cls) -> None:
-    from members.registry import registry_name
-
-    found, wanted = member_name(doc["member"]), registry_name(member_cls)
+    found, wanted = registered_name(doc["member"]), registry_name(member_cls)
     if found != wanted:
         raise RunMismatchError(f"{run}: is a {found} run, not {wanted}; choose a new --out")
 
@@ -173,12 +172,61 @@ def make_run_folder(run: Path) -> None:
         write_marker(run)
 
 
-def has_checkpoint(run: Path) -> bool:
-    """True when the run (or one of its sub-runs, for a committee) can be resumed."""
-    return any(run.rglob(LAST))
-
-
-def remove_stale_temps(run: Path) -> None:
+def clear_run_temps(run: Path) -> None:
     """Temporary files of writes that a killed command left in the run (call with the run's lock held)."""
     for stale in run.rglob(f".*{TMP_TAG}*"):
         stale.unlink(missing_ok=True)
+
+
+def load_weights(model: nn.Module, weights: dict, path: Path) -> None:
+    """``weights`` into ``model``; weights of another config or version of the member are a one-line error."""
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as exc:
+        detail = " ".join(str(exc).split())[:160]
+        raise DataError(f"{path}: the weights do not fit the run's config.json ({detail})") from None
+
+
+@dataclass(frozen=True, eq=False)
+class Run:
+    """A finished run folder, its config.json read and checked once (``Run.open``): the member class it names,
+    the member's config, and the path. ``Member.from_run(run)`` is its member; ``load_network`` its network."""
+
+    path: Path
+    member_cls: type[Member]
+    config: MemberConfig
+    doc: dict  # config.json as it is on disk (prediction tables carry it)
+
+    @classmethod
+    def open(cls, path: Path) -> Run:
+        """The finished run at ``path``; config.json names the member by its registry name (or, in runs of
+        earlier versions, by its class name). Anything else is a one-line error."""
+        path = Path(path)
+        doc = read_config(path)
+        if doc is None or not (path / BEST).is_file():
+            raise DataError(f"{path}: not a finished run (needs {CONFIG} and {BEST})")
+        name = registered_name(doc["member"])
+        if name not in load_members():
+            raise DataError(f"{path / CONFIG}: names no known member ({doc['member']!r})")
+        member_cls = load_members().get(name)
+        try:
+            config = member_cls.config_class(**config_values(doc, member_cls.config_class, strict=True))
+        except (KeyError, TypeError):
+            raise DataError(f"{path / CONFIG}: does not fit member {name} (fields differ)") from None
+        return cls(path, member_cls, config, doc)
+
+    @property
+    def name(self) -> str:
+        """The member's registry name."""
+        return registry_name(self.member_cls)
+
+    def best(self, device: torch.device | str = "cpu") -> dict[str, Any]:
+        return load_checkpoint(self.path / BEST, device)
+
+    def load_network(self) -> nn.Module:
+        """The member's network with the run's best weights, in eval mode (the one place a run becomes a
+        network: prediction, feature extraction, video and webcam inference all load through it)."""
+        state = self.best()
+        model = Member.from_run(self).build_network(state)
+        load_weights(model, state["model"], self.path / BEST)
+        return model.eval()

@@ -34,9 +34,10 @@ def load_cache(path: Path) -> dict:
         return {k: cache[k] for k in cache.files}
 
 
-def full_sequences(cache: dict) -> dict[str, np.ndarray]:
-    """Features for frames 1..n of every video, interpolated where a face image was missing."""
-    counts = dict(zip(cache["count_videos"].tolist(), cache["count_frames"].tolist()))
+def full_sequences(cache: dict, counts: dict[str, int] | None = None) -> dict[str, np.ndarray]:
+    """Features for frames 1..n of every video (``counts``, default the cache's own frame counts),
+    interpolated where a face image was missing; before the first face and after the last, the nearest."""
+    counts = counts or dict(zip(cache["count_videos"].tolist(), cache["count_frames"].tolist()))
     out = {}
     for video, n in counts.items():
         rows = np.flatnonzero(cache["video"] == video)
@@ -59,10 +60,16 @@ def _labels_by_frame(labels: pd.DataFrame | None, video: str, n: int, cols: list
 
 
 def load_sequences(
-    cache_path: Path, data_root: Path | None, split: str, tasks: tuple[str, ...], edition: Edition
+    cache_path: Path,
+    data_root: Path | None,
+    split: str,
+    tasks: tuple[str, ...],
+    edition: Edition,
+    counts: dict[str, int] | None = None,
 ) -> list[VideoSequence]:
-    """Sequences of a split with their labels (NaN everywhere when ``data_root`` is None)."""
-    feats = full_sequences(load_cache(cache_path))
+    """Sequences of a split with their labels (NaN everywhere when ``data_root`` is None), of the videos and
+    frame counts ``counts`` names (default: the cache's)."""
+    feats = full_sequences(load_cache(cache_path), counts)
     labels = {t: read_labels(data_root, t, split, edition) if data_root is not None else None for t in tasks}
     per_clip = data_root is not None and detect_dataset(data_root) == CLIPS  # one label per clip: every frame's
     seqs = []

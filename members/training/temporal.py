@@ -14,12 +14,14 @@ from torch.utils.data import Dataset
 
 from ensemble.contract import PredictionTable, TableMeta
 from ensemble.datasets import CLIPS
+from ensemble.frames import read_manifest
 from ensemble.tasks import get_edition
+from members.base import PhaseProgress
 from members.heads import masked_loss, probabilities
 from members.training.datasets import pooled
 from members.training.distributed import Launch, gather, gather_to_main, shard
-from members.training.loop import Fit, Progress, load_weights, task_scores, train_member
-from members.training.runs import BEST, load_checkpoint
+from members.training.loop import Fit, task_scores, train_member
+from members.training.runs import Run
 from members.training.sequences import VideoSequence, load_sequences, temporal_statistics, windows
 
 
@@ -54,11 +56,12 @@ def sequence_loss(outputs, pad, expr, va, au) -> torch.Tensor:
 
 
 @torch.no_grad()
-def predict_sequences(model, seqs, inputs, cfg) -> list[dict[str, np.ndarray]]:
-    """Per-frame outputs of every video: overlapping windows averaged frame by frame."""
+def predict_sequences(model, seqs, inputs, cfg, progress=None) -> list[dict[str, np.ndarray]]:
+    """Per-frame outputs of every video: overlapping windows averaged frame by frame; ``progress(done,
+    total)`` in frames after each video."""
     model.eval()
     device = next(model.parameters()).device
-    result = []
+    result, done, total = [], 0, sum(len(s.features) for s in seqs)
     for i, seq in enumerate(seqs):
         sums: dict[str, np.ndarray] = {}
         count = np.zeros((len(seq.features), 1))
@@ -69,14 +72,17 @@ def predict_sequences(model, seqs, inputs, cfg) -> list[dict[str, np.ndarray]]:
                 sums.setdefault(task, np.zeros((len(seq.features), value.shape[-1])))[start:stop] += value
             count[start:stop] += 1
         result.append({t: s / count for t, s in sums.items()})
+        done += len(seq.features)
+        if progress:
+            progress(done, total)
     return result
 
 
-def shared_predictions(model, seqs, inputs, cfg, launch: Launch, collect=gather) -> list[dict] | None:
+def shared_predictions(model, seqs, inputs, cfg, launch: Launch, collect=gather, progress=None) -> list[dict] | None:
     """``predict_sequences`` with the videos shared among the processes: every video's outputs, in order, as
     ``collect`` brings them together (``gather``: on every rank; ``gather_to_main``: on rank 0, else None)."""
     mine = shard([len(s.features) for s in seqs], launch)
-    parts = collect(launch, predict_sequences(model, seqs[mine], inputs[mine], cfg))
+    parts = collect(launch, predict_sequences(model, seqs[mine], inputs[mine], cfg, progress))
     return None if parts is None else [p for part in parts for p in part]
 
 
@@ -124,7 +130,7 @@ def temporal_fit(member_cls, cfg, data_root: Path, launch: Launch) -> Fit:
     train = load_sequences(feats / "train.npz", data_root, "train", tasks, edition)
     val = load_sequences(feats / "val.npz", data_root, "val", tasks, edition)
     x_train, x_val = model_inputs(train, cfg.stats), model_inputs(val, cfg.stats)
-    model = member_cls.network(cfg, edition, x_train[0].shape[1])
+    model = member_cls(cfg).build_network({"in_dim": x_train[0].shape[1]})
     fit_scaler(model, x_train)
     samples = Windows(train, x_train, cfg)
 
@@ -135,37 +141,51 @@ def temporal_fit(member_cls, cfg, data_root: Path, launch: Launch) -> Fit:
 
 
 def train_temporal(
-    member_cls, cfg, data_root: Path, run_dir: Path, progress: Progress | None = None, *, launch: Launch | None = None
+    member_cls,
+    cfg,
+    data_root: Path,
+    run_dir: Path,
+    progress: PhaseProgress | None = None,
+    *,
+    launch: Launch | None = None,
 ) -> list[dict]:
     """Train (or resume, or extend) a temporal member on ``cfg.features``; returns the per-epoch history."""
     return train_member(member_cls, cfg, data_root, run_dir, progress, launch=launch, build=temporal_fit)
 
 
-def predict_temporal(member_cls, cfg, run_dir: Path, split: str, launch: Launch | None = None):
-    """The ``Prediction`` for every frame of every video in ``<features>/<split>.npz`` (the processes share the
-    videos; rank 0 gets the table, the others an empty ``Prediction``)."""
+def predict_temporal(run: Run, split: str, *, frames: Path | None = None, progress=None, launch: Launch | None = None):
+    """The ``Prediction`` for every frame of every video in ``<features>/<split>.npz``, or of every frame a
+    ``frames`` manifest lists (frames past a video's last face take its last face's features, as the frames
+    before its first face take the first's); the processes share the videos, rank 0 gets the table (the others
+    an empty ``Prediction``)."""
     from members.training.prediction import Prediction
 
-    launch, edition = launch or Launch(), get_edition(cfg.edition)
-    state = load_checkpoint(run_dir / BEST)
-    model = member_cls.network(cfg, edition, state["in_dim"])
-    load_weights(model, state["model"], run_dir / BEST)
-    cache = Path(cfg.features) / f"{split}.npz"
-    seqs = load_sequences(cache, None, split, tuple(cfg.tasks), edition)
-    preds = shared_predictions(model, seqs, model_inputs(seqs, cfg.stats), cfg, launch, gather_to_main)
+    cfg, launch = run.config, launch or Launch()
+    edition, cache = get_edition(cfg.edition), Path(cfg.features) / f"{split}.npz"
+    counts = read_manifest(frames) if frames is not None else None
+    seqs = load_sequences(cache, None, split, tuple(cfg.tasks), edition, counts)
+    model = run.load_network()
+    preds = shared_predictions(model, seqs, model_inputs(seqs, cfg.stats), cfg, launch, gather_to_main, progress)
     if preds is None:
         return Prediction(None, 0)
     parts = []
     for seq, pred in zip(seqs, preds):
         cols = {c: pred[t][:, j] for t in cfg.tasks for j, c in enumerate(edition.output_columns(t))}
         parts.append(pd.DataFrame({"video": seq.video, "frame": np.arange(1, len(seq.features) + 1), **cols}))
-    faces = len(np.load(cache)["frame"])
-    total = sum(len(s.features) for s in seqs)
+    filled = sum(len(s.features) for s in seqs) - face_frames(cache, {s.video: len(s.features) for s in seqs})
     fill = "features of frames without a face interpolated from neighbouring frames"
-    extra = {"config": asdict(cfg), "filled_frames": total - faces, "fill": fill}
-    meta = TableMeta.of(tuple(cfg.tasks), edition, member=run_dir.name, split=split, extra=extra)
+    extra = {"config": asdict(cfg), "filled_frames": filled, "fill": fill}
+    meta = TableMeta.of(tuple(cfg.tasks), edition, member=run.path.name, split=split, extra=extra)
     data = pd.concat(parts, ignore_index=True)
     if cfg.dataset.get("kind") == CLIPS:  # one row per clip: its frames' probabilities averaged
         keys, expr = pooled(data, data[edition.output_columns("expr")].to_numpy(np.float32))
         data = pd.concat([keys, pd.DataFrame(expr, columns=edition.output_columns("expr"))], axis=1)
-    return Prediction(PredictionTable(data, meta), total - faces)
+    return Prediction(PredictionTable(data, meta), filled)
+
+
+def face_frames(cache: Path, counts: dict[str, int]) -> int:
+    """The cached (face) frames among the first ``counts[video]`` frames of each video."""
+    with np.load(cache) as data:
+        video, frame = data["video"], data["frame"]
+    limit = pd.Series(counts).reindex(video).to_numpy(np.float64)
+    return int(np.count_nonzero(frame <= np.nan_to_num(limit, nan=0)))

@@ -154,3 +154,9 @@ def test_evaluate_edition_2021_refuses_an_8_class_table_in_one_line(scored):
     assert errors == [
         f"error: {whole}: expr label set of edition 2025 (8 outputs) does not match edition 2021 (7 outputs)"
     ]
+
+
+def test_an_edition_is_hashable_and_equal_to_itself():
+    """Issue 24: Edition is frozen but holds dicts, so hash(get_edition(2025)) raised TypeError."""
+    a, b = get_edition(2025), get_edition("ABAW8")
+    assert hash(a) == hash(b) and {a: 1}[b] == 1 and len({a, b, get_edition(2024)}) == 2

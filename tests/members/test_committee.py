@@ -27,6 +27,7 @@ from members.committee import (
 from members.keras import KerasConfig, KerasMember, train_keras
 from members.training.loop import train_member
 from members.training.prediction import predict_member, write_prediction
+from members.training.runs import Run
 
 TINY = ("test_resnet", "test_efficientnet", "test_convnext")
 
@@ -185,7 +186,7 @@ def test_assembling_checks_the_runs(tiny_dataset, tmp_path):
     with pytest.raises(AffectEnsError, match="two runs are named 'expr'"):
         assemble_committee([expr, tmp_path / "x" / "expr"], None, tmp_path)
     with pytest.raises(AffectEnsError, match="not a committee run; --member-tables applies to committees"):
-        check_member_tables(expr)
+        check_member_tables(Run.open(expr))
     assert not (tmp_path / "config.json").exists()
 
 

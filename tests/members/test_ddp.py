@@ -155,5 +155,7 @@ def test_prediction_and_features_under_torchrun_equal_one_process(data, ddp, tmp
 
 
 def test_python_m_ensemble_cli_is_the_command_line():
-    result = subprocess.run([sys.executable, "-m", "ensemble.cli", "train-member", "--help"], capture_output=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "ensemble.cli", "train-member", "cnn", "--help"], capture_output=True
+    )
     assert result.returncode == 0 and b"--precision" in result.stdout

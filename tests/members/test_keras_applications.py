@@ -16,7 +16,7 @@ from keras_apps import APPS, NINE_CLASSES, NINE_TO_ABAW, face_pixels, our_images
 from ensemble.errors import DataError
 from ensemble.tasks import DEFAULT_EDITION, get_edition
 from members.keras import KerasConfig, KerasMember, KerasNet, train_keras
-from members.training.prediction import load_run
+from members.training.runs import Run
 
 EDITION = get_edition(DEFAULT_EDITION)
 ABAW_FROM_NINE = [5, 0, 2, 3, 4, 6, 7]  # Neutral, Anger, Disgust, Fear, Happiness, Sadness, Surprise <- NINE_CLASSES
@@ -144,7 +144,8 @@ def test_va_member_through_the_cli_keeps_its_outputs_in_the_run(head_models, tin
     args = ["train-member", "keras", "--weights", head_models["va"].files["keras"], "--data", tiny_dataset[0]]
     result = invoke(*args, "--preprocess", "tf", "--outputs", "valence=dense_v,arousal=dense_a", "--out", run)
     assert result.returncode == 0 and "epoch 0: imported, validation score" in result.stdout, result.stderr
-    _, cfg, net = load_run(run)  # no model file needed any more
+    opened = Run.open(run)
+    cfg, net = opened.config, opened.load_network()  # no model file needed any more
     assert cfg.tasks == ("va",) and cfg.outputs == {"valence": "dense_v", "arousal": "dense_a"}
     with torch.no_grad():
         va = net(our_images(head_models["va"].pixels))["va"].numpy()

@@ -14,11 +14,12 @@ from helpers import invoke
 from torch import nn
 
 from ensemble.cli import app
-from ensemble.cli.members import config_fields
 from ensemble.contract import read_table
-from members import MEMBERS, Member, MemberConfig, create_member, load_members
+from ensemble.errors import DataError
+from members import MEMBERS, MemberConfig, create_member, load_members
 from members.configs import option
 from members.heads import TaskHeads
+from members.image import ImageMember
 
 # --- the toy member: everything a new member needs ------------------------------------------------------
 
@@ -45,11 +46,13 @@ class ToyNet(nn.Module):
 
 
 @MEMBERS.register("toy")
-class ToyMember(Member):
+class ToyMember(ImageMember):
     """One convolution and the task heads."""
 
     config_class = ToyConfig
-    network = ToyNet
+
+    def build_network(self, saved) -> ToyNet:
+        return ToyNet(self.config, self.edition)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -83,7 +86,10 @@ def test_a_toy_member_in_one_file_trains_and_predicts_through_the_cli(tiny_datas
 def test_a_member_refuses_options_its_config_lacks(tiny_dataset, tmp_path):
     root, _ = tiny_dataset
     result = invoke("train-member", "toy", "--data", root, "--out", tmp_path / "r", "--backbone", "resnet18")
-    assert result.returncode == 2 and "--backbone do not apply to this member" in result.stderr
+    assert (
+        result.returncode == 2
+        and "No such option: --backbone (see 'affect-ens train-member toy --help')" in result.stderr
+    )
     assert not (tmp_path / "r").exists()
 
 
@@ -112,34 +118,47 @@ def test_create_member_builds_a_member_with_its_config():
         create_member("toy", load_members().get("cnn").config_class())
 
 
-def _train_member_options() -> dict[str, object]:
-    command = typer.main.get_command(app).commands["train-member"]
+def _train_member_options(name: str) -> dict[str, object]:
+    group = typer.main.get_command(app).commands["train-member"]
+    command = group.get_command(None, name)
     return {param.name: param for param in command.params}
 
 
+LAUNCH = {"data", "out", "config", "precision", "compile_", "sync_bn", "workers"}
+
+
 @pytest.mark.parametrize("name", load_members().names())
-def test_every_config_field_is_an_option_with_help(name):
-    """A field cannot be forgotten: each has its option (help included) unless it is marked cli=False."""
+def test_every_config_field_is_an_option_of_its_member_with_help(name):
+    """A field cannot be forgotten: each has its option under train-member NAME (help included) unless it is
+    marked cli=False, and NAME has no option of another member's config."""
     from dataclasses import fields
 
-    options = _train_member_options()
+    options = _train_member_options(name)
+    declared = {f.name for f in fields(MEMBERS.get(name).config_class) if f.metadata.get("cli", True)}
+    assert set(options) - LAUNCH == declared
     for f in fields(MEMBERS.get(name).config_class):
-        if f.metadata.get("cli", True):
-            assert f.name in options, f"{name}: config field {f.name} has no train-member option"
+        if f.name in declared:
             assert f.metadata["help"] and f.metadata["help"] in options[f.name].help
 
 
-def test_every_train_member_option_is_a_config_field_or_a_launch_option():
-    launch = {"member", "data", "out", "config", "precision", "compile_", "sync_bn", "workers"}
-    assert set(_train_member_options()) - launch == set(config_fields())
+def test_a_members_options_appear_under_its_own_help_only():
+    toy = _ok("train-member", "toy", "--help").stdout
+    cnn = _ok("train-member", "cnn", "--help").stdout
+    rnn = _ok("train-member", "cnn_rnn", "--help").stdout
+    assert "--width" in toy and "--backbone" not in toy and "--rnn" not in toy
+    assert "--backbone" in cnn and "--width" not in cnn and "--rnn" not in cnn and "--bidirectional" not in cnn
+    assert "--rnn" in rnn and "--backbone" not in rnn and "--width" not in rnn
+    listing = _ok("train-member", "--help").stdout
+    assert "toy" in listing and "cnn_transformer" in listing and "--width" not in listing
 
 
 def test_help_explains_every_option():
-    result = _ok("train-member", "--help")
-    for param in _train_member_options().values():
-        assert param.help or param.name == "member"
-    for flag in ("--task", "--map", "--weights-dir", "--width", "--bidirectional", "--bgr", "--pixel-range"):
-        assert flag in result.stdout
+    for name in load_members().names():
+        assert all(param.help for param in _train_member_options(name).values())
+    keras = _ok("train-member", "keras", "--help").stdout
+    for flag in ("--task", "--map", "--bgr", "--pixel-range"):
+        assert flag in keras
+    assert "--weights-dir" in _ok("train-member", "committee", "--help").stdout
 
 
 def test_a_committee_logs_the_frames_it_filled(tiny_dataset, toy_run, tmp_path):
@@ -155,3 +174,34 @@ def test_a_committee_logs_the_frames_it_filled(tiny_dataset, toy_run, tmp_path):
     result = _ok("predict-member", committee, "--split", "test", "--data", root, "--out", tmp_path / "c.parquet")
     assert f"filled {missing} frame(s) without a face image" in result.stderr
     assert read_table(tmp_path / "c.parquet").meta.extra["filled_frames"] == missing
+
+
+def test_a_config_built_in_python_checks_its_limits_like_the_command_line():
+    """Issue 24: limits were checked by the CLI only, so create_member("cnn", CnnConfig(lr=-1)) trained."""
+    from ensemble.errors import AffectEnsError
+    from members.configs import CnnConfig, TemporalConfig
+
+    with pytest.raises(AffectEnsError, match=r"^lr must be a finite number at least 0.0, got -1$"):
+        CnnConfig(lr=-1)
+    with pytest.raises(AffectEnsError, match="dropout must be a finite number at least 0.0 and at most 0.9"):
+        TemporalConfig(dropout=1.5)
+    with pytest.raises(AffectEnsError, match="width must be"):
+        ToyConfig(width=0)
+    assert CnnConfig(lr=0.5).lr == 0.5
+
+
+def test_predict_member_reads_and_checks_the_runs_config_once(tiny_dataset, toy_run, tmp_path, monkeypatch):
+    """Issue 24: predict-member read config.json three times (and built a Member it threw away); the load half
+    is one Run, opened once, whose member predicts with the run's own config."""
+    import members.training.runs as runs
+
+    calls = []
+    real = runs.read_json_object
+    monkeypatch.setattr(runs, "read_json_object", lambda path, what: calls.append(path) or real(path, what))
+    _ok("predict-member", toy_run, "--split", "val", "--data", tiny_dataset[0], "--out", tmp_path / "t.parquet")
+    assert calls == [toy_run / "config.json"]
+    run = runs.Run.open(toy_run)
+    member = ToyMember.from_run(run)
+    assert isinstance(member, ToyMember) and member.config == run.config and member.config.width == 5
+    with pytest.raises(DataError, match="a toy run, not a CnnMember"):
+        load_members().get("cnn").from_run(run)

@@ -119,7 +119,7 @@ def test_a_video_is_predicted_from_its_own_frames_only(caches, tmp_path):
     root, folder = caches
     cfg = cfg_for(folder, epochs=1)
     for member in MEMBERS.values():
-        model = member.network(cfg, ED, 12)
+        model = member(cfg).build_network({"in_dim": 12})
         seqs = load_sequences(folder / "val.npz", root, "val", cfg.tasks, ED)
         inputs = [s.features.copy() for s in seqs]
         before = predict_sequences(model, seqs, inputs, cfg)
@@ -136,3 +136,42 @@ def test_temporal_statistics_by_hand():
     np.testing.assert_allclose(stats[:, 2], [0, 0, 2, 4])
     np.testing.assert_allclose(stats[:, 3], [2, 4, 6, 6])
     np.testing.assert_allclose(stats[1, 1], np.std([0, 2, 4]), rtol=1e-6)
+
+
+def test_a_padded_window_is_read_as_the_unpadded_one():
+    """Issue 24: RnnNet ignored the padding mask, so a bidirectional RNN read padded zeros backwards into a
+    short training window's real frames (and never at prediction, where windows are not padded)."""
+    torch.manual_seed(0)
+    cfg = TemporalConfig(tasks=("va",), hidden=8, bidirectional=True, dropout=0.0)
+    net = CnnRnnMember(cfg).build_network({"in_dim": 6}).eval()
+    x = torch.randn(1, 5, 6)
+    padded = torch.cat([x, torch.zeros(1, 3, 6)], dim=1)
+    mask = torch.tensor([[False] * 5 + [True] * 3])
+    with torch.no_grad():
+        alone = net(x)["va"]
+        in_batch = net(torch.cat([padded, torch.randn(1, 8, 6)]), torch.cat([mask, torch.zeros(1, 8, dtype=bool)]))
+    torch.testing.assert_close(in_batch["va"][0, :5], alone[0], rtol=1e-5, atol=1e-6)
+
+
+def test_predict_member_writes_every_frame_a_manifest_lists_after_the_last_face(caches, tmp_path):
+    """Issue 24: TemporalMember.predict dropped --frames (and the progress), so the frames a manifest lists
+    after a video's last cached face had no row."""
+    from helpers import invoke
+
+    root, folder = caches
+    run = tmp_path / "rnn"
+    train_temporal(CnnRnnMember, cfg_for(folder, epochs=1), root, run)
+    manifest = pd.read_csv(root / "test_frames.csv").assign(frames=lambda m: m["frames"] + 3)
+    manifest.to_csv(tmp_path / "frames.csv", index=False)
+    out = tmp_path / "test.parquet"
+    result = invoke(
+        "predict-member", run, "--split", "test", "--data", root, "--out", out, "--frames", tmp_path / "frames.csv"
+    )
+    assert result.returncode == 0, result.stderr
+    table = read_table(out).data
+    assert table.groupby("video").size().to_dict() == dict(zip(manifest["video"], manifest["frames"]))
+    faces = len(np.load(folder / "test.npz")["frame"])
+    assert f"filled {len(table) - faces} frame(s)" in result.stderr
+    seen = []
+    predict_member(run, root, "test", frames=tmp_path / "frames.csv", progress=lambda done, total: seen.append(total))
+    assert seen and set(seen) == {int(manifest["frames"].sum())}

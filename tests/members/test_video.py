@@ -200,7 +200,7 @@ def gap_clip(clips, tmp_path_factory):
 def test_frames_without_a_face_are_filled_and_a_saved_fusion_is_applied(gap_clip, fer_run, tmp_path):
     from ensemble.errors import AffectEnsError
     from ensemble.fusion.average import AverageFuser
-    from ensemble.pipeline import FittedFusion
+    from ensemble.pipeline import FittedFusion, saved_fusion
     from ensemble.postprocess import PostProcess
     from members.face.predict import predict_video
 
@@ -219,19 +219,19 @@ def test_frames_without_a_face_are_filled_and_a_saved_fusion_is_applied(gap_clip
     fuser.members_ = ["fer"]
     fusion_file = tmp_path / "fusion.json"
     FittedFusion(fuser, PostProcess(True, False, {"expr": [("mean", 2)]}, [])).save(fusion_file)
-    fused = predict_video(gap_clip, "gap", [fer_run], fusion_path=fusion_file).table.data
+    fused = predict_video(gap_clip, "gap", [fer_run], fuse=saved_fusion(fusion_file, "video")).table.data
     smoothed = uniform_filter1d(probs, size=5, axis=0, mode="nearest")
     smoothed /= smoothed.sum(axis=1, keepdims=True)
     assert np.allclose(fused.filter(like="expr_").to_numpy(), smoothed, atol=1e-5)
     fuser.members_ = ["another"]
     FittedFusion(fuser).save(fusion_file)
     with pytest.raises(AffectEnsError, match=r"fitted on members \['another'\], applied to \['fer'\]"):
-        predict_video(gap_clip, "gap", [fer_run], fusion_path=fusion_file)
+        predict_video(gap_clip, "gap", [fer_run], fuse=saved_fusion(fusion_file, "video"))
 
 
 def test_predict_video_refuses_what_it_cannot_use(gap_clip, fer_run, tmp_path):
     from ensemble.errors import DataError
-    from members.face.predict import load_members, predict_video
+    from members.face.predict import open_image_runs, predict_video
 
     blank = _encode(tmp_path / "blank.mp4", [np.full((90, 160, 3), 90, np.uint8)] * 5)
     with pytest.raises(DataError, match="blank.mp4: no face found on any of its 5 frames; nothing to predict"):
@@ -241,7 +241,7 @@ def test_predict_video_refuses_what_it_cannot_use(gap_clip, fer_run, tmp_path):
     (temporal / "config.json").write_text(json.dumps({"member": "CnnRnnMember", "tasks": ["va"]}))
     (temporal / "best.pt").write_bytes(b"")
     with pytest.raises(DataError, match="a cnn_rnn member predicts from cached CNN features; use image members"):
-        load_members([temporal])
+        open_image_runs([temporal])
     line = _error_line(run_cli("predict-video", gap_clip, "--member", fer_run, "--out", tmp_path / "t.csv"))
     assert line.endswith("t.csv: tables are written as Parquet; name the output <name>.parquet")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["blank.mp4", "gru"]
@@ -260,3 +260,18 @@ def test_webcam_runs_headless_on_a_video_file_and_reports_its_frame_rate(clips, 
     with av.open(str(record)) as container:
         assert container.streams.video[0].frames == 20
     assert is_ours(record)
+
+
+def test_face_batch_is_the_training_transform():
+    """Issue 24: face_batch re-implemented image_transform with torch's resize, so a member saw other pixels on
+    a video than in training."""
+    import torch
+    from PIL import Image
+
+    from members.face.predict import face_batch
+    from members.training.data import image_transform
+
+    rng = np.random.default_rng(0)
+    crops = [rng.integers(0, 256, (112, 112, 3), dtype=np.uint8) for _ in range(2)]
+    expected = torch.stack([image_transform(48, train=False)(Image.fromarray(c)) for c in crops])
+    assert torch.equal(face_batch(crops, 48), expected)
