@@ -91,7 +91,6 @@ def test_an_abaw_trained_member_maps_onto_fer_names_with_map(tmp_path):
     import torch
 
     from ensemble.outputs import MARKER
-    from ensemble.tasks import get_edition
     from members.cnn import CnnConfig, CnnMember
 
     data, run = tmp_path / "fer", tmp_path / "abaw"
@@ -100,7 +99,7 @@ def test_an_abaw_trained_member_maps_onto_fer_names_with_map(tmp_path):
     (run / MARKER).write_text("{}")
     cfg = CnnConfig(backbone="test_resnet", image_size=32, tasks=("expr",))  # ABAW 2025: 8 classes with Other
     (run / "config.json").write_text(json.dumps({"member": "cnn", **dataclasses.asdict(cfg)}))
-    torch.save({"model": CnnMember.network(cfg, get_edition(cfg.edition)).state_dict()}, run / "best.pt")
+    torch.save({"model": CnnMember(cfg).build_network({}).state_dict()}, run / "best.pt")
     base = ["predict-member", run, "--data", data, "--split", "test", "--classes", ",".join(FER_NAMES)]
     refused = invoke(*base, "--out", tmp_path / "x.parquet")
     assert refused.returncode == 2 and "class 'Other' maps to no" in refused.stderr and "--map Other=" in refused.stderr

@@ -37,6 +37,7 @@ class ImageDemoConfig:
     test: int = 90
     size: int = 32
     epochs: int = 8
+    batch_size: int = 16
     fusions: tuple[tuple[str, dict], ...] = (("vote", {"tie_break": "lead"}), ("average", {"tune": True}))
     # vote's lead is the first member (its table is named after its run)
 
@@ -51,7 +52,7 @@ def train_runs(out: Path, cfg: ImageDemoConfig, log: Log) -> list[Path]:
     for backbone in cfg.backbones:
         run = out / "runs" / f"cnn_{backbone}"
         log(f"training cnn {backbone}")
-        config = CnnConfig(backbone=backbone, image_size=cfg.size, epochs=cfg.epochs, lr=5e-3, batch_size=16)
+        config = CnnConfig(backbone=backbone, image_size=cfg.size, epochs=cfg.epochs, lr=5e-3, batch_size=cfg.batch_size)
         train_member(CnnMember, config, out / "data", run)
         runs.append(run)
     committee = out / "runs" / "committee"
