@@ -63,9 +63,12 @@ def test_submit_and_evaluate_on_the_kaggle_tables(kaggle, tmp_path):
     scores = invoke("evaluate", *tables, "--labels", out / "data")
     assert scores.returncode == 0, scores.stderr
     assert "EXPR F1" in scores.stdout and "EXPR acc" in scores.stdout and "confusion of committee" in scores.stdout
-    fused = invoke("fuse", *tables, "--labels", out / "data", "--method", "average", "--out", tmp_path / "f.parquet")
-    assert fused.returncode == 0, fused.stderr
-    assert fused.stderr.count("temporal smoothing does not apply") == 1
+    lead = ("--method", "vote", "--tie-break", "lead", "--lead", "committee")
+    for method in (lead, ("--method", "average"), ("--method", "stack", "--folds", "3")):
+        fused = invoke("fuse", *tables, "--labels", out / "data", *method, "--out", tmp_path / f"{method[1]}.parquet")
+        assert fused.returncode == 0, fused.stderr
+        assert fused.stderr.count("temporal smoothing does not apply") == 1  # said once, not an error
+        assert read_table(tmp_path / f"{method[1]}.parquet").edition.expr_classes == KAGGLE_CLASSES
 
 
 def test_fer2013_digit_folders_train_and_score_with_class_names(tmp_path):

@@ -52,7 +52,9 @@ def train_runs(out: Path, cfg: ImageDemoConfig, log: Log) -> list[Path]:
     for backbone in cfg.backbones:
         run = out / "runs" / f"cnn_{backbone}"
         log(f"training cnn {backbone}")
-        config = CnnConfig(backbone=backbone, image_size=cfg.size, epochs=cfg.epochs, lr=5e-3, batch_size=cfg.batch_size)
+        config = CnnConfig(
+            backbone=backbone, image_size=cfg.size, epochs=cfg.epochs, lr=5e-3, batch_size=cfg.batch_size
+        )
         train_member(CnnMember, config, out / "data", run)
         runs.append(run)
     committee = out / "runs" / "committee"
