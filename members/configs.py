@@ -215,7 +215,7 @@ class KerasConfig(MemberConfig):
     pixel_std: tuple[float, ...] | None = option(
         None, "With --pixel-mean, then divided by these per-channel values (torch style)", parse=parse_numbers
     )
-    image_size: int = option(64, "Input side in pixels (taken from the model on import)", min=16)
+    image_size: int = option(64, "Input side in pixels (taken from the model on import)", min=1)  # the model decides
     architecture: dict | None = option(None, cli=False)  # the Keras config and weight shapes, filled on import
 
     @classmethod

@@ -49,6 +49,15 @@ def fail(message: str) -> None:
     sys.exit(USER_ERROR)
 
 
+def command_words(ctx) -> str:
+    """The subcommand's words below the program: 'fuse', 'train-member cnn'."""
+    words = []
+    while ctx is not None and ctx.parent is not None:
+        words.append(ctx.info_name)
+        ctx = ctx.parent
+    return " ".join(reversed(words))
+
+
 def main() -> None:
     """Entry point: run the app; a user error prints ``error: <message>`` and exits 2, no traceback (and
     nothing else on stderr: the command's notes are printed only when it succeeds)."""
@@ -58,7 +67,7 @@ def main() -> None:
     except click_errors.NoArgsIsHelpError:
         sys.exit(0)  # typer has printed the help
     except click_errors.UsageError as exc:
-        hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx and exc.ctx.parent else ""
+        hint = f" (see 'affect-ens {command_words(exc.ctx)} --help')" if exc.ctx and exc.ctx.parent else ""
         fail(f"{exc.format_message()}{hint}")
     except typer.Abort:
         fail("aborted")
