@@ -80,7 +80,7 @@ def time_track(table, counts: dict[str, int], track: str, edition, root: Path) -
 
 def peak_memory(submission: Path, frames: Path, track: str, edition) -> str:
     code = subprocess.run(
-        [sys.executable, "-c", PEAK, str(submission), str(frames), track, str(edition.year)],
+        [sys.executable, "-c", PEAK, str(submission), str(frames), track, edition.key],
         capture_output=True,
         text=True,
         check=True,
@@ -105,12 +105,12 @@ def main(frames: int, videos: int) -> None:
     table = simulate_member(labels, MemberSpec(), name="fused", seed=0)
     rng = np.random.default_rng(0)
     table.data = table.data[rng.uniform(size=len(table.data)) > 0.03].reset_index(drop=True)  # 3% frames to fill
-    per_video = max(y for y, e in EDITIONS.items() if e.layout == PER_VIDEO)
+    per_video = max(n for n, e in EDITIONS.items() if e.layout == PER_VIDEO and set(TASKS) <= set(e.tracks))
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        for year in (DEFAULT_EDITION, per_video):
+        for name in (DEFAULT_EDITION, f"abaw{per_video}"):
             for track in TASKS:
-                time_track(table, counts, track, get_edition(year), root / str(year))
+                time_track(table, counts, track, get_edition(name), root / name)
         edition = get_edition(DEFAULT_EDITION)
         example = root / str(DEFAULT_EDITION) / "expr_example.txt"
         sub = root / str(DEFAULT_EDITION) / "sub_expr" / "submission.zip"

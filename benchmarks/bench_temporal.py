@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from ensemble.frames import face_images
+from ensemble.frames import face_images, video_folders
 from ensemble.tasks import DEFAULT_EDITION, get_edition
 from members.cnn import CnnConfig, CnnMember, CnnNet
 from members.heads import masked_loss
@@ -34,9 +34,10 @@ def end_to_end_epoch(cnn: CnnNet, rnn: RnnNet, seqs, cfg: TemporalConfig, image_
     params = list(cnn.parameters()) + list(rnn.parameters())
     opt = torch.optim.AdamW(params, lr=cfg.lr)
     cnn.train(), rnn.train()
+    folders = video_folders(DATA)
     start = time.perf_counter()
     for seq in seqs:
-        images_of = face_images(DATA, seq.video)
+        images_of = face_images(folders[seq.video])
         faces = sorted(images_of)
         for a, b in windows(len(seq.features), cfg.window, cfg.stride):
             nearest = [min(faces, key=lambda f: abs(f - (i + 1))) for i in range(a, b)]

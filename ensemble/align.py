@@ -129,7 +129,7 @@ def align(
         missing = [t for t in tasks if t not in tab.meta.tasks]
         if missing:
             raise ContractError(f"member {name!r} has no {', '.join(missing)} outputs (it predicts {tab.meta.tasks})")
-        check_label_set(tab.meta, edition.year, name)
+        check_label_set(tab.meta, edition.key, name)
     keys = tables[0].data[KEY]
     same = [True] + [_same_keys(keys, tab.data) for tab in tables[1:]]
     if policy == "strict" and not all(same):

@@ -11,6 +11,19 @@ Pearson correlation of VA values, averaged over the other members), its output d
 VA mean and std, AU rates), the frame lag at which it agrees best with the others' mean, and the reading of
 its classes that agrees best with the others'. Every flag compares the two splits and the member with the
 others, so that a test split that is harder, or distributed differently, for every member flags no one.
+
+The distribution rule. Other videos (other subjects) have other label distributions, and a member's output
+distribution follows them by its own sensitivity: a sharp member's AU rate moves 0.3 when the label rate
+rises from 0.1 to 0.4, a flat one's 0.1. So each member's sensitivity is measured on the fit split, against
+the labels (or, without them, the members' consensus): AU: TPR - FPR of each unit; VA: the slope of its
+output on the label (b for the mean, b² for the variance); EXPR: its confusion matrix. Each other member's
+move, undone through its own sensitivity, estimates the labels' move; their median (weighted by the
+sensitivity squared), through the member's own sensitivity, is the move expected of the member. A member is
+flagged only when its move lies far (``Limits.shift``, ``Limits.shift_z`` standard errors) both from that
+expected move and from the others' median move: never because it is sharper, flatter or more biased than
+the others, nor when it merely follows the split's label distribution like them. The expectation assumes
+that a member errs alike, given the label, on both splits; when more than half of the members are flagged
+for one reason, the error says the split itself looks different rather than naming each as bad.
 """
 
 from __future__ import annotations
@@ -29,6 +42,9 @@ from ensemble.postprocess import per_run_sums
 
 MAX_LAG = 5
 """Frame lags tried on each side (a table numbered from 0 instead of 1 is off by one)."""
+CALIBRATION_RIDGE = 0.01
+"""Ridge on a member's estimate of the labels' move (``label_move``): a member barely sensitive to the labels
+estimates no move rather than an unbounded one."""
 LAG_FRAMES = 100_000
 """The lag is measured on at most this many frames (whole videos spread over the split)."""
 TASK_NAMES = {"expr": "EXPR", "va": "VA", "au": "AU"}
@@ -38,8 +54,9 @@ AGREEMENT = {"expr": "κ", "va": "r", "au": "κ"}
 @dataclass(frozen=True)
 class Limits:
     """Where a statistic becomes a flag: set on simulated ensembles so that no member of a clean one (3 to 7
-    members of mixed quality, 8 to 60 videos, a harder test split) trips one, with room to spare, while the bad
-    members of ``ensemble.simulate`` do. ``benchmarks/bench_check.py`` measures both rates."""
+    members of mixed quality and calibration, 8 to 60 videos, a harder test split with other label
+    distributions) trips one, with room to spare, while the bad members of ``ensemble.simulate`` do.
+    ``benchmarks/bench_check.py`` measures both rates."""
 
     collapse: float = 0.2  # fall of the agreement (kappa or r) beyond the fall of the pairs without the member
     collapse_ratio: float = 0.5  # ... to below this share of the fit split's agreement
@@ -216,32 +233,208 @@ def distribution_from(task: str, sums: np.ndarray, frames) -> np.ndarray:
     return np.stack([mean, std], axis=-1).reshape(sums.shape)
 
 
-def distribution_shift(task: str, fit: np.ndarray, apply: np.ndarray) -> np.ndarray:
-    """Per member, how much more its distribution moves between the splits than the others' (their median
-    move): total variation of the class shares (EXPR), the largest move of a VA mean or std or an AU rate.
-    ``fit`` and ``apply`` are (..., members, d) distributions; the result is (..., members)."""
-    moves = apply - fit
-    out = np.zeros(moves.shape[:-1])
-    for m in range(moves.shape[-2]):
-        others = np.delete(moves, m, axis=-2)
-        excess = np.abs(moves[..., m, :] - (np.median(others, axis=-2) if others.shape[-2] else 0.0))
-        out[..., m] = 0.5 * excess.sum(axis=-1) if task == "expr" else excess.max(axis=-1)
+def reference_labels(stack: Aligned, truths: dict[str, Truth] | None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per task, the rows and the labels against which each member's sensitivity is measured on the fit split:
+    the labels where given, else the members' consensus on every frame (the class of the highest mean
+    probability, a mean AU probability of 0.5 or more, the mean VA)."""
+    out = {}
+    for task in stack.tasks:
+        if truths and task in truths:
+            order = np.argsort(truths[task].rows, kind="stable")
+            out[task] = truths[task].rows[order], truths[task].values[order]
+            continue
+        mean = stack.task_values(task).mean(axis=0)
+        consensus = mean.argmax(axis=1) if task == "expr" else (mean >= 0.5) if task == "au" else mean
+        out[task] = np.arange(len(mean)), consensus
     return out
 
 
-def shift_and_z(task: str, fit: tuple[np.ndarray, np.ndarray], apply: tuple[np.ndarray, np.ndarray]):
-    """``distribution_shift`` of every member from the ``video_sums`` of both splits, and that in standard errors
-    (jackknife over the videos of each split): a few videos distributed unlike the rest move a small split's
-    shares a lot, a broken table moves them whatever the videos."""
-    (a, fa), (b, fb) = fit, apply
+def by_video(columns: np.ndarray, codes: np.ndarray, n_videos: int) -> np.ndarray:
+    """(videos, c) sums of the (rows, c) ``columns`` over the rows of each video (``codes``, non-decreasing)."""
+    out = np.zeros((n_videos, columns.shape[1]))
+    if len(codes):
+        starts = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]])
+        out[codes[starts]] = np.add.reduceat(columns, starts, axis=0)
+    return out
+
+
+def member_joint(task: str, outputs: np.ndarray, labels: np.ndarray, codes: np.ndarray, n_videos: int) -> np.ndarray:
+    """(videos, s) ``joint_sums`` of one member's ``outputs`` on the labelled rows (their video ``codes``)."""
+    if task == "expr":
+        k = outputs.shape[1]
+        cells = (codes.astype(np.int64) * k + labels.astype(np.int64)) * k + outputs.argmax(axis=1)
+        return np.bincount(cells, minlength=n_videos * k * k).reshape(n_videos, k * k).astype(np.float64)
+    y = labels.astype(np.float64)
+    if task == "va":
+        o = outputs.astype(np.float64)
+        return by_video(np.concatenate([o, o**2, y, y**2, o * y], axis=1), codes, n_videos)
+    decision = (outputs >= 0.5).astype(np.float64)
+    return by_video(np.concatenate([decision * y, y, decision], axis=1), codes, n_videos)
+
+
+def joint_sums(stack: Aligned, reference: dict[str, tuple[np.ndarray, np.ndarray]]) -> dict[str, tuple]:
+    """Per task, (videos, members, s) sums over the labelled rows of each video from which each member's
+    sensitivity to the labels follows (EXPR: counts of (label, class) pairs; VA: sums of output, its square,
+    label, its square, and their product, per dimension; AU: sums of decision x label, label and decision per
+    unit), and the labelled rows of each video."""
+    codes, out = stack.video_codes(), {}
+    n_videos = int(codes.max()) + 1
+    for task, (rows, labels) in reference.items():
+        values, at = stack.task_values(task)[:, rows], codes[rows]
+        sums = np.stack([member_joint(task, v, labels, at, n_videos) for v in values], axis=1)
+        out[task] = sums, np.bincount(at, minlength=n_videos).astype(np.float64)
+    return out
+
+
+def _au_sensitivity(joint: np.ndarray, n: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    both, yes_label, yes = np.split(joint, 3, axis=-1)
+    tpr = np.divide(both, yes_label, out=np.zeros_like(both), where=yes_label > 0)
+    fpr = np.divide(yes - both, n - yes_label, out=np.zeros_like(both), where=n - yes_label > 0)
+    gain = np.where((yes_label > 0) & (n - yes_label > 0), tpr - fpr, 0.0)
+    return gain, gain, yes_label / np.maximum(n, 1)
+
+
+def _va_sensitivity(joint: np.ndarray, n: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    o, o2, y, y2, oy = (x / np.maximum(n, 1) for x in np.split(joint, 5, axis=-1))
+    var_y = y2 - y**2
+    slope = np.divide(oy - o * y, var_y, out=np.zeros_like(o), where=var_y > 1e-12)
+    gain = np.stack([slope, slope**2], axis=-1).reshape(slope.shape[:-1] + (-1,))
+    return gain, gain, np.stack([y, var_y], axis=-1).reshape(gain.shape)
+
+
+def _expr_sensitivity(joint: np.ndarray, n: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    k = int(round(np.sqrt(joint.shape[-1])))
+    counts = joint.reshape(joint.shape[:-1] + (k, k))
+    per_label = counts.sum(axis=-1)
+    confusion = np.divide(counts, per_label[..., None], out=np.zeros_like(counts), where=per_label[..., None] > 0)
+    diagonal = np.diagonal(counts, axis1=-2, axis2=-1)
+    rest = n - per_label
+    elsewhere = np.divide(counts.sum(axis=-2) - diagonal, rest, out=np.zeros_like(diagonal), where=rest > 0)
+    gain = np.where((per_label > 0) & (rest > 0), np.diagonal(confusion, axis1=-2, axis2=-1) - elsewhere, 0.0)
+    return confusion, gain, per_label / np.maximum(n, 1)
+
+
+def sensitivity(task: str, joint: np.ndarray, labelled) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """From summed ``joint_sums`` (..., members, s) and labelled rows (...): how each member's output
+    distribution moves when the labels' distribution moves (AU: its rate by TPR - FPR times the label rate's
+    move; VA: its mean by the slope b of its output on the label times the label mean's move, its variance by
+    b² times the label variance's move; EXPR: its class shares by its confusion matrix C[label, class] times
+    the label shares' move), the gain of each label entry (AU: TPR - FPR; VA: b, b²; EXPR: P(class i | label
+    i) - P(class i | another label)) and the labels' distribution (rates; mean and variance of each dimension;
+    shares), each (..., members, ...)."""
+    n = np.asarray(labelled, dtype=np.float64)[..., None, None]
+    of_task = {"au": _au_sensitivity, "va": _va_sensitivity, "expr": _expr_sensitivity}[task]
+    return of_task(joint, n)
+
+
+def weighted_median(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """The weighted median over axis -2 (the mean of the two middle values where the weights split evenly, as
+    ``np.median`` with equal weights); 0 where every weight is 0."""
+    values, weights = np.broadcast_arrays(values, weights)
+    order = np.argsort(values, axis=-2)
+    v, w = np.take_along_axis(values, order, -2), np.take_along_axis(weights, order, -2)
+    cum = np.cumsum(w, axis=-2)
+    half, tol = cum[..., -1:, :] / 2, 1e-9 * cum[..., -1:, :]
+    last = v.shape[-2] - 1
+    lower = np.minimum((cum < half - tol).sum(axis=-2, keepdims=True), last)
+    upper = np.minimum((cum <= half + tol).sum(axis=-2, keepdims=True), last)
+    middle = (np.take_along_axis(v, lower, -2) + np.take_along_axis(v, upper, -2))[..., 0, :] / 2
+    return np.where(cum[..., -1, :] > 0, middle, 0.0)
+
+
+def others_median(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """(..., members, p): for each member, the ``weighted_median`` of the other members' (..., members, p)
+    ``values``."""
+    values, weights = np.broadcast_arrays(values, weights)
+    out = np.zeros(values.shape)
+    for m in range(values.shape[-2]):
+        out[..., m, :] = weighted_median(np.delete(values, m, axis=-2), np.delete(weights, m, axis=-2))
+    return out
+
+
+def _odd(d: int) -> np.ndarray:
+    return np.arange(d) % 2 == 1
+
+
+def moved_statistics(task: str, dist: np.ndarray) -> np.ndarray:
+    """What ``sensitivity`` moves: the distribution, with VA variances in place of the stds."""
+    return np.where(_odd(dist.shape[-1]), dist**2, dist) if task == "va" else dist
+
+
+def label_move(task: str, beta: np.ndarray, gain: np.ndarray, moves: np.ndarray) -> np.ndarray:
+    """Each member's estimate of the labels' move from its own output ``moves``: the move undone through its
+    sensitivity, with a ridge (``CALIBRATION_RIDGE``) so that an insensitive member estimates no move."""
+    if task != "expr":
+        return gain * moves / (gain**2 + CALIBRATION_RIDGE)
+    normal = beta @ np.swapaxes(beta, -1, -2) + CALIBRATION_RIDGE * np.eye(beta.shape[-1])
+    return np.linalg.solve(normal, beta @ moves[..., None])[..., 0]
+
+
+def bounded(task: str, labels: np.ndarray, move: np.ndarray) -> np.ndarray:
+    """The labels' ``move`` kept within what labels can be (rates in [0, 1], VA means in [-1, 1] and variances
+    at least 0, shares on the simplex) from the fit split's ``labels``."""
+    if task == "au":
+        return np.clip(labels + move, 0.0, 1.0) - labels
+    if task == "va":
+        return np.clip(labels + move, np.where(_odd(move.shape[-1]), 0.0, -1.0), 1.0) - labels
+    shares = np.clip(labels + move, 0.0, None)
+    total = shares.sum(axis=-1, keepdims=True)
+    return np.divide(shares, total, out=np.broadcast_to(labels, shares.shape).copy(), where=total > 0) - labels
+
+
+def _gap(task: str, apply: np.ndarray, expected: np.ndarray) -> np.ndarray:
+    """Total variation of the class shares (EXPR), the largest gap of a VA mean or std or of an AU rate."""
+    gap = np.abs(apply - expected)
+    return 0.5 * gap.sum(axis=-1) if task == "expr" else gap.max(axis=-1)
+
+
+def calibrated_shift(task: str, sens: tuple, fit: np.ndarray, apply: np.ndarray) -> np.ndarray:
+    """Per member, how far its output distribution on the apply split lies from where the others' moves put a
+    member of its sensitivity: each other member's move, undone through its own sensitivity, estimates the
+    labels' move; their weighted median (weights: gain²), through the member's sensitivity, is its expected
+    move. ``sens``: ``sensitivity`` on the fit split; ``fit``, ``apply``: (..., members, d) distributions; the
+    result is (..., members)."""
+    beta, gain, labels = sens
+    moves = moved_statistics(task, apply) - moved_statistics(task, fit)
+    common = bounded(task, labels, others_median(label_move(task, beta, gain, moves), gain**2))
+    expected = (common[..., None, :] @ beta)[..., 0, :] if task == "expr" else beta * common
+    predicted = moved_statistics(task, fit) + expected
+    if task == "va":
+        predicted = np.where(_odd(predicted.shape[-1]), np.sqrt(np.maximum(predicted, 0.0)), predicted)
+    return _gap(task, apply, predicted)
+
+
+def uncalibrated_shift(task: str, fit: np.ndarray, apply: np.ndarray) -> np.ndarray:
+    """Per member, how far its move lies from the others' median move, whatever the sensitivities."""
+    moves = apply - fit
+    others = np.stack([np.median(np.delete(moves, m, axis=-2), axis=-2) for m in range(moves.shape[-2])], axis=-2)
+    return _gap(task, moves, others)
+
+
+def distribution_shift(task: str, sens: tuple, fit: np.ndarray, apply: np.ndarray) -> np.ndarray:
+    """Per member, how much its distribution moves unlike the others': the smaller of ``calibrated_shift`` and
+    ``uncalibrated_shift``. A member that is merely more or less sensitive to the labels than the others moves
+    as its sensitivity says (small ``calibrated_shift``); one whose outputs follow a split's label distribution
+    but not its frames (useless on both splits) moves with the others (small ``uncalibrated_shift``)."""
+    return np.minimum(calibrated_shift(task, sens, fit, apply), uncalibrated_shift(task, fit, apply))
+
+
+def shift_and_z(task: str, fit: tuple, apply: tuple[np.ndarray, np.ndarray]):
+    """``distribution_shift`` of every member from the fit split's ``video_sums``, frames per video and
+    ``joint_sums``, and the apply split's ``video_sums`` and frames, and that in standard errors (jackknife over
+    the videos of each split): a few videos distributed unlike the rest move a small split's shares a lot, a
+    broken table moves them whatever the videos."""
+    (a, fa, (joint, labelled)), (b, fb) = fit, apply
     full_a, full_b = distribution_from(task, a.sum(axis=0), fa.sum()), distribution_from(task, b.sum(axis=0), fb.sum())
-    shift = distribution_shift(task, full_a, full_b)
+    sens = sensitivity(task, joint.sum(axis=0), labelled.sum())
+    shift = distribution_shift(task, sens, full_a, full_b)
     if len(fa) < 2 or len(fb) < 2:
         return shift, np.zeros_like(shift)
+    left_sens = sensitivity(task, joint.sum(axis=0) - joint, labelled.sum() - labelled)
     left_a = distribution_from(task, a.sum(axis=0) - a, (fa.sum() - fa)[:, None, None])
     left_b = distribution_from(task, b.sum(axis=0) - b, (fb.sum() - fb)[:, None, None])
     variance = 0.0
-    for reps in (distribution_shift(task, left_a, full_b), distribution_shift(task, full_a, left_b)):
+    for reps in (distribution_shift(task, left_sens, left_a, full_b), distribution_shift(task, sens, full_a, left_b)):
         variance = variance + (len(reps) - 1) / len(reps) * ((reps - reps.mean(axis=0)) ** 2).sum(axis=0)
     return shift, np.divide(shift, np.sqrt(variance), out=np.full_like(shift, np.inf), where=variance > 0)
 
@@ -376,6 +569,7 @@ class SplitData:
     profiles: list[tuple[np.ndarray, np.ndarray]]
     sums: dict[str, np.ndarray]  # ``video_sums`` of each task
     frames: np.ndarray  # frames per video
+    joint: dict[str, tuple] = field(default_factory=dict)  # ``joint_sums`` of each task (the fit split only)
 
 
 def split_data(stack: Aligned, limits: Limits) -> SplitData:
@@ -412,6 +606,7 @@ def check_members(
     if fit.tasks != apply.tasks:
         raise AffectEnsError(f"member check: the splits hold different tasks: {fit.tasks} and {apply.tasks}")
     a, b = split_data(fit, limits), split_data(apply, limits)
+    a.joint = joint_sums(fit, reference_labels(fit, truths))
     reports = [MemberReport(name, a.stats[m], b.stats[m]) for m, name in enumerate(fit.members)]
     if truths:
         for m, report in enumerate(reports):
@@ -429,7 +624,7 @@ def all_flags(reports: list[MemberReport], stack: Aligned, a: SplitData, b: Spli
     """(tag, reason) pairs of every member. The leak flag comes last: it compares a member's agreement fall with
     that of the members no other flag explains (a stale or unrelated member drags its partners down)."""
     collapsed = {t: collapsed_members(a.pairs[t], b.pairs[t], limits) for t in stack.tasks}
-    shifts = {t: shift_and_z(t, (a.sums[t], a.frames), (b.sums[t], b.frames)) for t in stack.tasks}
+    shifts = {t: shift_and_z(t, (a.sums[t], a.frames, a.joint[t]), (b.sums[t], b.frames)) for t in stack.tasks}
     found = [member_flags(m, reports, stack, a, b, (collapsed, shifts), limits, splits) for m in range(len(reports))]
     suspects = {m for m, flags in enumerate(found) if flags}
     for m, flags in enumerate(found):
@@ -555,18 +750,62 @@ def flagged(reports: list[MemberReport], accept: list[str] | tuple[str, ...] = (
     return [r for r in reports if r.flags and r.name not in accept]
 
 
-def raise_if_flagged(reports: list[MemberReport], accept: list[str] | tuple[str, ...] = ()) -> None:
-    """One-line ``MemberCheckError`` naming each flagged member (not accepted), its reasons and the ways on."""
+SPLIT_REASONS = {
+    "collapse": "the agreement with the other members collapses",
+    "leak": "the fit-split score is far above the others'",
+    "distribution": "the output distribution moves unlike the others' predict",
+    "shifted": "the table looks shifted in time",
+    "classes": "the classes agree better read in another order",
+}
+"""What a reason (tag) says when most members carry it."""
+
+
+def split_reasons(reports: list[MemberReport]) -> dict[str, list[str]]:
+    """The reasons (tags) for which more than half of three or more members are flagged, with those members:
+    then the split itself looks different, and the check cannot tell which member, if any, changed."""
+    if len(reports) < 3:
+        return {}
+    carriers: dict[str, list[str]] = {}
+    for r in reports:
+        for tag in dict.fromkeys(r.tags):
+            carriers.setdefault(tag, []).append(r.name)
+    return {t: names for t, names in carriers.items() if t in SPLIT_REASONS and 2 * len(names) > len(reports)}
+
+
+def raise_if_flagged(
+    reports: list[MemberReport],
+    accept: list[str] | tuple[str, ...] = (),
+    splits: tuple[str, str] = ("validation", "test"),
+) -> None:
+    """One-line ``MemberCheckError`` naming each flagged member (not accepted), its reasons and the ways on; a
+    reason that most members share is said once, of the split (``split_reasons``)."""
     bad = flagged(reports, accept)
     if not bad:
         return
-    what = "; ".join(f"member {r.name!r}: {'; '.join(r.flags)}" for r in bad)
-    if len(bad) == 1:
-        ways = f"fuse without it (--drop-member {bad[0].name}) or vouch for it (--accept {bad[0].name})"
+    shared = split_reasons(reports)
+    own = [(r, [f for f, t in zip(r.flags, r.tags) if t not in shared]) for r in bad]
+    own = [(r, flags) for r, flags in own if flags]
+    said = [f"member {r.name!r}: {'; '.join(flags)}" for r, flags in own]
+    if shared:
+        why = "; ".join(
+            f"{SPLIT_REASONS[t]} for {len(n)} of {len(reports)} members ({', '.join(n)})" for t, n in shared.items()
+        )
+        said.insert(
+            0,
+            f"the {splits[1]} split itself looks different from {splits[0]} ({why}): the check cannot tell "
+            f"whether a member or the videos changed",
+        )
+    ways = []
+    if own:
+        drops = " ".join(f"--drop-member {r.name}" for r, _ in own)
+        ways.append(f"fuse without {'it' if len(own) == 1 else 'them'} ({drops})")
+    alone = {r.name for r, _ in own}
+    vouch = [r.name for r in bad if r.name not in alone] or [r.name for r in bad]
+    if shared or len(own) == 1:
+        ways.append(f"vouch for {'them' if len(vouch) > 1 else 'it'} ({' '.join(f'--accept {n}' for n in vouch)})")
     else:
-        drops = " ".join(f"--drop-member {r.name}" for r in bad)
-        ways = f"fuse without them ({drops}) or vouch for one (--accept NAME)"
-    raise MemberCheckError(f"member check failed: {what}. To go on, {ways}")
+        ways.append("vouch for one (--accept NAME)")
+    raise MemberCheckError(f"member check failed: {'; '.join(said)}. To go on, {' or '.join(ways)}")
 
 
 def drop_members(stack: Aligned, names: list[str] | tuple[str, ...]) -> Aligned:

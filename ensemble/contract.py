@@ -16,7 +16,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ensemble.errors import ContractError, DataError
+from ensemble.errors import AffectEnsError, ContractError, DataError
 from ensemble.outputs import STAMP, atomic_file
 from ensemble.tasks import DEFAULT_EDITION, EDITIONS, TASKS, Edition, get_edition, label_set, resolve_edition
 
@@ -34,29 +34,36 @@ class TableMeta:
     """What travels with a table: which tasks and label set it holds, and where it came from."""
 
     tasks: tuple[str, ...]
-    edition: int = DEFAULT_EDITION
+    edition: int | str = DEFAULT_EDITION  # an edition's key ('abaw10'); tables of earlier versions hold a year
     member: str = ""
     split: str = ""
     extra: dict = field(default_factory=dict)  # config, gap-fill record, fused members, ...
+    inferred: bool = field(default=False, compare=False)  # no metadata: edition and tasks told from the columns
 
     def to_json(self) -> str:
         doc = {**asdict(self), "tasks": list(self.tasks), "version": CONTRACT_VERSION, "generator": STAMP}
+        doc.pop("inferred")
         return json.dumps(doc)
 
     @classmethod
     def from_dict(cls, d: dict, source: str = "table") -> TableMeta:
         """Metadata read from a file; anything but a dict with a task list and an edition is an error."""
         try:
-            tasks, edition = tuple(d["tasks"]), int(d["edition"])
+            tasks, edition = tuple(d["tasks"]), d["edition"]
             member, split, extra = str(d.get("member", "")), str(d.get("split", "")), dict(d.get("extra", {}))
+            if isinstance(edition, bool) or not isinstance(edition, (int, str)):
+                raise TypeError(edition)
+            if "label_set" in extra:  # another challenge's classes: known again from their names
+                edition = labels_edition(extra["label_set"], edition, source)
+            get_edition(edition)
         except (KeyError, TypeError, ValueError):
             raise ContractError(
                 f"{source}: metadata is not affect-ens table metadata (needs tasks and edition)"
             ) from None
+        except AffectEnsError as exc:
+            raise ContractError(f"{source}: metadata names {exc}") from None
         if not all(isinstance(t, str) for t in tasks):
             raise ContractError(f"{source}: metadata tasks must be names, got {list(tasks)}")
-        if "label_set" in extra:  # another challenge's classes: known again from their names
-            edition = labels_edition(extra["label_set"], edition, source)
         return cls(tasks, edition, member, split, extra)
 
     @classmethod
@@ -65,16 +72,16 @@ class TableMeta:
         extra = dict(fields.pop("extra", {}))
         if edition.title:
             extra["label_set"] = list(edition.expr_classes)
-        return cls(tuple(tasks), edition.year, extra=extra, **fields)
+        return cls(tuple(tasks), edition.key, extra=extra, **fields)
 
 
-def labels_edition(names, year: int, source: str) -> int:
+def labels_edition(names, key: int | str, source: str) -> str:
     """The number of the label set ``names`` stored in a table's metadata; it must be the one the table names."""
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
         raise ContractError(f"{source}: metadata label_set must be a list of class names")
-    found = label_set(names).year
-    if found != year:
-        raise ContractError(f"{source}: metadata label_set does not match its edition number {year}")
+    found = label_set(names).key
+    if found != key:
+        raise ContractError(f"{source}: metadata label_set does not match its edition {key!r}")
     return found
 
 
@@ -193,24 +200,24 @@ def _tasks_present(columns: list[str], edition: Edition) -> tuple[str, ...]:
     return tuple(t for t in TASKS if set(edition.output_columns(t)) & set(columns))
 
 
-def infer_meta(columns: list[str], source: str, edition: int | None = None) -> TableMeta:
+def infer_meta(columns: list[str], source: str, edition: int | str | None = None) -> TableMeta:
     """Tasks and the fitting edition from a table's columns (for CSV without a sidecar): ``edition`` (else the
     default edition) if its label sets fit, else the latest edition that fits.
 
     When no edition's columns fit exactly, ``edition`` is kept so that validation names the missing or
     unexpected columns.
     """
-    for year in [edition or DEFAULT_EDITION] + sorted(EDITIONS, reverse=True):
-        tasks = _tasks_present(columns, get_edition(year))
-        if tasks and set(output_columns(tasks, get_edition(year))) <= set(columns):
-            return TableMeta(tasks, year, member=member_name(Path(source)))
-    year = edition or DEFAULT_EDITION
-    tasks = _tasks_present(columns, get_edition(year))
+    for ed in [get_edition(edition or DEFAULT_EDITION), *reversed(EDITIONS.values())]:
+        tasks = _tasks_present(columns, ed)
+        if tasks and set(output_columns(tasks, ed)) <= set(columns):
+            return TableMeta(tasks, ed.key, member=member_name(Path(source)), inferred=True)
+    ed = get_edition(edition or DEFAULT_EDITION)
+    tasks = _tasks_present(columns, ed)
     if not tasks:
         raise ContractError(
             f"{source}: no task's output columns found (expected expr_<class>, valence, arousal or au<k>)"
         )
-    return TableMeta(tasks, year, member=member_name(Path(source)))
+    return TableMeta(tasks, ed.key, member=member_name(Path(source)), inferred=True)
 
 
 def _metadata(raw: bytes | str | None, source: str) -> dict | None:
@@ -250,7 +257,7 @@ def member_name(path: Path) -> str:
     return SPLIT_SUFFIX.sub("", path.stem) or path.stem
 
 
-def read_table(path: str | Path, *, edition: int | None = None) -> PredictionTable:
+def read_table(path: str | Path, *, edition: int | str | None = None) -> PredictionTable:
     """Read and validate a Parquet or CSV prediction table.
 
     ``edition`` is the label set the caller expects; a table written for another label set is an error.
@@ -269,15 +276,15 @@ def read_table(path: str | Path, *, edition: int | None = None) -> PredictionTab
     return validate_table(data, meta, str(path))
 
 
-def check_label_set(meta: TableMeta, edition: int, source: str, tasks: tuple[str, ...] | None = None) -> None:
-    """A table is usable for ``edition`` when every task it holds (or each of ``tasks``) has the same label
-    set there."""
+def check_label_set(meta: TableMeta, edition: int | str, source: str, tasks: tuple[str, ...] | None = None) -> None:
+    """A table is usable for ``edition`` (a key or a name) when every task it holds (or each of ``tasks``) has
+    the same label set there."""
     theirs, ours = get_edition(meta.edition), get_edition(edition)
     for task in [t for t in meta.tasks if tasks is None or t in tasks]:
         if theirs.output_columns(task) != ours.output_columns(task):
             raise ContractError(
-                f"{source}: {task} label set of edition {meta.edition} "
-                f"({len(theirs.output_columns(task))} outputs) does not match edition {edition} "
+                f"{source}: {task} label set of edition {theirs.name} "
+                f"({len(theirs.output_columns(task))} outputs) does not match edition {ours.name} "
                 f"({len(ours.output_columns(task))} outputs)"
             )
 
@@ -288,17 +295,20 @@ def table_edition(
     """The edition a command uses on ``tables`` (read from ``sources``) and where it came from: ``given``, else
     the one their metadata names, else the default. Every table's label set (of ``tasks``, default all) must
     fit it: a one-line error otherwise, never a silent choice."""
-    found = [(str(src), tab.meta.edition) for src, tab in zip(sources, tables)]
-    if given is None and len({year for _, year in found}) > 1:
-        newest = max(year for _, year in found)  # an unfit label set says more than "they differ"
+    found = [(str(src), get_edition(tab.meta.edition)) for src, tab in zip(sources, tables)]
+    if given is None and len({ed.key for _, ed in found}) > 1:
+        newest = max((ed for _, ed in found), key=lambda ed: ed.number)  # an unfit label set says more
         for src, tab in zip(sources, tables):
-            check_label_set(tab.meta, newest, str(src), tasks)
-    edition, how = resolve_edition(given, found)
+            check_label_set(tab.meta, newest.key, str(src), tasks)
+    edition, how = resolve_edition(given, [(src, ed.key) for src, ed in found])
     for src, tab in zip(sources, tables):
-        check_label_set(tab.meta, edition.year, str(src), tasks)
-    named = sorted({year for _, year in found} - {edition.year})
+        check_label_set(tab.meta, edition.key, str(src), tasks)
+    named = sorted({ed.name for _, ed in found if ed.key != edition.key})
     if given is not None and named:  # compatible label sets, but the user should know the rules changed
-        how += f"; the tables name {', '.join(map(str, named))}"
+        how += f"; the tables name {', '.join(named)}"
+    elif given is None and all(tab.meta.inferred for tab in tables):
+        how = "the default" if edition.key == get_edition(DEFAULT_EDITION).key else "the latest that fits"
+        how += ": the tables name no edition"
     return edition, how
 
 

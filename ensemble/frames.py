@@ -5,7 +5,8 @@ A frame source is one of four kinds, told apart by content (``read_frame_source`
 
 - ``manifest``: a CSV ``video,frames``; every frame 1..n of each video, videos in file order.
 - ``frame folders``: a folder of ``<video>/00001.jpg`` folders; frames 1..the highest number present.
-- ``example file``: the organisers' ``CVPR_<n>th_ABAW_<TRACK>_test_set_example.txt`` (2023 on), header
+- ``example file``: the organisers' ``CVPR_5th_ABAW_EXPR_test_set_example.txt``, ``..._test_set_sample.txt``
+  (ABAW5 on; the names vary, ``Edition.release``), header
   ``image_location,...`` then one row ``video/00001.jpg,...`` per image they score.
 - ``image list``: the organisers' multi-task test list (``MTL_Challenge_test_set_release.txt``), a header line
   then one ``video/00001.jpg`` per line.
@@ -25,9 +26,6 @@ import numpy as np
 from ensemble.errors import ContractError, DataError
 
 FRAME_FILE = re.compile(r"^(\d{5})\.(jpg|png)$")
-FACE_FOLDER = "cropped_aligned"
-"""Aff-Wild2's face crops, ``<root>/cropped_aligned/<video>/00001.jpg`` (PNG frames read too): the one spelling
-of the frame path, for the datasets, the synthetic data and crop-faces."""
 MANIFEST = "manifest"
 FOLDERS = "frame folders"
 EXAMPLE = "example file"
@@ -132,17 +130,14 @@ def read_manifest(path: str | Path) -> dict[str, int]:
 
 
 def face_file(frame: int) -> str:
-    """The name of frame ``frame``'s face image as written: ``00042.jpg``."""
+    """The name of frame ``frame``'s face image as written (crop-faces, the synthetic data): ``00042.jpg``."""
     return f"{frame:05d}.jpg"
 
 
-def face_images(root: str | Path, video: str) -> dict[int, Path]:
-    """Frame number -> face image of ``video`` under an Aff-Wild2 root (``.jpg`` or ``.png``, as ``FRAME_FILE``
-    reads frame folders); {} when the video has no folder."""
-    folder = Path(root) / FACE_FOLDER / video
-    if not folder.is_dir():
-        return {}
-    return {int(m.group(1)): p for p in sorted(folder.iterdir()) if (m := FRAME_FILE.match(p.name))}
+def face_images(folder: str | Path) -> dict[int, Path]:
+    """Frame number -> face image in a video's frame folder (``video_folders``): ``00001.jpg`` or ``.png``, as
+    ``FRAME_FILE`` reads frame folders everywhere; the one reading of a frame's file name."""
+    return {int(m.group(1)): p for p in sorted(Path(folder).iterdir()) if (m := FRAME_FILE.match(p.name))}
 
 
 def count_frame_folders(root: str | Path, videos: list[str] | None = None) -> dict[str, int]:
@@ -504,3 +499,34 @@ def fill_missing_frames(table, counts: dict[str, int], source: str = "prediction
         "fill": "linear interpolation between neighbouring frames, nearest at the ends",
     }
     return PredictionTable(data, replace(table.meta, extra=extra)), placement.filled
+
+
+# --- where a release keeps its face images -------------------------------------------------------------------
+
+FRAME_ROOT = "cropped_aligned"
+"""The frame root of every release and of ``crop-faces`` output: ``cropped_aligned/<video>/00001.jpg``. Recent
+releases add ``cropped_aligned_new_50_vids/`` for test videos (Byeooon/cvpr_abaw_10th txt.py reads ABAW10's test
+frames from both; the 6th ABAW's release too: a gaze script in the public code corpus reads Train_Set frames
+from both), so every ``cropped_aligned*`` folder of a dataset is a frame root."""
+
+
+def frame_roots(root: str | Path) -> list[Path]:
+    """The frame roots of a dataset folder: ``cropped_aligned/`` first, then every other ``cropped_aligned*``
+    folder in name order."""
+    found = sorted(p for p in Path(root).glob(FRAME_ROOT + "*") if p.is_dir())
+    return sorted(found, key=lambda p: p.name != FRAME_ROOT)
+
+
+def video_folders(root: str | Path) -> dict[str, Path]:
+    """Each video's frame folder, across the frame roots of ``root``; a video found in two roots is a one-line
+    error naming both (which one holds the video's frames cannot be guessed)."""
+    folders: dict[str, Path] = {}
+    for frame_root in frame_roots(root):
+        for folder in sorted(p for p in frame_root.iterdir() if p.is_dir()):
+            if folder.name in folders:
+                raise DataError(
+                    f"video {folder.name!r} has frames in two roots: {folders[folder.name]} and {folder}; "
+                    "keep one of them"
+                )
+            folders[folder.name] = folder
+    return folders

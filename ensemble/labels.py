@@ -13,20 +13,46 @@ import pandas as pd
 
 from ensemble.datasets import AFF_WILD2, check_label_names, detect_dataset, read_dataset
 from ensemble.errors import LabelsError
-from ensemble.tasks import FOLDERS_2020, FOLDERS_2022, SENTINELS, SPLIT_FOLDERS, Edition
+from ensemble.tasks import RELEASE_FOLDERS, SENTINELS, SPLIT_FOLDERS, Edition
 
 
 def track_dir(root: Path, task: str, split: str, edition: Edition) -> Path:
-    """The folder of ``task``'s annotations for ``split``, under ``root`` or one level below it."""
-    names = [edition.folders[task]] + [
-        f[task] for f in (FOLDERS_2022, FOLDERS_2020) if f[task] != edition.folders[task]
-    ]
+    """The folder of ``task``'s annotations for ``split``, under ``root`` or one level below it: under the
+    edition's folder name or any other release's (``EXPR_Set``, ``EXPR_Classification_Challenge``,
+    ``EXPR_Recognition_Challenge``), else the one track folder whose files start with the task's header."""
+    names = list(dict.fromkeys([edition.folders[task], *(f[task] for f in RELEASE_FOLDERS)]))
     split_name = SPLIT_FOLDERS[split]
     for name in names:
         for found in [root / name / split_name, *sorted(root.glob(f"*/{name}/{split_name}"))]:
             if found.is_dir():
                 return found
-    raise LabelsError(f"{root}: no {task} annotations for split {split!r}: looked for {names[0]}/{split_name}")
+    found = _by_content(root, task, split_name, edition)
+    if found is None:
+        raise LabelsError(
+            f"{root}: no {task} annotations for split {split!r}: looked for {names[0]}/{split_name} "
+            f"(or {', '.join(names[1:])}, or a folder whose files' header is {edition.header(task)!r})"
+        )
+    return found
+
+
+def _by_content(root: Path, task: str, split_name: str, edition: Edition) -> Path | None:
+    """The ``<track>/<split>`` folder (under ``root`` or one level below) whose first annotation file's header is
+    ``task``'s; two such folders are an error naming both."""
+    header, hits = edition.header(task), []
+    for folder in sorted([*root.glob(f"*/{split_name}"), *root.glob(f"*/*/{split_name}")]):
+        first = next(iter(sorted(folder.glob("*.txt"))), None)
+        if first is not None and _header_line(first) == header:
+            hits.append(folder)
+    if len(hits) > 1:
+        raise LabelsError(f"{root}: two folders hold {task} annotations for {split_name}: {hits[0]} and {hits[1]}")
+    return hits[0] if hits else None
+
+
+def _header_line(path: Path) -> str:
+    """The first line of a file, spaces removed (at most 4 kB read)."""
+    with open(path, "rb") as file:
+        head = file.read(4096).decode("utf-8-sig", "replace")
+    return head.split("\n", 1)[0].strip().replace(" ", "")
 
 
 def annotation_files(folder: Path) -> list[Path]:
@@ -60,7 +86,7 @@ def _parse_values(path: Path, task: str, edition: Edition) -> np.ndarray:
     if not lines or lines[0].strip().replace(" ", "") != expected:
         got = lines[0].strip()[:80] if lines else "(empty file)"
         raise LabelsError(
-            f"{path}: header does not match edition {edition.year} {task}: expected {expected!r}, got {got!r}"
+            f"{path}: header does not match edition {edition.name} {task}: expected {expected!r}, got {got!r}"
         )
     width = 1 if task == "expr" else len(edition.label_names(task))
     rows = lines[1:]

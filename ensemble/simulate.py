@@ -16,22 +16,69 @@ from ensemble.tasks import DEFAULT_EDITION, TASKS, get_edition
 
 @dataclass
 class MemberSpec:
-    """How a simulated member errs: noise scale per task and a constant VA bias."""
+    """How a simulated member errs (noise scale per task, a constant VA bias) and how it is calibrated: the
+    same on every split, as a model is."""
 
     noise: float = 1.0
     bias: float = 0.0
     temporal: float = 0.0  # sigma (frames) of noise smoothing: 0 gives temporally independent noise
+    signal: float = 1.0  # how strongly its outputs follow the truth: above 1 sharp, below 1 flat
+    offset: float = 0.0  # added to its AU logits and its Neutral logit: it says yes (Neutral) more often when > 0
 
 
-def _segments(n: int, k: int, rng: np.random.Generator, low: int = 20, high: int = 80) -> np.ndarray:
+CALIBRATIONS = {"plain": (1.0, 0.0), "sharp": (1.6, 0.0), "flat": (0.5, 0.0), "eager": (1.0, 1.2), "shy": (1.0, -1.2)}
+"""(signal, offset) of members of different calibration: sharp, flat, biased towards yes or towards no."""
+
+
+@dataclass
+class Prevalence:
+    """The label distribution of one split (other videos, other subjects: other shares): EXPR class shares
+    (uniform when None), a VA offset added to valence and arousal (clipped to [-1, 1]), the rate of each AU
+    (0.5 when None)."""
+
+    expr: np.ndarray | None = None
+    va: tuple[float, float] = (0.0, 0.0)
+    au: np.ndarray | None = None
+
+
+def random_prevalences(
+    rng: np.random.Generator, edition: int | str = DEFAULT_EDITION, shift: float = 0.3
+) -> tuple[Prevalence, Prevalence]:
+    """(fit split, apply split) label distributions as two sets of videos have them: EXPR class shares drawn
+    for each split, AU rates between 0.05 and 0.6 on the fit split and each moved by up to ``shift`` on the
+    apply split, VA offsets moved by up to ``shift``."""
+    ed = get_edition(edition)
+    k, units = len(ed.expr_classes), len(ed.aus)
+    au = rng.uniform(0.05, 0.6, units)
+    va = rng.uniform(-0.15, 0.15, 2)
+    moved_va = va + rng.uniform(-shift, shift, 2)
+    fit = Prevalence(rng.dirichlet(np.full(k, 2.0)), (float(va[0]), float(va[1])), au)
+    moved_au = np.clip(au + rng.uniform(-shift, shift, units), 0.02, 0.9)
+    return fit, Prevalence(rng.dirichlet(np.full(k, 2.0)), (float(moved_va[0]), float(moved_va[1])), moved_au)
+
+
+def _segments(
+    n: int, k: int, rng: np.random.Generator, low: int = 20, high: int = 80, p: np.ndarray | None = None
+) -> np.ndarray:
     lengths = rng.integers(low, high, size=n // low + 2)
-    return np.repeat(rng.integers(0, k, size=len(lengths)), lengths)[:n]
+    values = rng.integers(0, k, size=len(lengths)) if p is None else rng.choice(k, size=len(lengths), p=p)
+    return np.repeat(values, lengths)[:n]
 
 
-def simulate_labels(videos: int, frames: int, edition: int = DEFAULT_EDITION, seed: int = 0) -> dict[str, pd.DataFrame]:
-    """Labels tables (video, frame, label columns) with smooth trajectories, keyed by task."""
+def _au_segments(frames: int, rates: np.ndarray | None, units: int, rng: np.random.Generator) -> np.ndarray:
+    if rates is None:
+        return np.column_stack([_segments(frames, 2, rng, 5, 40) for _ in range(units)])
+    return np.column_stack([_segments(frames, 2, rng, 5, 40, np.array([1 - r, r])) for r in rates])
+
+
+def simulate_labels(
+    videos: int, frames: int, edition: int | str = DEFAULT_EDITION, seed: int = 0, prevalence: Prevalence | None = None
+) -> dict[str, pd.DataFrame]:
+    """Labels tables (video, frame, label columns) with smooth trajectories, keyed by task, distributed as
+    ``prevalence`` says (the default: uniform classes, VA around 0, AU rates 0.5)."""
     rng = np.random.default_rng(seed)
     ed = get_edition(edition)
+    prev = prevalence or Prevalence()
     keys = pd.DataFrame(
         {
             "video": np.repeat([f"v{i:04d}" for i in range(videos)], frames),
@@ -39,8 +86,10 @@ def simulate_labels(videos: int, frames: int, edition: int = DEFAULT_EDITION, se
         }
     )
     va = np.concatenate([np.tanh(gaussian_filter1d(rng.normal(0, 6, (frames, 2)), 15, axis=0)) for _ in range(videos)])
-    expr = np.concatenate([_segments(frames, len(ed.expr_classes), rng) for _ in range(videos)])
-    au = np.concatenate([np.column_stack([_segments(frames, 2, rng, 5, 40) for _ in ed.aus]) for _ in range(videos)])
+    if prev.va != (0.0, 0.0):
+        va = np.clip(va + np.asarray(prev.va), -1, 1)
+    expr = np.concatenate([_segments(frames, len(ed.expr_classes), rng, p=prev.expr) for _ in range(videos)])
+    au = np.concatenate([_au_segments(frames, prev.au, len(ed.aus), rng) for _ in range(videos)])
     return {
         "expr": keys.assign(expr=expr),
         "va": keys.assign(valence=va[:, 0].astype(np.float32), arousal=va[:, 1].astype(np.float32)),
@@ -62,10 +111,11 @@ def simulate_member(
     *,
     name: str,
     seed: int,
-    edition: int = DEFAULT_EDITION,
+    edition: int | str = DEFAULT_EDITION,
     tasks: tuple[str, ...] = TASKS,
 ) -> PredictionTable:
-    """A prediction table for every labelled frame: the truth seen through ``spec``'s bias and noise."""
+    """A prediction table for every labelled frame: the truth seen through ``spec``'s calibration, bias and
+    noise."""
     rng = np.random.default_rng(seed)
     ed = get_edition(edition)
     keys = labels["va"][["video", "frame"]]
@@ -73,16 +123,20 @@ def simulate_member(
     parts = [keys.reset_index(drop=True)]
     if "expr" in tasks:
         k = len(ed.expr_classes)
-        logits = 2.0 * np.eye(k)[labels["expr"]["expr"]] + 1.5 * spec.noise * _noise(rng, (len(keys), k), spec, frames)
+        logits = 2.0 * spec.signal * np.eye(k)[labels["expr"]["expr"]]
+        logits = logits + 1.5 * spec.noise * _noise(rng, (len(keys), k), spec, frames)
+        logits[:, 0] += spec.offset
         probs = np.exp(logits - logits.max(axis=1, keepdims=True))
         parts.append(pd.DataFrame(probs / probs.sum(axis=1, keepdims=True), columns=ed.output_columns("expr")))
     if "va" in tasks:
         truth = labels["va"][["valence", "arousal"]].to_numpy()
-        va = np.clip(truth + spec.bias + 0.35 * spec.noise * _noise(rng, truth.shape, spec, frames), -1, 1)
+        noise = 0.35 * spec.noise * _noise(rng, truth.shape, spec, frames)
+        va = np.clip(spec.signal * truth + spec.bias + noise, -1, 1)
         parts.append(pd.DataFrame(va, columns=["valence", "arousal"]))
     if "au" in tasks:
         truth = labels["au"][ed.label_columns("au")].to_numpy()
-        logits = 3.0 * (truth - 0.5) + 1.5 * spec.noise * _noise(rng, truth.shape, spec, frames) - 0.5
+        logits = 3.0 * spec.signal * (truth - 0.5) + 1.5 * spec.noise * _noise(rng, truth.shape, spec, frames)
+        logits += spec.offset - 0.5
         parts.append(pd.DataFrame(1 / (1 + np.exp(-logits)), columns=ed.output_columns("au")))
     data = pd.concat(parts, axis=1)
     out = data.astype({c: np.float32 for c in data.columns[2:]})
@@ -124,13 +178,20 @@ def swap_columns(table: PredictionTable, a: str, b: str) -> PredictionTable:
 
 
 def simulate_splits(
-    videos: int, frames: int, specs: list[MemberSpec], seed: int = 0, edition: int = DEFAULT_EDITION
+    videos: int,
+    frames: int,
+    specs: list[MemberSpec],
+    seed: int = 0,
+    edition: int | str = DEFAULT_EDITION,
+    prevalences: tuple[Prevalence, Prevalence] | None = None,
 ) -> tuple[dict, list[PredictionTable], dict, list[PredictionTable]]:
     """Labels and clean members' tables of a fit split (validation) and an apply split (test):
-    ``(fit_labels, fit_tables, apply_labels, apply_tables)``; member i is named ``m<i>`` on both."""
+    ``(fit_labels, fit_tables, apply_labels, apply_tables)``; member i is named ``m<i>`` on both. The splits'
+    labels are distributed alike unless ``prevalences`` (fit, apply) say otherwise."""
     out = []
     for split, offset in (("val", 0), ("test", 1)):
-        labels = simulate_labels(videos, frames, edition, seed=2 * seed + offset)
+        prevalence = prevalences[offset] if prevalences else None
+        labels = simulate_labels(videos, frames, edition, seed=2 * seed + offset, prevalence=prevalence)
         tables = [
             simulate_member(labels, spec, name=f"m{i}", seed=1000 * seed + 100 * offset + i, edition=edition)
             for i, spec in enumerate(specs)

@@ -4,7 +4,7 @@ Top level, the contract and the zoo: ``base`` (``Member``: the train and load ha
 member's config, declared with help and limits), ``registry`` (``MEMBERS``, ``create_member``), ``heads``
 (task heads and losses), and the members ``cnn``, ``temporal`` (cnn_rnn, cnn_transformer), ``committee``
 and ``keras``. Subpackages: ``training`` (the loop, run folders, datasets, sequences, torchrun, prediction),
-``keras_import`` (the Keras to torch converter), ``face`` (the face and video pipeline), ``synthetic``
+``keras_import`` (the Keras to torch converter), ``pretrained`` (face-pretrained backbone weights), ``face`` (the face and video pipeline), ``synthetic``
 (synthetic Aff-Wild2 data).
 
 May import: ``ensemble``'s core (tasks, contract, frames, labels, metrics, outputs, registry, errors, io,

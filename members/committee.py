@@ -29,15 +29,14 @@ from members.training.runs import BEST, Run, make_run_folder, resumed_config, sa
 
 
 def backbone_config(cfg: CommitteeConfig, backbone: str) -> CnnConfig:
-    """The cnn config of one backbone: the committee's shared fields, and its weights file if the folder has one."""
+    """The cnn config of one backbone: the committee's shared fields, and its weights file if the folder has one
+    (any format ``--weights`` reads, named <backbone>.pth), with its input convention."""
+    from members.pretrained import prepare
+
     weights = Path(cfg.weights_dir) / f"{backbone}.pth" if cfg.weights_dir else None
     shared = {f.name: getattr(cfg, f.name) for f in fields(MemberConfig)}
-    return CnnConfig(
-        **shared,
-        backbone=backbone,
-        image_size=cfg.image_size,
-        weights=str(weights) if weights and weights.exists() else None,
-    )
+    weights = str(weights) if weights and weights.exists() else None
+    return prepare(CnnConfig(**shared, backbone=backbone, image_size=cfg.image_size, weights=weights))[0]
 
 
 def check_lead(cfg: CommitteeConfig) -> None:
@@ -112,7 +111,7 @@ def assemble_committee(runs: list[Path], lead: Path | None, folder: Path) -> Com
         lead=lead_name,
         runs=tuple(map(str, resolved)),
         tasks=tasks,
-        edition=edition.year,
+        edition=edition.key,
         label_set=edition.expr_classes if edition.title else (),  # another challenge's classes travel by name
     )
     write_config(folder, CommitteeMember, cfg)

@@ -56,8 +56,8 @@ def parse_path(text: str, flag: str) -> str:
     return str(text)
 
 
-def parse_edition(text: str, flag: str) -> int:
-    return get_edition(text).year
+def parse_edition(text: str, flag: str) -> str:
+    return get_edition(text).key
 
 
 def parse_pair(text: str, flag: str) -> tuple[float, ...]:
@@ -75,7 +75,9 @@ class MemberConfig:
     tasks: tuple[str, ...] = option(
         ("expr",), "expr, va, au or mtl (all three)", flag="--task", parse=lambda t, f: parse_tasks(t)
     )
-    edition: int = option(DEFAULT_EDITION, "ABAW edition of the labels, by year or ABAW number", parse=parse_edition)
+    edition: int | str = option(  # runs of earlier versions hold a year
+        DEFAULT_EDITION, "ABAW edition of the labels, by ABAW number (abaw10) or year", parse=parse_edition
+    )
     epochs: int = option(5, "Training epochs; more than a finished run's extends it", min=0)
     batch_size: int = option(64, "Batch size per process; under torchrun the global batch is this x processes", min=1)
     lr: float = option(1e-3, "Peak learning rate (one-cycle schedule)", min=0.0)
@@ -96,7 +98,7 @@ class MemberConfig:
         check_limits(type(self), vars(self), str)
         self.classes, self.label_set = tuple(self.classes), tuple(self.label_set)
         if self.label_set:  # another challenge's classes: the run's label set, known again from the names
-            self.edition = label_set(self.label_set).year
+            self.edition = label_set(self.label_set).key
 
     @classmethod
     def check_options(cls, given: dict[str, Any]) -> None:
@@ -109,10 +111,24 @@ class CnnConfig(MemberConfig):
 
     members: ClassVar[str] = "cnn"
 
-    backbone: str = option("resnet18", "timm backbone name")
-    weights: str | None = option(
-        None, "Local file of pretrained backbone weights (nothing is downloaded)", kind=Path, parse=parse_path
+    backbone: str | None = option(
+        None,
+        "timm backbone name, or a face backbone: vggface_vgg16, vggface2_resnet50, keras_vggface_vgg16, "
+        "keras_vggface_resnet50, keras_vggface_senet50 (none given: the --weights file's, else resnet18)",
+        kind=str,
     )
+    weights: str | None = option(
+        None,
+        "Local file of pretrained backbone weights, told by content: a timm state dict, VGG_Face_torch.pth, "
+        "resnet50_ft_weight.pkl, resnet50_ft_dag.pth, keras-vggface .h5, .safetensors (nothing is downloaded)",
+        kind=Path,
+        parse=parse_path,
+    )
+    weights_format: str | None = option(
+        None,
+        "Override the detected --weights format: timm, vggface-torch, vggface2-pickle, vggface2-dag, keras-vggface",
+    )
+    input: dict | None = option(None, cli=False)  # the backbone's input convention, recorded from the weights file
     image_size: int = option(112, "Input side in pixels", min=16)
     dropout: float = option(0.2, "Dropout before the task heads", min=0.0, max=0.9)
 

@@ -111,9 +111,9 @@ def class_mapping(classes, class_map: dict[str, str], edition: Edition) -> np.nd
         if found is None:
             listing = ", ".join(edition.expr_classes)
             raise DataError(
-                f"keras member: --map {name}={mapped}: {mapped!r} is not a {edition.year} expression class ({listing})"
+                f"keras member: --map {name}={mapped}: {mapped!r} is not an {edition.name} expression class ({listing})"
                 if mapped
-                else f"keras member: class {name!r} maps to no {edition.year} expression class ({listing}); "
+                else f"keras member: class {name!r} maps to no {edition.name} expression class ({listing}); "
                 f"map it with --map {name}=<class>"
             )
         mapping[i, edition.expr_classes.index(found)] = 1.0

@@ -24,7 +24,11 @@ SINGLE_FILE_SOURCES = (
     "upczww/abaw5 EXPR/test.py, VA/test.py, AU/test.py (2023)",
     "khanhnd185/ABAW5 test.py (2023)",
     "upczww/abaw6 EXPR/test.py, VA/test.py, AU/test.py (2024)",
-    "FreedomPuppy77/Charon VA/test.py (2025)",
+    "FreedomPuppy77/Charon VA/test.py (2025, ABAW8)",
+    "leeyubin10/9th-ABAW generate_result.py (2025, ABAW9: VA, rows of ICCV_9th_ABAW_VA_test_set_sample.txt)",
+    "Byeooon/cvpr_abaw_10th txt.py (2026, ABAW10: EXPR, header image_location,Neutral,...,Other)",
+    "byeongjin1/abaw10th_imlab-va- inference_test.py (2026, ABAW10: VA, header image_location,valence,arousal)",
+    "ora942878/ABAW_10_EXPR pipeline_TEST/Inference_median101_5fold_ensamble.py (2026, ABAW10: EXPR, the sample's rows)",
 )
 """Single-file layout: one file per track, header ``image_location,`` + the annotation header, then one row
 ``video/00001.jpg,<values>`` per image of the organisers' example file, videos in the order of their

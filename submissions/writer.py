@@ -139,7 +139,7 @@ def _check_inputs(fmt: TrackFormat, table: PredictionTable, source: FrameSource,
         raise SubmissionError(
             f"the {fmt.track} track needs {', '.join(missing)} outputs; the table has {', '.join(table.meta.tasks)}"
         )
-    check_label_set(table.meta, fmt.edition.year, "fused table", fmt.tasks)
+    check_label_set(table.meta, fmt.edition.key, "fused table", fmt.tasks)
     check_fill(policy, fmt.edition)
     check_source(fmt, source)
 

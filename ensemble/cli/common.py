@@ -32,9 +32,9 @@ _DEFAULT = get_edition(DEFAULT_EDITION)
 EDITION = typer.Option(
     None,
     "--edition",
-    help=f"ABAW edition, by year or ABAW number ({_DEFAULT.year} or abaw{max(_DEFAULT.abaw)}): label sets, scoring "
-    f"(accuracy counts in {editions_where(lambda e: e.expr_weights[1] > 0)}) and submission layout. "
-    f"Default: the edition the input tables name, else {_DEFAULT.name}.",
+    help=f"ABAW edition, by ABAW number ({_DEFAULT.key}, {_DEFAULT.number}th) or by a year that holds one set of rules "
+    f"({_DEFAULT.year}): label sets, scoring (accuracy counts in {editions_where(lambda e: e.expr_weights[1] > 0)}) "
+    f"and submission layout. Default: the edition the input tables name, else {_DEFAULT.name}.",
 )
 ALIGN = typer.Option("strict", "--align", help=f"Members covering different frames: {' or '.join(POLICIES)}.")
 LABELS_SPLIT = typer.Option("val", "--labels-split", help=f"Split of the labels: {', '.join(SPLIT_FOLDERS)}.")
@@ -55,13 +55,8 @@ def flush_notes() -> None:
 
 
 def say_edition(edition: Edition, how: str) -> None:
-    """Tell the user which edition is used and where it came from (``edition 2025 (ABAW8) (the default)``)."""
+    """Tell the user which edition is used and where it came from (``edition ABAW10 (CVPR 2026) (the default)``)."""
     note(f"edition {edition.name} ({how})")
-
-
-def scored_as(edition: Edition) -> str:
-    """How score tables name the label set: ``ABAW 2025 (ABAW8)``, or another challenge's ``9 classes (...)``."""
-    return edition.name if edition.title else f"ABAW {edition.name}"
 
 
 def one_row_per_item(stack: Aligned) -> bool:
@@ -89,9 +84,9 @@ def print_confusion(stack: Aligned, truths: dict[str, Truth]) -> None:
         console.print(table)
 
 
-def given_year(edition: str | None) -> int | None:
-    """The year of an edition named on the command line (a year or an ABAW number), None if not given."""
-    return None if edition is None else get_edition(edition).year
+def given_edition(edition: str | None) -> str | None:
+    """The key of an edition named on the command line (an ABAW number or a year), None if not given."""
+    return None if edition is None else get_edition(edition).key
 
 
 def load_stack(paths: list[Path], edition: str | None, policy: str, *, quiet: bool = False) -> Aligned:
@@ -100,9 +95,9 @@ def load_stack(paths: list[Path], edition: str | None, policy: str, *, quiet: bo
     from ensemble.align import align
     from ensemble.contract import read_table, table_edition
 
-    year = given_year(edition)
-    tables = [read_table(p, edition=year) for p in paths]
-    resolved, how = table_edition(year, tables, [str(p) for p in paths])
+    key = given_edition(edition)
+    tables = [read_table(p, edition=key) for p in paths]
+    resolved, how = table_edition(key, tables, [str(p) for p in paths])
     if not quiet:
         say_edition(resolved, how)
     return align(tables, policy=policy, edition=resolved)

@@ -45,7 +45,7 @@ def make_demo_data(
     resolved, how = resolve_edition(edition)
     say_edition(resolved, how)
     cfg = SyntheticConfig(
-        seed, train_videos, val_videos, test_videos, min_frames, max(max_frames, min_frames), size, resolved.year
+        seed, train_videos, val_videos, test_videos, min_frames, max(max_frames, min_frames), size, resolved.key
     )
     with Outputs(force=force) as outs, progress_bar("drawing videos") as advance:
         summary = make_dataset(outs.folder(out), cfg, progress=advance)

@@ -15,7 +15,6 @@ from ensemble.cli.common import (
     load_truths,
     print_confusion,
     print_scores,
-    scored_as,
 )
 
 
@@ -34,7 +33,7 @@ def evaluate(
 
     stack = load_stack(predictions, edition, align_policy)
     truths = load_truths(labels, labels_split, stack)
-    title = f"{scored_as(stack.edition)} scores on {labels_split}"
+    title = f"{stack.edition.name} scores on {labels_split}"
     print_scores(member_rows(stack, truths), stack.edition, title)
     if stack.edition.title:
         print_confusion(stack, truths)

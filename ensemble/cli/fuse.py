@@ -22,7 +22,6 @@ from ensemble.cli.common import (
     note,
     one_row_per_item,
     print_scores,
-    scored_as,
 )
 from ensemble.errors import AffectEnsError
 from ensemble.fusion import FUSERS
@@ -181,7 +180,7 @@ def fit_on(predictions: list[Path], apply: list[Path] | None, fit: FitRequest, l
         fusion = fit_fusion(
             stack, truths, fit.method, fit.params, smooth=smooth, thresholds=fit.thresholds, folds=fit.folds
         )
-    title = f"{scored_as(stack.edition)} scores on {fit.labels_split} (tuned rows out-of-fold)"
+    title = f"{stack.edition.name} scores on {fit.labels_split} (tuned rows out-of-fold)"
     print_scores(fusion.scores, stack.edition, title)
     if fusion.post is not None:
         note(f"post-processing {fusion.post.summary()}")

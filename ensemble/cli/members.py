@@ -163,6 +163,7 @@ app.add_typer(train_app, name="train-member")
 
 def train_member_cmd(member: str, data: Path, out: Path, config: Path | None, how: tuple, options: dict) -> None:
     """train-member: resolve the member's config, then train it in the run folder ``out``."""
+    from members.pretrained import prepare
     from members.registry import create_member, member_class
     from members.training.distributed import launch_from_env
     from members.training.runs import resumed_config
@@ -180,6 +181,9 @@ def train_member_cmd(member: str, data: Path, out: Path, config: Path | None, ho
         raise AffectEnsError(f"--epochs {cfg.epochs}: member {member} trains at least {member_cls.min_epochs} epoch(s)")
     launch = launch_from_env(*how)
     cfg = resumed_config(out, member_cls, cfg, launch)  # a re-run that differs fails before any output
+    cfg, found = prepare(cfg)  # a --weights file that fits no backbone fails before any output too
+    if found and launch.main:
+        err_console.print(escape(found), highlight=False, soft_wrap=True)
     with training_folder(out, [data, config, *path_options(options)], launch) as run:
         with main_progress(launch, "training") as advance:
             progress = advance and (lambda phase, done, total: advance(done, total))

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from ensemble.cli.app import app, console
-from ensemble.cli.common import EDITION, given_year, note, say_edition
+from ensemble.cli.common import EDITION, given_edition, note, say_edition
 from ensemble.errors import SubmissionError
 from ensemble.tasks import SINGLE_FILE, editions_where
 from submissions.formats import DEFAULT_FILL
@@ -95,7 +95,7 @@ def submit(
     from submissions import get_format, write_submission
     from submissions.fill import check_fill
 
-    year = given_year(edition)
+    key = given_edition(edition)
     table = read_table(fused)
     if table.edition.title:
         given = {"--track": track, "--frames": frames, "--videos": videos, "--edition": edition}
@@ -103,9 +103,9 @@ def submit(
     if sample is not None:
         raise SubmissionError(f"{fused}: --sample is for image and clip challenges; this table is ABAW's")
     _abaw_options(track, frames)
-    fmt = get_format(track, year if year is not None else table.meta.edition)
+    fmt = get_format(track, key if key is not None else table.meta.edition)
     track = fmt.track  # fails before the frames are read
-    resolved, how = table_edition(year, [table], [str(fused)], fmt.tasks)
+    resolved, how = table_edition(key, [table], [str(fused)], fmt.tasks)
     say_edition(resolved, how)
     check_fill(fill, resolved)
     source = _frame_source(frames, videos)
@@ -161,7 +161,7 @@ def validate_submission_cmd(
     if report.problems:
         raise SubmissionError(f"{source}: {len(report.problems)} problem(s)")
     console.print(
-        f"{source}: valid {track} submission for ABAW {resolved.name} ({report.files} file(s), {report.rows:,} rows)",
+        f"{source}: valid {track} submission for {resolved.name} ({report.files} file(s), {report.rows:,} rows)",
         highlight=False,
         markup=False,
         soft_wrap=True,

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from ensemble.errors import DataError
-from ensemble.frames import FACE_FOLDER, face_file
+from ensemble.frames import FRAME_ROOT, face_file
 from ensemble.outputs import safe_join
 from members.base import Progress
 from members.face.align import align_face
@@ -153,7 +153,7 @@ def crop_faces(
 ) -> CropReport:
     """Aff-Wild2-style ``out/cropped_aligned/<subject>/NNNNN.jpg`` crops of every video and the manifest
     ``out/frames.csv`` (``video,frames``: each subject folder and its video's frame count)."""
-    frames_dir = out / FACE_FOLDER
+    frames_dir = out / FRAME_ROOT
     frames_dir.mkdir()
     expected = sum(max(probe_video(p).frames_hint, 1) for p in videos.values())
     report, done = CropReport(), 0

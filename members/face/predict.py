@@ -138,7 +138,7 @@ def run_on_video(
 def face_table(keys: pd.DataFrame, outputs: TaskOutputs, edition: Edition, name: str, extra: dict) -> PredictionTable:
     """Rows of the frames with a face."""
     data = pd.concat([keys, outputs_frame(outputs, edition)], axis=1)
-    return PredictionTable(data, TableMeta(tuple(outputs), edition.year, member=name, split="video", extra=extra))
+    return PredictionTable(data, TableMeta(tuple(outputs), edition.key, member=name, split="video", extra=extra))
 
 
 @dataclass

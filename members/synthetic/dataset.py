@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ensemble.frames import FACE_FOLDER, face_file, face_images
+from ensemble.frames import FRAME_ROOT, face_file, face_images, video_folders
 from ensemble.tasks import (
     DEFAULT_EDITION,
     MTL_FILE,
@@ -51,7 +51,7 @@ class SyntheticConfig:
     min_frames: int = 120  # frames per video are drawn uniformly in [min_frames, max_frames]
     max_frames: int = 200
     size: int = 48  # image side in pixels
-    edition: int = DEFAULT_EDITION  # the label sets written (7 or 8 classes, 8 or 12 AUs)
+    edition: int | str = DEFAULT_EDITION  # the label sets and release names written (7 or 8 classes, 8 or 12 AUs)
     unannotated: float = 0.05  # share of frames in unannotated stretches, per task
     missing_faces: float = 0.03  # share of frames with no face image
 
@@ -144,15 +144,17 @@ def video_names(cfg: SyntheticConfig) -> dict[str, list[str]]:
     return names
 
 
-def write_video(root: Path, split: str, video: str, cfg: SyntheticConfig, rng: np.random.Generator) -> int:
-    """Frames and annotation files of one video; returns its number of frames."""
+def write_video(
+    root: Path, split: str, video: str, cfg: SyntheticConfig, rng: np.random.Generator, frame_root: str = FRAME_ROOT
+) -> int:
+    """Frames (under ``frame_root``) and annotation files of one video; returns its number of frames."""
     edition = get_edition(cfg.edition)
     n = int(rng.integers(cfg.min_frames, cfg.max_frames + 1))
     lab = video_labels(n, edition.expr_classes, rng)
     who = Identity.sample(rng)
     pose = np.column_stack([smooth(rng.normal(0, 1, (n, 3)), 5.0) * [6, 5, 14], np.full(n, rng.uniform(-1, 1))])
     missing = stretches(n, cfg.missing_faces, 1, 4, rng)
-    folder = root / FACE_FOLDER / video
+    folder = root / frame_root / video
     folder.mkdir(parents=True, exist_ok=True)
     for i in np.flatnonzero(~missing):
         draw_face(frame_state(lab, i, rng, pose), who, cfg.size, rng).save(folder / face_file(i + 1), quality=90)
@@ -164,26 +166,21 @@ def write_video(root: Path, split: str, video: str, cfg: SyntheticConfig, rng: n
     return n
 
 
-# The organisers' test-set files, named as participants' scripts open them: upczww/abaw5 and upczww/abaw6
-# EXPR/test.py, VA/test.py, AU/test.py (test_set_examples/CVPR_5th_ABAW_EXPR_test_set_example.txt,
-# names_of_videos_in_each_test_set/Expression_Classification_Challenge_test_set_release.txt, ...);
-# khanhnd185/MTL-ABAW4 test.py (MTL_Challenge_test_set_release.txt: a header line, then video/00001.jpg).
+# The organisers' test-set files, in the folders participants' scripts open them from: upczww/abaw5 and
+# upczww/abaw6 EXPR/test.py (test_set_examples/, names_of_videos_in_each_test_set/); khanhnd185/MTL-ABAW4 test.py
+# (MTL_Challenge_test_set_release.txt: a header line, then video/00001.jpg). The files' names are the edition's
+# (``Edition.release`` in ensemble/tasks.py).
 TEST_SET = "test_set"
 NAMES_DIR = "names_of_videos_in_each_test_set"
 EXAMPLES_DIR = "test_set_examples"
-NAME_LISTS = {
-    "expr": "Expression_Classification_Challenge_test_set_release.txt",
-    "va": "Valence_Arousal_Estimation_Challenge_test_set_release.txt",
-    "au": "Action_Unit_Detection_Challenge_test_set_release.txt",
-}
 MTL_LIST = "MTL_Challenge_test_set_release.txt"
-EXAMPLE_TRACKS = {"expr": "EXPR", "va": "VA", "au": "AU"}
+SECOND_FRAME_ROOT = FRAME_ROOT + "_new_50_vids"
+"""Where recent test releases put the frames of their later test videos (Byeooon/cvpr_abaw_10th txt.py)."""
 
 
 def example_name(track: str, edition: Edition) -> str:
-    """``CVPR_8th_ABAW_EXPR_test_set_example.txt`` for the edition's last competition that ran ``track``."""
-    number = max(n for n, tracks in edition.abaw.items() if track in tracks)
-    return f"CVPR_{number}th_ABAW_{EXAMPLE_TRACKS[track]}_test_set_example.txt"
+    """The organisers' example file of ``track``: ``ABAW_Expr_test_set_sample.txt`` (ABAW10)."""
+    return edition.release.examples[track]
 
 
 def track_order(videos: list[str], track: str) -> list[str]:
@@ -201,7 +198,7 @@ def organiser_files(root: str | Path, edition: Edition) -> dict[str, tuple[Path,
     folder = Path(root) / TEST_SET
     files = {}
     for track in edition.tracks:
-        names = folder / NAMES_DIR / NAME_LISTS.get(track, "")
+        names = folder / NAMES_DIR / edition.release.lists.get(track, "")
         if edition.track_layout(track) == MTL_FILE:
             files[track] = (folder / MTL_LIST, None)
         elif edition.layout == PER_VIDEO:
@@ -212,7 +209,7 @@ def organiser_files(root: str | Path, edition: Edition) -> dict[str, tuple[Path,
 
 
 def _faces(root: Path, video: str) -> list[int]:
-    return sorted(face_images(root, video))
+    return sorted(face_images(video_folders(root)[video]))
 
 
 def write_organiser_files(root: Path, counts: dict[str, int], edition: Edition) -> None:
@@ -244,8 +241,9 @@ def make_dataset(
     counts: dict[str, dict[str, int]] = {}
     for split, videos in names.items():
         counts[split] = {}
-        for video in videos:
-            counts[split][video] = write_video(root, split, video, cfg, rng)
+        for i, video in enumerate(videos):
+            frame_root = SECOND_FRAME_ROOT if split == "test" and 2 * i >= len(videos) > 1 else FRAME_ROOT
+            counts[split][video] = write_video(root, split, video, cfg, rng, frame_root)
             if progress:
                 progress(sum(len(c) for c in counts.values()), total)
         manifest = pd.DataFrame({"video": list(counts[split]), "frames": list(counts[split].values())})

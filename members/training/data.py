@@ -18,7 +18,7 @@ from torch.utils.data import Dataset
 from torchvision import transforms
 
 from ensemble.errors import DataError
-from ensemble.frames import FACE_FOLDER, face_images
+from ensemble.frames import FRAME_ROOT, face_images, frame_roots, video_folders
 from ensemble.labels import read_labels
 from ensemble.tasks import Edition
 
@@ -30,9 +30,10 @@ def derived_seed(*parts: int) -> int:
     return int(np.random.SeedSequence([p % 2**64 for p in parts]).generate_state(1)[0])
 
 
-def face_paths(root: Path, keys: pd.DataFrame) -> list[Path | None]:
-    """The face image of each (video, frame) of ``keys`` (None where the frame has none)."""
-    images = {video: face_images(root, video) for video in keys["video"].unique()}
+def face_paths(folders: dict[str, Path], keys: pd.DataFrame) -> list[Path | None]:
+    """The face image of each (video, frame) of ``keys``, given each video's frame folder
+    (``ensemble.frames.video_folders``); None where the frame has none."""
+    images = {v: face_images(folders[v]) if v in folders else {} for v in keys["video"].unique()}
     return [images[v].get(int(f)) for v, f in zip(keys["video"], keys["frame"])]
 
 
@@ -65,13 +66,16 @@ class LabelArrays:
     au: np.ndarray
 
 
-def labelled_frames(root: Path, split: str, tasks: tuple[str, ...], edition: Edition) -> pd.DataFrame:
+def labelled_frames(
+    root: Path, split: str, tasks: tuple[str, ...], edition: Edition, folders: dict[str, Path] | None = None
+) -> pd.DataFrame:
     """Key and label columns of every frame annotated for at least one task and having a face image."""
+    folders = video_folders(root) if folders is None else folders
     merged = None
     for task in tasks:
         lab = read_labels(root, task, split, edition)
         merged = lab if merged is None else merged.merge(lab, on=["video", "frame"], how="outer")
-    exists = [path is not None for path in face_paths(root, merged)]
+    exists = [path is not None for path in face_paths(folders, merged)]
     return merged[np.array(exists, dtype=bool)].sort_values(["video", "frame"]).reset_index(drop=True)
 
 
@@ -96,12 +100,13 @@ class FrameDataset(Dataset):
         self.train, self.seed, self.epoch = train, seed, 0
         self.tasks = tasks
         self.edition = edition
-        self.frames = labelled_frames(self.root, split, tasks, edition)
+        self.folders = video_folders(self.root)
+        self.frames = labelled_frames(self.root, split, tasks, edition, self.folders)
         if len(self.frames) == 0:
             raise DataError(
                 f"{self.root}: no annotated frames with face images for {', '.join(tasks)} in split {split!r}"
             )
-        self.paths = face_paths(self.root, self.frames)
+        self.paths = face_paths(self.folders, self.frames)
         self.transform = image_transform(size, train)
         self.labels = self._label_arrays()
 
@@ -143,12 +148,12 @@ class ImageListDataset(Dataset):
 
     def __init__(self, root: str | Path, videos: list[str], size: int):
         self.root = Path(root)
-        rows, self.paths = [], []
+        folders, rows, self.paths = video_folders(self.root), [], []
         for video in videos:
-            folder = self.root / FACE_FOLDER / video
-            if not folder.is_dir():
-                raise DataError(f"{folder}: no frame folder for video {video!r}")
-            images = face_images(self.root, video)
+            if video not in folders:
+                roots = ", ".join(p.name for p in frame_roots(self.root)) or FRAME_ROOT
+                raise DataError(f"{self.root}: no frame folder for video {video!r} (frame roots: {roots})")
+            images = face_images(folders[video])
             rows += [(video, frame) for frame in sorted(images)]
             self.paths += [images[frame] for frame in sorted(images)]
         self.keys = pd.DataFrame(rows, columns=["video", "frame"])

@@ -1,6 +1,7 @@
 """The member check: broken members are flagged with their reason, clean and merely weak ones never."""
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from ensemble.align import align
@@ -159,3 +160,126 @@ def test_with_two_members_both_are_flagged_and_the_check_says_it_cannot_tell(spl
     assert "leak" in reports[1].tags and "leak" not in reports[0].tags  # the score gap names the leaky one
     alone = check_members(drop_members(val, val.members[1:]), drop_members(test, test.members[1:]), truths)
     assert alone[0].flags == []
+
+
+def test_a_member_is_expected_to_move_by_its_own_sensitivity_to_the_labels():
+    """One AU, 100 labelled validation frames with 10 positives; on test the label rate rises from 0.1 to 0.4.
+    A sharp member (TPR 1, FPR 0), a nearly sharp one (TPR .9) and a flat one (TPR .4, FPR .1) move by 0.30,
+    0.27 and 0.09: each as its sensitivity says (the old rule saw the flat one 0.18 off the others' median
+    move). A flat member whose rate falls to 0.02 meanwhile does not behave as it did on validation."""
+    from ensemble.check import distribution_shift, sensitivity
+
+    # per member: (decision x label, label, decision) counts on validation
+    joint = np.array([[10.0, 10.0, 10.0], [9.0, 10.0, 9.0], [4.0, 10.0, 13.0], [4.0, 10.0, 13.0]])
+    sens = sensitivity("au", joint, 100.0)
+    assert sens[1][:, 0] == pytest.approx([1.0, 0.9, 0.3, 0.3])
+    fit = np.array([[0.10], [0.09], [0.13], [0.13]])
+    apply = np.array([[0.40], [0.36], [0.22], [0.02]])
+    shift = distribution_shift("au", sens, fit, apply)
+    # the sharp member, the most sensitive of the others, estimates a label move of 0.3 / (1 + ridge 0.01): the
+    # weighted median (weights TPR - FPR squared) for m2 and m3, who are expected at 0.13 + 0.3 x 0.297
+    assert shift[2] == pytest.approx(abs(0.22 - (0.13 + 0.3 * 0.3 / 1.01)), abs=1e-9) and max(shift[:3]) < 0.01
+    assert shift[3] == pytest.approx(0.13 + 0.3 * 0.3 / 1.01 - 0.02, abs=1e-9)  # 0.20: beyond Limits.shift
+
+
+def _report(name, tags):
+    from ensemble.check import MemberReport, SplitStats
+
+    stats = SplitStats({}, {}, 0, [], 0.0, 0.0, 0.0)
+    return MemberReport(name, stats, stats, flags=[f"{tag} of {name}" for tag in tags], tags=list(tags))
+
+
+def test_a_reason_most_members_share_is_said_of_the_split_not_of_each_member():
+    reports = [_report("m0", ["distribution"]), _report("m1", ["distribution"]), _report("m2", [])]
+    reports += [_report("m3", ["distribution", "shifted"]), _report("m4", [])]
+    with pytest.raises(MemberCheckError) as caught:
+        raise_if_flagged(reports)
+    message = str(caught.value)
+    assert message.startswith(
+        "member check failed: the test split itself looks different from validation (the output distribution "
+        "moves unlike the others' predict for 3 of 5 members (m0, m1, m3)): the check cannot tell whether a "
+        "member or the videos changed; member 'm3': shifted of m3. To go on, fuse without it (--drop-member m3) "
+        "or vouch for them (--accept m0 --accept m1)"
+    ), message
+    assert "distribution of m" not in message
+    two_of_five = [_report("m0", ["distribution"]), _report("m1", ["distribution"])] + reports[2:3] + reports[4:]
+    with pytest.raises(MemberCheckError, match="member 'm0': distribution of m0; member 'm1': distribution of m1"):
+        raise_if_flagged(two_of_five + [_report("m5", [])])
+
+
+@pytest.mark.parametrize("labels", [True, False], ids=["labels", "consensus"])
+def test_no_flag_on_clean_members_of_mixed_calibration_when_the_test_labels_are_distributed_otherwise(labels):
+    """Members sharp, flat, eager or shy (the same on both splits); test EXPR shares redrawn, AU rates and VA
+    offsets moved by up to 0.3 (benchmarks/bench_check.py measures it on many more)."""
+    from ensemble.simulate import CALIBRATIONS, random_prevalences
+
+    flagged = []
+    for seed in range(8):
+        rng = np.random.default_rng(seed)
+        kinds = list(CALIBRATIONS)
+        specs = [MemberSpec(float(rng.uniform(0.3, 1.5)), 0.0, 0.0, *CALIBRATIONS[k]) for k in kinds]
+        fit_labels, fit_tables, _, apply_tables = simulate_splits(
+            int(rng.integers(12, 31)), 300, specs, seed=200 + seed, prevalences=random_prevalences(rng)
+        )
+        val, test = align(fit_tables), align(apply_tables)
+        truths = truths_for(val.keys, fit_labels, val.edition) if labels else None
+        flagged += [(seed, r.name, r.flags) for r in check_members(val, test, truths) if r.flags]
+    assert flagged == [], f"false alarms: {flagged}"
+
+
+def _world_split(rng, rates, videos, frames, members, difficulty):
+    """AU labels and members' tables built unlike ``ensemble.simulate``, the way real splits differ: each video
+    (subject) with its own AU rates around the split's, AU6 only with AU12, a tenth of the frames unannotated,
+    members sharp on some units and flat or biased on others (``members``: per-unit gain and offset), errors
+    shared between members (hard frames) and videos of different difficulty."""
+    from scipy.ndimage import gaussian_filter1d
+
+    from ensemble.contract import PredictionTable, TableMeta
+    from ensemble.tasks import get_edition
+
+    ed = get_edition(2025)
+    keys = pd.DataFrame({"video": np.repeat([f"w{i:03d}" for i in range(videos)], frames)})
+    keys["frame"] = np.tile(np.arange(1, frames + 1), videos)
+    own = np.clip(rates * np.exp(rng.normal(0, 0.5, (videos, len(rates)))), 0.01, 0.95)
+    starts = rng.random((videos, frames // 10, len(rates))) < own[:, None, :]
+    y = np.repeat(starts, 10, axis=1).reshape(-1, len(rates)).astype(float)
+    y[:, 3] *= y[:, 6]  # AU6 (cheek raiser) only with AU12 (lip corner puller)
+    shared = gaussian_filter1d(rng.normal(0, 1, y.shape), 3, axis=0) * 2.0
+    hard = np.repeat(rng.uniform(*difficulty, videos), frames)[:, None]
+    tables = []
+    for m, (gain, offset) in enumerate(members):
+        logits = gain * (2 * y - 1) + offset + hard * (0.6 * shared + 0.8 * rng.normal(0, 1, y.shape))
+        data = pd.concat([keys, pd.DataFrame(1 / (1 + np.exp(-logits)), columns=ed.output_columns("au"))], axis=1)
+        tables.append(
+            PredictionTable(data.astype({c: np.float32 for c in data.columns[2:]}), TableMeta(("au",), member=f"w{m}"))
+        )
+    annotated = rng.random(len(y)) > 0.1
+    labels = pd.concat([keys, pd.DataFrame(y.astype(int), columns=ed.label_columns("au"))], axis=1)[annotated]
+    return {"au": labels.reset_index(drop=True)}, tables
+
+
+def _world(seed: int):
+    """Validation labels and both splits' tables of five members from weak to strong on 80 videos of 200 frames
+    (Aff-Wild2's number of validation videos), every AU rate moved by up to 0.3 on test, test videos harder."""
+    rng = np.random.default_rng(seed)
+    rates = rng.uniform(0.03, 0.6, 12)
+    moved = np.clip(rates + rng.uniform(-0.3, 0.3, 12), 0.02, 0.9)
+    members = [(s * rng.uniform(0.6, 1.4, 12), rng.normal(-0.5, 0.7, 12)) for s in (0.4, 0.7, 1.0, 2.0, 3.0)]
+    fit_labels, fit_tables = _world_split(rng, rates, 80, 200, members, (0.7, 1.2))
+    _, apply_tables = _world_split(rng, moved, 80, 200, members, (0.8, 1.4))
+    return fit_labels, fit_tables, apply_tables
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_no_flag_on_members_of_a_world_unlike_the_simulator_and_a_stale_one_is(seed):
+    """Before the check learnt members' sensitivity, the weakest members were flagged on both worlds."""
+    fit_labels, fit_tables, apply_tables = _world(seed)
+    val, test = align(fit_tables), align(apply_tables)
+    truths = truths_for(val.keys, fit_labels, val.edition)
+    assert [r.name for r in check_members(val, test, truths) if r.flags] == []
+    assert [r.name for r in check_members(val, test) if r.flags] == []  # consensus in place of the labels
+    stale = apply_tables[2].data.copy()
+    stale[stale.columns[2:]] *= np.float32(0.3)
+    apply_tables[2] = type(apply_tables[2])(stale, apply_tables[2].meta)
+    reports = check_members(val, align(apply_tables), truths)
+    assert [r.name for r in reports if r.flags] == ["w2"] and "distribution" in reports[2].tags

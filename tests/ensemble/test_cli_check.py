@@ -82,3 +82,50 @@ def test_member_options_name_the_members_on_a_typo(data, tmp_path):
         )
         assert result.returncode == 2
         assert f"error: {option} 'lekay': no such member; members: m0, m1, m2, m3, m4, leaky, noise" in result.stderr
+
+
+SHARPNESS = [(0.3, 1.6, 0.0), (0.5, 1.6, 0.0), (0.8, 1.0, 0.0), (1.0, 0.5, 0.8), (1.0, 0.5, 0.0)]
+"""Five clean members (noise, signal, offset): two sharp, a plain one, a flat one biased towards yes, a flat one."""
+
+
+@pytest.fixture(scope="module")
+def other_au_rates(tmp_path_factory):
+    """Validation labels and the tables of the ``SHARPNESS`` members and a leaky one, on a test split of other
+    videos where every AU's rate differs from validation by 0.3 (before the check learnt members' sensitivity,
+    four of the five clean members were flagged here)."""
+    import numpy as np
+    from helpers import write_labels
+
+    from ensemble.simulate import MemberSpec, Prevalence, bad_member, simulate_splits
+
+    root = tmp_path_factory.mktemp("other_au_rates")
+    rng = np.random.default_rng(0)
+    rates = rng.uniform(0.1, 0.6, 12)
+    moved = np.clip(rates + rng.choice([-0.3, 0.3], 12), 0.05, 0.9)
+    specs = [MemberSpec(noise, bias=0.0, signal=signal, offset=offset) for noise, signal, offset in SHARPNESS]
+    prevalences = Prevalence(au=rates), Prevalence(au=moved)
+    fit_labels, fit_tables, apply_labels, apply_tables = simulate_splits(30, 300, specs, 0, prevalences=prevalences)
+    write_labels(root, fit_labels)
+    leaky = bad_member("leaky", fit_labels, apply_labels, seed=7)
+    paths = {}
+    for split, tables in (("val", fit_tables + [leaky[0]]), ("test", apply_tables + [leaky[1]])):
+        paths[split] = [write_table(t, root / f"{t.meta.member}_{split}.parquet") for t in tables]
+    return root, paths["val"], paths["test"]
+
+
+def test_fuse_applies_clean_members_of_different_sharpness_to_test_videos_with_other_au_rates(other_au_rates, tmp_path):
+    root, val, test = other_au_rates
+    out = tmp_path / "fused.parquet"
+    result = run_cli("fuse", *val[:-1], *_applied(test[:-1]), "--labels", root, "--folds", 3, "--out", out)
+    assert result.returncode == 0, result.stderr
+    assert "member check: 5 members behave alike" in result.stderr and out.exists()
+
+
+def test_fuse_stops_on_the_leaky_member_only_when_test_au_rates_differ(other_au_rates, tmp_path):
+    root, val, test = other_au_rates
+    out = tmp_path / "fused.parquet"
+    result = run_cli("fuse", *val, *_applied(test), "--labels", root, "--folds", 3, "--out", out)
+    assert result.returncode == 2 and not out.exists()
+    error = result.stderr.strip().splitlines()[-1]
+    assert error.startswith("error: member check failed: member 'leaky': its agreement with the other members")
+    assert "member 'm" not in error and "distribution" not in error, error

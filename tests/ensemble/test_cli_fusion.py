@@ -53,7 +53,10 @@ def test_fuse_fits_reports_and_reapplies(sim_root, tmp_path, method):
             "tie-break 'lead' needs --lead, one of: m0, m1, m2",
         ),
         (["--align", "loose"], "unknown alignment policy 'loose'; choose one of: strict, intersect"),
-        (["--edition", "2020"], "expr label set of edition 2025 (8 outputs) does not match edition 2020 (7 outputs)"),
+        (
+            ["--edition", "2020"],
+            "expr label set of edition ABAW10 (CVPR 2026) (8 outputs) does not match edition ABAW1 (FG 2020) (7 outputs)",
+        ),
     ],
 )
 def test_fuse_errors_are_one_line_and_write_nothing(sim_root, tmp_path, args, message):

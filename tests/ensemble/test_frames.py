@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from ensemble.errors import AffectEnsError, DataError
-from ensemble.frames import describe, read_frame_source
+from ensemble.frames import describe, frame_roots, read_frame_source, video_folders
 
 EXAMPLE = "image_location,valence,arousal\nb/00001.jpg,\nb/00002.jpg,\na/00001.jpg,\na/00002.jpg,\na/00003.jpg,\n"
 
@@ -150,3 +150,26 @@ def test_fill_missing_frames_interpolates_and_leaves_the_callers_table_alone():
     assert filled.meta.extra["filled_frames"] == 5 and filled.meta.extra["config"] == {"seed": 1}
     assert table.meta == before and "filled_frames" not in meta.extra  # the caller's metadata is untouched
     pd.testing.assert_frame_equal(table.data, data)
+
+
+def test_every_cropped_aligned_folder_is_a_frame_root_and_a_video_in_two_is_an_error(tmp_path):
+    for root, video in [("cropped_aligned", "a"), ("cropped_aligned_new_50_vids", "b"), ("cropped_aligned_mine", "c")]:
+        (tmp_path / root / video).mkdir(parents=True)
+    (tmp_path / "cropped" / "d").mkdir(parents=True)  # the unaligned crops are no frame root
+    (tmp_path / "cropped_aligned.zip").write_bytes(b"PK")
+    assert [p.name for p in frame_roots(tmp_path)] == [
+        "cropped_aligned",
+        "cropped_aligned_mine",
+        "cropped_aligned_new_50_vids",
+    ]
+    folders = video_folders(tmp_path)
+    assert {v: p.parent.name for v, p in folders.items()} == {
+        "a": "cropped_aligned",
+        "b": "cropped_aligned_new_50_vids",
+        "c": "cropped_aligned_mine",
+    }
+    (tmp_path / "cropped_aligned" / "b").mkdir()
+    with pytest.raises(
+        DataError, match=r"^video 'b' has frames in two roots: .*cropped_aligned/b and .*_new_50_vids/b"
+    ):
+        video_folders(tmp_path)

@@ -5,7 +5,7 @@ from ensemble.errors import LabelsError
 from ensemble.labels import annotation_frame_counts, read_annotation_file, read_labels, track_dir
 from ensemble.tasks import SENTINELS, get_edition
 
-ED = get_edition(2025)
+ED = get_edition("abaw10")
 
 
 def _lines(path):
@@ -46,8 +46,11 @@ def test_au_row_with_any_sentinel_is_unannotated(tmp_path):
 @pytest.mark.parametrize(
     "text, message",
     [
-        ("Neutral,Anger,Disgust,Fear,Happiness,Sadness,Surprise\n1\n", "header does not match edition 2025 expr"),
-        ("", "header does not match edition 2025 expr: expected .*got '\\(empty file\\)'"),
+        (
+            "Neutral,Anger,Disgust,Fear,Happiness,Sadness,Surprise\n1\n",
+            "header does not match edition ABAW10 \\(CVPR 2026\\) expr",
+        ),
+        ("", "header does not match edition ABAW10 \\(CVPR 2026\\) expr: expected .*got '\\(empty file\\)'"),
         ("Neutral,Anger,Disgust,Fear,Happiness,Sadness,Surprise,Other\n1\nhappy\n", "unparsable value on line 3"),
         ("Neutral,Anger,Disgust,Fear,Happiness,Sadness,Surprise,Other\n1\n9\n", "invalid expr values: 1 line.*line 3"),
         ("Neutral,Anger,Disgust,Fear,Happiness,Sadness,Surprise,Other\n1,2\n", "expected 1 value"),
@@ -74,5 +77,25 @@ def test_2020_folder_names_and_label_sets(tmp_path):
     (folder / "v.txt").write_text(ed.header("au") + "\n" + ",".join(["0", "1"] * 4) + "\n")
     labels = read_labels(tmp_path, "au", "val", ed)
     assert labels.shape == (1, 2 + 8) and labels["au2"].tolist() == [1]
-    with pytest.raises(LabelsError, match="header does not match edition 2025 au"):
+    with pytest.raises(LabelsError, match="header does not match edition ABAW10 \\(CVPR 2026\\) au"):
         read_labels(tmp_path, "au", "val", ED)
+
+
+def test_a_track_folder_of_another_name_is_found_by_its_files_header(tmp_path):
+    folder = tmp_path / "ABAW Annotations" / "Expression_Set_renamed" / "Validation_Set"
+    folder.mkdir(parents=True)
+    (folder / "v.txt").write_text(ED.header("expr") + "\n3\n-1\n7\n")
+    other = tmp_path / "ABAW Annotations" / "Valence" / "Validation_Set"
+    other.mkdir(parents=True)
+    (other / "v.txt").write_text("valence,arousal\n0.1,0.2\n")
+    assert track_dir(tmp_path, "expr", "val", ED) == folder
+    labels = read_labels(tmp_path, "expr", "val", ED)
+    assert labels["frame"].tolist() == [1, 3] and labels["expr"].tolist() == [3, 7]
+    twice = tmp_path / "copy" / "Validation_Set"
+    twice.mkdir(parents=True)
+    (twice / "v.txt").write_text(ED.header("expr") + "\n3\n")
+    with pytest.raises(
+        LabelsError,
+        match=r"two folders hold expr annotations for Validation_Set: .*Expression_Set_renamed.* and .*copy",
+    ):
+        read_labels(tmp_path, "expr", "val", ED)

@@ -8,6 +8,7 @@ import torch
 
 from ensemble.contract import read_table
 from ensemble.errors import DataError
+from ensemble.frames import video_folders
 from ensemble.tasks import get_edition
 from members.cnn import CnnConfig, CnnMember, CnnNet
 from members.training.loop import train_member
@@ -76,7 +77,7 @@ def test_predictions_cover_every_frame_and_pass_the_contract(tiny_dataset, train
     table = read_table(out)
     counts = table.data.groupby("video")["frame"].agg(["count", "max"])
     assert counts["count"].to_dict() == summary["frames"][split] == counts["max"].to_dict()
-    faces = sum(len(list((root / "cropped_aligned" / v).glob("*.jpg"))) for v in summary["frames"][split])
+    faces = sum(len(list(video_folders(root)[v].glob("*.jpg"))) for v in summary["frames"][split])
     assert filled == sum(summary["frames"][split].values()) - faces > 0
     assert table.meta.extra["filled_frames"] == filled and table.meta.split == split
     assert table.meta.tasks == ("expr", "va", "au") and table.meta.member == "cnn_mtl"

@@ -22,6 +22,7 @@ import torch
 
 from ensemble.cli.common import load_stack, load_truths
 from ensemble.contract import read_table
+from ensemble.frames import video_folders
 from ensemble.pipeline import member_rows
 from members.cnn import CnnConfig, CnnMember
 from members.synthetic.dataset import SyntheticConfig, make_dataset
@@ -79,7 +80,7 @@ def data(tmp_path_factory) -> Path:
     cfg = SyntheticConfig(seed=5, train_videos=2, val_videos=2, test_videos=2, min_frames=30, max_frames=40, size=32)
     summary = make_dataset(root, SyntheticConfig(**{**cfg.__dict__, "unannotated": 0.0, "missing_faces": 0.0}))
     for video in summary["frames"]["test"]:
-        for image in sorted((root / "cropped_aligned" / video).glob("*.jpg"))[3::7]:
+        for image in sorted(video_folders(root)[video].glob("*.jpg"))[3::7]:
             image.unlink()
     return root
 

@@ -5,6 +5,7 @@ registry name, and runs naming the class (earlier versions) still predict; a com
 frames it filled."""
 
 import json
+import shutil
 from dataclasses import dataclass
 
 import pytest
@@ -16,6 +17,7 @@ from torch import nn
 from ensemble.cli import app
 from ensemble.contract import read_table
 from ensemble.errors import DataError
+from ensemble.frames import video_folders
 from members import MEMBERS, MemberConfig, create_member, load_members
 from members.configs import option
 from members.heads import TaskHeads
@@ -113,7 +115,9 @@ def test_config_json_names_the_registry_name_and_class_names_of_older_runs_still
 def test_create_member_builds_a_member_with_its_config():
     member = create_member("toy", ToyConfig(width=2))
     assert isinstance(member, ToyMember) and member.config.width == 2 and member.min_epochs == 1
-    assert create_member("cnn").config.backbone == "resnet18"
+    from members.pretrained import prepare
+
+    assert prepare(create_member("cnn").config)[0].backbone == "resnet18"  # none given, no weights file: resnet18
     with pytest.raises(TypeError, match="takes a ToyConfig"):
         create_member("toy", load_members().get("cnn").config_class())
 
@@ -168,7 +172,7 @@ def test_a_committee_logs_the_frames_it_filled(tiny_dataset, toy_run, tmp_path):
     _ok("train-member", "toy", "--data", root, "--out", other, "--width", 3, "--epochs", 1, "--seed", 1)
     committee = tmp_path / "committee"
     _ok("committee", toy_run, other, "--out", committee)
-    faces = sum(len(list((root / "cropped_aligned" / v).glob("*.jpg"))) for v in summary["frames"]["test"])
+    faces = sum(len(list(video_folders(root)[v].glob("*.jpg"))) for v in summary["frames"]["test"])
     missing = sum(summary["frames"]["test"].values()) - faces
     assert missing > 0
     result = _ok("predict-member", committee, "--split", "test", "--data", root, "--out", tmp_path / "c.parquet")
@@ -205,3 +209,31 @@ def test_predict_member_reads_and_checks_the_runs_config_once(tiny_dataset, toy_
     assert isinstance(member, ToyMember) and member.config == run.config and member.config.width == 5
     with pytest.raises(DataError, match="a toy run, not a CnnMember"):
         load_members().get("cnn").from_run(run)
+
+
+def test_predict_member_reads_test_videos_from_both_frame_roots_and_refuses_a_video_in_both(
+    tiny_dataset, toy_run, tmp_path
+):
+    """Recent test releases split the frames over cropped_aligned/ and cropped_aligned_new_50_vids/."""
+    root, summary = tiny_dataset
+    folders = video_folders(root)
+    tests = summary["frames"]["test"]
+    assert {folders[v].parent.name for v in tests} == {"cropped_aligned", "cropped_aligned_new_50_vids"}
+    out = tmp_path / "test.parquet"
+    _ok("predict-member", toy_run, "--split", "test", "--data", root, "--out", out)
+    table = read_table(out)
+    assert table.data.groupby("video").size().to_dict() == tests
+    faces = sum(len(list(folders[v].glob("*.jpg"))) for v in tests)
+    assert table.meta.extra.get("filled_frames", 0) == sum(tests.values()) - faces  # every face image was read
+    copy = tmp_path / "data"
+    shutil.copytree(root, copy)
+    second = next(v for v in tests if folders[v].parent.name != "cropped_aligned")
+    shutil.copytree(copy / "cropped_aligned_new_50_vids" / second, copy / "cropped_aligned" / second)
+    result = invoke("predict-member", toy_run, "--split", "test", "--data", copy, "--out", tmp_path / "x.parquet")
+    errors = [ln for ln in result.stderr.splitlines() if ln.startswith("error: ")]
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert errors == [
+        f"error: video {second!r} has frames in two roots: {copy / 'cropped_aligned' / second} and "
+        f"{copy / 'cropped_aligned_new_50_vids' / second}; keep one of them"
+    ]
+    assert not (tmp_path / "x.parquet").exists()

@@ -2,9 +2,7 @@
 extends a finished run, checkpoints never unpickle code, failed runs leave nothing half-made, and a run
 killed with SIGKILL at any point resumes to the weights of an uninterrupted run."""
 
-import contextlib
 import hashlib
-import io
 import json
 import shutil
 import signal
@@ -14,8 +12,8 @@ import time
 
 import pytest
 import torch
+from helpers import run_here
 
-from ensemble.cli import main
 from ensemble.errors import DataError
 from members.cnn import CnnConfig, CnnMember
 from members.temporal import CnnRnnMember, TemporalConfig
@@ -24,22 +22,6 @@ from members.training.runs import load_checkpoint
 from members.training.temporal import train_temporal
 
 TINY = ["--backbone", "test_resnet", "--image-size", "32", "--batch-size", "8", "--seed", "1", "--lr", "3e-3"]
-
-
-def run_here(*args) -> subprocess.CompletedProcess:
-    """The command line run in this process (torch is imported once for all the tests), as the console
-    script runs it: exit code, stdout and stderr."""
-    out, err = io.StringIO(), io.StringIO()
-    argv, sys.argv = sys.argv, ["affect-ens", *map(str, args)]
-    try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            main()
-        code = 0
-    except SystemExit as done:
-        code = done.code or 0
-    finally:
-        sys.argv = argv
-    return subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue())
 
 
 def train_args(root, run, *extra):

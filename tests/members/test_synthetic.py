@@ -4,6 +4,7 @@ import json
 import numpy as np
 import pandas as pd
 
+from ensemble.frames import video_folders
 from ensemble.labels import read_labels
 from ensemble.tasks import get_edition
 from members.synthetic.dataset import SyntheticConfig, make_dataset
@@ -31,7 +32,7 @@ def test_layout_manifests_and_gaps(tiny_dataset):
     for split in ("train", "val", "test"):
         manifest = pd.read_csv(root / f"{split}_frames.csv")
         assert dict(zip(manifest["video"], manifest["frames"])) == summary["frames"][split]
-    faces = {v: len(list((root / "cropped_aligned" / v).glob("*.jpg"))) for s in summary["frames"].values() for v in s}
+    faces = {v: len(list(video_folders(root)[v].glob("*.jpg"))) for s in summary["frames"].values() for v in s}
     total = sum(n for s in summary["frames"].values() for n in s.values())
     assert 0 < total - sum(faces.values()) < 0.15 * total  # some frames have no face image
     assert json.loads((root / "dataset.json").read_text())["config"]["seed"] == 3

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from ensemble.contract import read_table
+from ensemble.frames import video_folders
 from ensemble.labels import read_labels
 from ensemble.tasks import get_edition
 from members.temporal import CnnRnnMember, CnnTransformerMember, TemporalConfig
@@ -24,10 +25,10 @@ def write_cache(root, split, path, dim=12, seed=0):
     counts = pd.read_csv(root / f"{split}_frames.csv")
     labels_root = root / "test_labels" if split == "test" else root
     va = read_labels(labels_root, "va", split, ED).set_index(["video", "frame"])
-    rows, feats = [], []
+    rows, feats, folders = [], [], video_folders(root)
     for video, n in zip(counts["video"], counts["frames"]):
         for frame in range(1, n + 1):
-            if (root / "cropped_aligned" / video / f"{frame:05d}.jpg").exists():
+            if (folders[video] / f"{frame:05d}.jpg").exists():
                 signal = va.loc[(video, frame)].to_numpy() if (video, frame) in va.index else np.zeros(2)
                 rows.append((video, frame))
                 feats.append(np.concatenate([signal, np.zeros(dim - 2)]) + rng.normal(0, 0.3, dim))

@@ -25,28 +25,28 @@ def _errors(result):
 
 def test_submit_through_the_organisers_files_then_validate(fused, tmp_path):
     root, table = fused
-    frames, videos = organiser_files(root, get_edition(2025))["va"]
+    frames, videos = organiser_files(root, get_edition("abaw10"))["va"]
     out = tmp_path / "sub"
     result = invoke("submit", table, "--track", "va", "--frames", frames, "--videos", videos, "--out", out)
     assert result.returncode == 0, result.stderr
     rows = frames.read_text().count("\n") - 1
-    assert "edition 2025 (ABAW8) (from the tables' metadata)" in result.stderr
+    assert "edition ABAW10 (CVPR 2026) (from the tables' metadata)" in result.stderr
     assert f"frames: {frames}: example file, 2 video(s), {rows} frame(s)" in result.stderr
     assert "frame(s) without predictions (--fill previous)" in result.stderr
-    assert f"wrote 1 file(s), {rows} rows (single-file layout, va track, edition 2025 (ABAW8))" in result.stdout
+    assert f"wrote 1 file(s), {rows} rows (single-file layout, va track, edition ABAW10 (CVPR 2026))" in result.stdout
     lines = (out / "predictions" / "predictions.txt").read_text().splitlines()
     assert lines[0] == "image_location,valence,arousal" and len(lines) == rows + 1
     assert [ln.split(",")[0] for ln in lines[1:]] == [ln.split(",")[0] for ln in frames.read_text().splitlines()[1:]]
     assert list(dict.fromkeys(ln.split("/")[0] for ln in lines[1:])) == videos.read_text().split()
     ok = invoke("validate-submission", out / "submission.zip", "--track", "va", "--frames", frames, "--videos", videos)
-    assert ok.returncode == 0 and f"valid va submission for ABAW 2025 (ABAW8) (1 file(s), {rows} rows)" in ok.stdout
+    assert ok.returncode == 0 and f"valid va submission for ABAW10 (CVPR 2026) (1 file(s), {rows} rows)" in ok.stdout
     again = invoke("submit", table, "--track", "va", "--frames", frames, "--videos", videos, "--out", out)
     assert again.returncode == 2 and _errors(again) == [f"error: {out}: output exists; pass --force to overwrite it"]
 
 
 def test_validate_lists_problems_on_stdout_and_fails_in_one_line(fused, tmp_path):
     root, _ = fused
-    frames, videos = organiser_files(root, get_edition(2025))["expr"]
+    frames, videos = organiser_files(root, get_edition("abaw10"))["expr"]
     image = frames.read_text().splitlines()[1].split(",")[0]
     broken = tmp_path / "predictions.txt"
     broken.write_text("\ufeff" + frames.read_text().replace(f"{image},\n", f"{image},3.0\n").replace(",\n", ",0\n"))
@@ -64,7 +64,10 @@ def test_mtl_is_refused_where_it_did_not_run(fused, tmp_path):
     result = invoke("submit", table, "--track", "mtl", "--edition", "2023", "--frames", table, "--out", tmp_path / "o")
     assert result.returncode == 2 and "Traceback" not in result.stderr
     (line,) = _errors(result)
-    assert "no mtl track in edition 2023 (ABAW5); it ran in: 2022 (ABAW3, ABAW4), 2024 (ABAW6, ABAW7)" in line
+    assert (
+        "no mtl track in edition ABAW5 (CVPR 2023); it ran in: ABAW3 (CVPR 2022), ABAW4 (ECCV 2022), ABAW7 (ECCV 2024)"
+        in line
+    )
     assert not (tmp_path / "o").exists()
 
 
@@ -78,7 +81,8 @@ def test_mtl_2024_rows_follow_a_shuffled_image_list(fused, tmp_path):
     result = invoke("submit", table, *args, "--out", out)
     assert result.returncode == 0, result.stderr
     assert (
-        "edition 2024 (ABAW6, ABAW7) (given; the tables name 2025)" in result.stderr and "image list" in result.stderr
+        "edition ABAW7 (ECCV 2024) (given; the tables name ABAW10 (CVPR 2026))" in result.stderr
+        and "image list" in result.stderr
     )
     assert [p.name for p in (out / "predictions").iterdir()] == ["predictions.txt"]
     lines = (out / "predictions" / "predictions.txt").read_text().splitlines()
@@ -102,7 +106,7 @@ def test_sentinel_fill_for_2021_only(fused, tmp_path):
     refused = invoke(
         "submit", table, "--track", "va", "--frames", frames, "--fill", "sentinel", "--out", tmp_path / "x"
     )
-    assert refused.returncode == 2 and "--fill sentinel is for 2021 (ABAW2) only" in _errors(refused)[0]
+    assert refused.returncode == 2 and "--fill sentinel is for ABAW2 (ICCV 2021) only" in _errors(refused)[0]
 
 
 @pytest.mark.parametrize(

@@ -41,7 +41,7 @@ def test_each_policy_fills_the_gaps_as_named(policy, valence):
 def test_sentinel_only_where_participants_used_it():
     assert check_fill("sentinel", get_edition(2021)) == "sentinel"
     with pytest.raises(
-        SubmissionError, match=r"--fill sentinel is for 2021 \(ABAW2\) only .* takes: previous, nearest or linear"
+        SubmissionError, match=r"--fill sentinel is for ABAW2 \(ICCV 2021\) only .* takes: previous, nearest or linear"
     ):
         check_fill("sentinel", get_edition(2025))
     with pytest.raises(

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 from helpers import one_hot_table
 
-from ensemble.frames import read_frame_source
+from ensemble.frames import read_frame_source, video_folders
 from ensemble.labels import read_label_folder
 from ensemble.tasks import get_edition
 from members.synthetic.dataset import SyntheticConfig, make_dataset, organiser_files
@@ -15,12 +15,12 @@ from submissions import write_submission
 def test_default_edition_gets_a_name_list_and_an_example_file_per_track(tiny_dataset):
     root, summary = tiny_dataset
     videos = list(summary["frames"]["test"])
-    files = organiser_files(root, get_edition(2025))
+    files = organiser_files(root, get_edition("abaw10"))
     names = {track: f.name for track, (f, _) in files.items()}
     assert names == {
-        "expr": "CVPR_8th_ABAW_EXPR_test_set_example.txt",
-        "va": "CVPR_8th_ABAW_VA_test_set_example.txt",
-        "au": "CVPR_8th_ABAW_AU_test_set_example.txt",
+        "expr": "ABAW_Expr_test_set_sample.txt",  # ora942878/ABAW_10_EXPR configs/paths.py
+        "va": "ABAW_VA_test_set_sample.txt",
+        "au": "ABAW_AU_test_set_sample.txt",
     }
     assert files["va"][1].name == "Valence_Arousal_Estimation_Challenge_test_set_release.txt"
     assert files["va"][1].read_text() == "".join(f"{v}\n" for v in videos[::-1])  # each track its own order
@@ -45,17 +45,17 @@ def test_2022_gets_name_lists_and_the_multi_task_image_list(tmp_path):
     )
     assert files["mtl"] == (tmp_path / "test_set" / "MTL_Challenge_test_set_release.txt", None)
     lines = files["mtl"][0].read_text().splitlines()
-    faces = {f"{p.parent.name}/{p.name}" for p in (tmp_path / "cropped_aligned").glob("*/*.jpg")}
+    faces = {f"{p.parent.name}/{p.name}" for folder in video_folders(tmp_path).values() for p in folder.glob("*.jpg")}
     assert lines[0] == "image" and set(lines[1:]) <= faces and all(int(x[-9:-4]) % 3 == 1 for x in lines[1:])
 
 
 @pytest.mark.parametrize("track", ["expr", "va", "au"])
 def test_a_submission_from_demo_data_carries_the_labels_in_the_organisers_order(tiny_dataset, tmp_path, track):
     root, summary = tiny_dataset
-    ed = get_edition(2025)
+    ed = get_edition("abaw10")
     frames, videos = organiser_files(root, ed)[track]
     write_submission(
-        one_hot_table(root, summary, drop=False), track, 2025, read_frame_source(frames, videos), tmp_path / "s"
+        one_hot_table(root, summary, drop=False), track, "abaw10", read_frame_source(frames, videos), tmp_path / "s"
     )
     text = (tmp_path / "s" / "predictions" / "predictions.txt").read_text()
     header, *rows = text.splitlines()

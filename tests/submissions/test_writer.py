@@ -34,7 +34,8 @@ def test_refusals_write_nothing(tmp_path):
     with pytest.raises(SubmissionError, match=r"unknown track 'ccc'; choose one of: expr, va, au, mtl"):
         write_submission(table, "ccc", 2025, COUNTS, tmp_path / "a")
     with pytest.raises(
-        AffectEnsError, match=r"expr label set of edition 2025 \(8 outputs\) does not match edition 2020"
+        AffectEnsError,
+        match=r"expr label set of edition 2025 \(ABAW8 CVPR, ABAW9 ICCV\) \(8 outputs\) does not match edition ABAW1 \(FG 2020\)",
     ):
         write_submission(table, "expr", 2020, COUNTS, tmp_path / "a")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["list.txt"]
@@ -82,7 +83,7 @@ def test_an_example_file_of_another_track_is_refused(tmp_path):
     ):
         write_submission(table, "expr", 2025, source, tmp_path / "a")
     with pytest.raises(
-        SubmissionError, match=r"mtl track of 2024 \(ABAW6, ABAW7\): it takes the organisers' image list"
+        SubmissionError, match=r"mtl track of 2024 \(ABAW6 CVPR, ABAW7 ECCV\): it takes the organisers' image list"
     ):
         write_submission(table, "mtl", 2024, source, tmp_path / "a")
     report = write_submission(table, " VA ", "ABAW8", source, tmp_path / "a")  # a tired user's spelling
