@@ -18,7 +18,7 @@ from torch.utils.data import Dataset as TorchDataset
 from ensemble.datasets import AFF_WILD2, Dataset, detect_dataset, read_dataset
 from ensemble.errors import AffectEnsError, DataError
 from ensemble.tasks import Edition
-from members.training.data import LabelArrays, derived_seed, image_transform, load_image
+from members.training.data import LabelArrays, image_transform, load_image, transformed
 
 
 def is_listed(data_root: Path) -> bool:
@@ -74,12 +74,7 @@ class ListedImages(TorchDataset):
         self.epoch = epoch
 
     def image(self, i: int) -> torch.Tensor:
-        image = load_image(self.root / self.frames["path"].iloc[i])
-        if not self.train:
-            return self.transform(image)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(derived_seed(self.seed, self.epoch, i))
-            return self.transform(image)
+        return transformed(self, load_image(self.root / self.frames["path"].iloc[i]), i)
 
     def __getitem__(self, i: int):
         label = self.labels.expr[i]
