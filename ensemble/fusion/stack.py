@@ -6,10 +6,15 @@ temporal context: each feature's mean over +-``context`` frames of the same vide
 early on an inner hold-out of its own training videos, using the challenge metric as a custom eval
 (``metric='None'`` with ``feval``), so the out-of-fold predictions never saw their videos; the final model
 is refit on all validation frames with the median best iteration.
+
+Frames 1/30 s apart are near duplicates, so the models learn from every ``stride``-th frame of each video
+(``temporal_stride`` chooses it from the members' outputs); the out-of-fold predictions still
+cover every frame.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import field
 from typing import TYPE_CHECKING
@@ -35,6 +40,76 @@ def stack_features(values: np.ndarray, codes: np.ndarray, context: int) -> np.nd
     from ensemble.postprocess import smooth_within_videos
 
     return np.hstack([base, smooth_within_videos(base, codes, "mean", context).astype(np.float32)])
+
+
+STRIDE_LAGS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32)
+"""Lags ``temporal_stride`` tries: 32 frames is about a second of 30 fps video."""
+STRIDE_KEEP = 2 / 3
+"""Share of the lag-1 autocorrelation a lag must keep to count as 'the same moment'."""
+STRIDE_MIN_FRAMES = 20_000
+"""Fewest training frames a stride may leave: below this the stacker learns from every frame it can."""
+STRIDE_FRAMES_PER_CLASS = 5_000
+"""... and, for the multiclass EXPR model, as many per class (8 classes: 40,000): at 20,000 frames its
+out-of-fold F1 fell 0.0085 on bench_fusion's 400,000 frames, at 40,000 by 0.0048."""
+STRIDE_SAMPLE = 50_000
+"""About as many frames (whole videos) estimate the autocorrelations."""
+
+
+def lag_autocorrelation(values: np.ndarray, codes: np.ndarray, lag: int) -> float:
+    """Mean over members and columns of the correlation between frames ``lag`` apart in the same video
+    (``values``: members, frames, k; frames in video order, as aligned tables are)."""
+    same = codes[lag:] == codes[:-lag]
+    if same.sum() < 2:
+        return float("nan")
+    a, b = values[:, lag:][:, same], values[:, :-lag][:, same]
+    a, b = a - a.mean(axis=1, keepdims=True), b - b.mean(axis=1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = (a * b).sum(axis=1) / np.sqrt((a * a).sum(axis=1) * (b * b).sum(axis=1))
+    return float(np.nanmean(r)) if np.isfinite(r).any() else float("nan")
+
+
+def temporal_stride(values: np.ndarray, codes: np.ndarray, n_train: int, min_frames: int = STRIDE_MIN_FRAMES) -> int:
+    """The training stride: the longest lag (of ``STRIDE_LAGS``) whose autocorrelation of the members' outputs
+    keeps ``STRIDE_KEEP`` of the lag-1 autocorrelation, limited so that ``n_train`` labelled frames leave at
+    least ``min_frames``; 1 when outputs do not persist (lag-1 autocorrelation under 0.05).
+
+    Outputs are a slow part (the affect of the moment, shared by neighbouring frames) plus a part that changes
+    every frame (noise); the second only lowers the correlation at every lag alike, so the ratio to lag 1
+    measures how long the slow part lasts. Frames within that span tell the stacker the same thing."""
+    limit = max(1, n_train // min_frames)
+    if limit == 1:
+        return 1
+    every = -(-len(codes) // STRIDE_SAMPLE)  # every n-th video, about STRIDE_SAMPLE frames: enough to estimate
+    sample = np.flatnonzero(codes % every == 0)
+    values, codes = values[:, sample].astype(np.float32), codes[sample]
+    base = lag_autocorrelation(values, codes, 1)
+    if not base >= 0.05:
+        return 1
+    stride = 1
+    for lag in STRIDE_LAGS[1:]:
+        if lag > limit or not lag_autocorrelation(values, codes, lag) >= STRIDE_KEEP * base:
+            break
+        stride = lag
+    return stride
+
+
+def strided(codes: np.ndarray, stride: int) -> np.ndarray:
+    """Indices of every ``stride``-th entry of each video's run in ``codes`` (from its first)."""
+    if stride <= 1:
+        return np.arange(len(codes))
+    starts = np.r_[0, np.flatnonzero(codes[1:] != codes[:-1]) + 1]
+    position = np.arange(len(codes)) - np.repeat(starts, np.diff(np.r_[starts, len(codes)]))
+    return np.flatnonzero(position % stride == 0)
+
+
+def _lightgbm():
+    """LightGBM, its OpenMP threads told to sleep, not spin, while they wait (unless the user set
+    OMP_WAIT_POLICY): on a busy 2-core machine spinning threads made 100 rounds on 25,000 frames take over
+    120 s instead of 2 s (measured; see the README's stacker speed)."""
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # read once, when OpenMP starts with LightGBM's import
+    import lightgbm
+
+    return lightgbm
 
 
 def _ccc_eval(preds: np.ndarray, data: lgb.Dataset) -> tuple[str, float, bool]:
@@ -77,6 +152,7 @@ class StackingFuser(Fuser):
     num_leaves: int = param(15, "stack: LightGBM leaves per tree.")
     seed: int = param(0, "stack: seed of the inner hold-out, subsampling and bagging.")
     models_: dict[str, list[str]] = learned(dict)  # LightGBM models as text, per task
+    strides_: dict[str, int] = learned(dict, saved=False)  # the training stride of each task
     _boosters: dict[str, list] = field(default_factory=dict, init=False, repr=False)  # models_ loaded, a cache
 
     def __post_init__(self) -> None:
@@ -118,8 +194,7 @@ class StackingFuser(Fuser):
         self, x: np.ndarray, y: np.ndarray, groups: np.ndarray, params: dict, feval: Callable, rounds: int | None
     ):
         """One booster: early-stopped on an inner video hold-out, or ``rounds`` iterations on everything."""
-        import lightgbm as lgb
-
+        lgb = _lightgbm()
         if rounds is not None:
             return lgb.train(params, lgb.Dataset(x, y), num_boost_round=rounds)
         fit, held = _inner_split(groups, self.seed)
@@ -143,16 +218,20 @@ class StackingFuser(Fuser):
             self.oof_ = np.full((values.shape[1], len(stack.columns)), np.nan, dtype=np.float32)
         start = stack.slices[task].start
         self.models_[task], self._boosters[task] = [], []
+        least = max(STRIDE_MIN_FRAMES, STRIDE_FRAMES_PER_CLASS * k) if task == "expr" else STRIDE_MIN_FRAMES
+        self.strides_[task] = temporal_stride(values, codes, len(truth.rows), least)
+        take = strided(codes[truth.rows], self.strides_[task])
         for j, (cols, y, params, feval) in enumerate(self._targets(task, k, truth)):
             x = stack_features(values[:, :, cols], codes, self.context)
-            booster, oof = self._fit_target(x, y, truth.rows, codes, params, feval)
+            booster, oof = self._fit_target(x, y[take], truth.rows[take], codes, params, feval)
             self._boosters[task].append(booster)
             self.models_[task].append(booster.model_to_string())
             target_cols = slice(start, start + k) if task == "expr" else slice(start + j, start + j + 1)
             self.oof_[:, target_cols] = oof.reshape(len(oof), -1)
 
     def _fit_target(self, x, y, rows, codes, params, feval) -> tuple[lgb.Booster, np.ndarray]:
-        """Out-of-fold predictions on every frame of each held-out video, then the final refit."""
+        """Out-of-fold predictions on every frame of each held-out video, then the final refit; ``rows`` are
+        the training frames (strided), ``y`` their targets."""
         from ensemble.evaluate import video_folds
 
         oof = np.full((len(x),) + ((params["num_class"],) if "num_class" in params else ()), np.nan)
@@ -170,8 +249,7 @@ class StackingFuser(Fuser):
 
     def boosters(self, task: str) -> list[lgb.Booster]:
         if task not in self._boosters:
-            import lightgbm as lgb
-
+            lgb = _lightgbm()
             self._boosters[task] = [lgb.Booster(model_str=s) for s in self.models_[task]]
         return self._boosters[task]
 
