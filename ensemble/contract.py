@@ -60,6 +60,8 @@ class TableMeta:
             raise ContractError(
                 f"{source}: metadata is not affect-ens table metadata (needs tasks and edition)"
             ) from None
+        except ContractError:
+            raise  # already names the file (a label set that does not fit its key)
         except AffectEnsError as exc:
             raise ContractError(f"{source}: metadata names {exc}") from None
         if not all(isinstance(t, str) for t in tasks):
