@@ -44,7 +44,7 @@ class Aligned:
     def table(self, outputs: np.ndarray, member: str, split: str, extra: dict) -> PredictionTable:
         """A contract table of (frames, columns) ``outputs`` computed from the stack (a fusion, a vote)."""
         data = pd.concat([self.keys.reset_index(drop=True), pd.DataFrame(outputs, columns=self.columns)], axis=1)
-        return PredictionTable(data, TableMeta(self.tasks, self.edition.key, member, split, extra))
+        return PredictionTable(data, TableMeta.of(self.tasks, self.edition, member=member, split=split, extra=extra))
 
 
 def common_tasks(tables: list[PredictionTable]) -> tuple[str, ...]:

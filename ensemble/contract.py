@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 
 from ensemble.errors import AffectEnsError, ContractError, DataError
 from ensemble.outputs import STAMP, atomic_file
-from ensemble.tasks import DEFAULT_EDITION, EDITIONS, TASKS, Edition, get_edition, resolve_edition
+from ensemble.tasks import DEFAULT_EDITION, EDITIONS, TASKS, Edition, get_edition, label_set, resolve_edition
 
 KEY = ["video", "frame"]
 META_KEY = b"affect_ens"
@@ -53,16 +53,38 @@ class TableMeta:
             member, split, extra = str(d.get("member", "")), str(d.get("split", "")), dict(d.get("extra", {}))
             if isinstance(edition, bool) or not isinstance(edition, (int, str)):
                 raise TypeError(edition)
+            if "label_set" in extra:  # another challenge's classes: known again from their names
+                edition = labels_edition(extra["label_set"], edition, source)
             get_edition(edition)
         except (KeyError, TypeError, ValueError):
             raise ContractError(
                 f"{source}: metadata is not affect-ens table metadata (needs tasks and edition)"
             ) from None
+        except ContractError:
+            raise  # already names the file (a label set that does not fit its key)
         except AffectEnsError as exc:
             raise ContractError(f"{source}: metadata names {exc}") from None
         if not all(isinstance(t, str) for t in tasks):
             raise ContractError(f"{source}: metadata tasks must be names, got {list(tasks)}")
         return cls(tasks, edition, member, split, extra)
+
+    @classmethod
+    def of(cls, tasks: tuple[str, ...], edition: Edition, **fields) -> TableMeta:
+        """Metadata for ``edition``; a label set of another challenge travels by its class names."""
+        extra = dict(fields.pop("extra", {}))
+        if edition.title:
+            extra["label_set"] = list(edition.expr_classes)
+        return cls(tuple(tasks), edition.key, extra=extra, **fields)
+
+
+def labels_edition(names, key: int | str, source: str) -> str:
+    """The number of the label set ``names`` stored in a table's metadata; it must be the one the table names."""
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise ContractError(f"{source}: metadata label_set must be a list of class names")
+    found = label_set(names).key
+    if found != key:
+        raise ContractError(f"{source}: metadata label_set does not match its edition {key!r}")
+    return found
 
 
 @dataclass

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ensemble.datasets import AFF_WILD2, check_label_names, detect_dataset, read_dataset
 from ensemble.errors import LabelsError
 from ensemble.tasks import RELEASE_FOLDERS, SENTINELS, SPLIT_FOLDERS, Edition
 
@@ -141,7 +142,10 @@ def read_annotation_file(path: Path, task: str, edition: Edition) -> tuple[pd.Da
 
 
 def read_labels(root: str | Path, task: str, split: str, edition: Edition) -> pd.DataFrame:
-    """Labels table of ``task`` for ``split`` ('train', 'val' or 'test') with sentinel frames dropped."""
+    """Labels table of ``task`` for ``split`` ('train', 'val' or 'test') with sentinel frames dropped; from a
+    class-folder, clip or list dataset (``ensemble.datasets``), one row per image or clip."""
+    if detect_dataset(root) != AFF_WILD2:
+        return dataset_labels(Path(root), task, split, edition)
     folder = track_dir(Path(root), task, split, edition)
     return read_label_folder(folder, task, edition)
 
@@ -155,3 +159,12 @@ def read_label_folder(folder: str | Path, task: str, edition: Edition) -> pd.Dat
 def annotation_frame_counts(folder: str | Path, task: str, edition: Edition) -> dict[str, int]:
     """Frames per video as the annotation files count them (one line per frame of the video)."""
     return {p.stem: read_annotation_file(p, task, edition)[1] for p in annotation_files(Path(folder))}
+
+
+def dataset_labels(root: Path, task: str, split: str, edition: Edition) -> pd.DataFrame:
+    """Labels of a class-folder, clip or list dataset, whose classes ``edition`` (a label set) must name."""
+    if task != "expr":
+        raise LabelsError(f"{root}: a classification dataset has expression labels only, not {task}")
+    dataset = read_dataset(root)
+    check_label_names(dataset, edition.expr_classes, f"label set {edition.name}")
+    return dataset.labels(split)

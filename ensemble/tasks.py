@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import re
+import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 
@@ -102,6 +103,7 @@ class Edition:
     release: Release
     sentinel_fill: bool = False  # participants wrote sentinel rows (-1, -5) for frames without a face
     also: tuple[int, ...] = ()  # a year's rules: the other competitions of the year they cover
+    title: str = ""  # a label set of another challenge (``label_set``): its name in messages
 
     @property
     def numbers(self) -> tuple[int, ...]:
@@ -109,7 +111,10 @@ class Edition:
 
     @property
     def key(self) -> str:
-        """What names these rules in tables' metadata and run configs: ``'abaw10'``, or a year's ``'2025'``."""
+        """What names these rules in tables' metadata and run configs: ``'abaw10'``, or a year's ``'2025'``; a
+        label set of another challenge: ``'classes-<crc32 of its names>'`` (``label_set``)."""
+        if self.title:
+            return label_set_key(self.expr_classes)
         return str(self.year) if self.also else f"abaw{self.number}"
 
     def __hash__(self) -> int:
@@ -119,6 +124,8 @@ class Edition:
     @property
     def name(self) -> str:
         """``'ABAW10 (CVPR 2026)'``; a year's rules: ``'2025 (ABAW8 CVPR, ABAW9 ICCV)'``."""
+        if self.title:
+            return self.title
         if not self.also:
             return f"ABAW{self.number} ({self.venue} {self.year})"
         return f"{self.year} ({', '.join(f'ABAW{n} {EDITIONS[n].venue}' for n in self.numbers)})"
@@ -228,6 +235,37 @@ YEARS = sorted({ed.year for ed in EDITIONS.values()})
 _NAME = re.compile(r"^(?:abaw\s*(\d{1,2})|(\d{1,2})(?:st|nd|rd|th)(?:\s*abaw)?|(\d{4}))$", re.IGNORECASE)
 
 
+LABEL_SETS: dict[str, Edition] = {}
+"""The label sets of other challenges met in this process (``label_set``), by key; never in ``EDITIONS``."""
+
+
+def label_set_key(classes: Iterable[str]) -> str:
+    return f"classes-{zlib.crc32(chr(10).join(classes).encode()):08x}"
+
+
+def label_set(classes: Iterable[str]) -> Edition:
+    """The edition-like object of a challenge outside ABAW: an expression task over ``classes`` (in this order),
+    scored by accuracy (macro F1 shown beside it), no ABAW track. Its key is derived from the names, so a table or
+    run that stores the names (``TableMeta.extra['label_set']``, a config's ``label_set``) gets the same object
+    back in any process.
+
+    >>> label_set(["cat", "dog"]).name
+    '2 classes (cat, dog)'
+    """
+    classes = tuple(str(c) for c in classes)
+    if len(classes) < 2 or len(set(classes)) != len(classes) or not all(classes):
+        raise ContractError(f"a label set needs two or more distinct, non-empty class names, got {list(classes)}")
+    key = label_set_key(classes)
+    known = LABEL_SETS.get(key)
+    if known is not None and known.expr_classes != classes:
+        raise ContractError(f"label sets {list(classes)} and {list(known.expr_classes)} share a key; rename one")
+    title = f"{len(classes)} classes ({', '.join(classes)})"
+    LABEL_SETS[key] = known or Edition(
+        0, "", 0, (), classes, AU_12, (0.0, 1.0), (1.0, 0.0), SINGLE_FILE, PER_VIDEO_2022, title=title
+    )
+    return LABEL_SETS[key]
+
+
 def editions_where(test) -> str:
     """Names of the competitions for which ``test(edition)`` holds, for help texts: ``'ABAW1 (FG 2020), ...'``."""
     return ", ".join(ed.name for ed in EDITIONS.values() if test(ed))
@@ -249,8 +287,10 @@ def score_columns(edition: Edition, tasks: Iterable[str]) -> list[tuple[str, str
             columns += [("va_ccc_valence", "CCC V"), ("va_ccc_arousal", "CCC A"), ("va_score", "VA CCC")]
             continue
         name, (w_f1, w_acc) = task.upper(), edition.expr_weights if task == "expr" else edition.au_weights
-        if w_acc == 0 or w_f1 == 0:
-            columns.append((f"{task}_score", f"{name} {'F1' if w_acc == 0 else 'acc'}"))
+        if w_f1 == 0:  # scored by accuracy alone (other challenges' label sets): macro F1 shown beside it
+            columns += [(f"{task}_f1", f"{name} F1"), (f"{task}_score", f"{name} acc")]
+        elif w_acc == 0:
+            columns.append((f"{task}_score", f"{name} F1"))
         else:
             columns += [
                 (f"{task}_f1", f"{name} F1"),
@@ -319,6 +359,8 @@ def get_edition(name: int | str) -> Edition:
     >>> get_edition("abaw7").year, get_edition("ABAW10") is get_edition("10th")
     (2024, True)
     """
+    if str(name) in LABEL_SETS:
+        return LABEL_SETS[str(name)]  # a label set met by ``label_set``
     match = _NAME.match(str(name).strip())
     if match and match.group(3) and int(match.group(3)) in YEARS:
         return year_rules(int(match.group(3)))

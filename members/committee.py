@@ -19,7 +19,7 @@ import numpy as np
 from ensemble.align import align
 from ensemble.contract import PredictionTable, TableMeta
 from ensemble.errors import AffectEnsError
-from ensemble.tasks import TASKS
+from ensemble.tasks import TASKS, get_edition
 from ensemble.voting import vote
 from members.base import Member
 from members.configs import CnnConfig, CommitteeConfig, MemberConfig
@@ -55,9 +55,11 @@ def train_committee(
         raise AffectEnsError(
             "committee: a committee of existing runs is assembled with 'affect-ens committee', not trained"
         )
+    from members.training.datasets import with_dataset
+
     check_lead(cfg)
     launch = launch or Launch()
-    cfg = resumed_config(run_dir, member_cls, cfg, launch)
+    cfg = resumed_config(run_dir, member_cls, with_dataset(cfg, data_root), launch)
     if launch.main:
         make_run_folder(run_dir)
         write_config(run_dir, member_cls, cfg, launch)
@@ -103,8 +105,14 @@ def assemble_committee(runs: list[Path], lead: Path | None, folder: Path) -> Com
         listing = "; ".join(f"{n}: {'+'.join(ts)}" for n, (_, ts, _) in info.items())
         raise AffectEnsError(f"committee: the runs share no task ({listing})")
     lead_name = Path(lead).resolve().name if lead is not None else names[0]
+    edition = get_edition(editions.pop())
     cfg = CommitteeConfig(
-        backbones=(), lead=lead_name, runs=tuple(map(str, resolved)), tasks=tasks, edition=editions.pop()
+        backbones=(),
+        lead=lead_name,
+        runs=tuple(map(str, resolved)),
+        tasks=tasks,
+        edition=edition.key,
+        label_set=edition.expr_classes if edition.title else (),  # another challenge's classes travel by name
     )
     write_config(folder, CommitteeMember, cfg)
     save_checkpoint(
@@ -153,7 +161,7 @@ def predict_committee(run: Run, data_root: Path, split: str, frames=None, progre
         return Prediction(None, 0)
     voted = committee_vote(list(parts.values()), cfg.lead, split)
     extra = {**voted.meta.extra, "config": asdict(cfg), "filled_frames": filled}
-    voted.meta = TableMeta(voted.meta.tasks, cfg.edition, run.path.name, split, extra)
+    voted.meta = TableMeta.of(voted.meta.tasks, voted.edition, member=run.path.name, split=split, extra=extra)
     return Prediction(voted, filled, parts)
 
 

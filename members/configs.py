@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 
 from ensemble.errors import AffectEnsError
 from ensemble.params import check_limits, declare
-from ensemble.tasks import DEFAULT_EDITION, get_edition, parse_tasks
+from ensemble.tasks import DEFAULT_EDITION, get_edition, label_set, parse_tasks
 
 FER2013_CLASSES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 """FER2013's label order, used by fer's mini-Xception and most models trained on FER2013."""
@@ -84,9 +84,21 @@ class MemberConfig:
     weight_decay: float = option(1e-4, "AdamW weight decay", min=0.0)
     seed: int = option(0, "Random seed")
     checkpoint_every: int = option(0, "Also checkpoint every N steps inside an epoch (0: at epoch ends only)", min=0)
+    classes: tuple[str, ...] = option(
+        (),
+        "A class-folder, clip or list dataset's class names, comma-separated, in the order of its sorted folder "
+        "names or labels (FER2013's folders 0..6: angry,disgust,fear,happy,sad,surprise,neutral); default: the "
+        "folder names",
+        parse=parse_words,
+    )
+    label_set: tuple[str, ...] = option((), cli=False)  # the classes of a non-Aff-Wild2 dataset, set from --data
+    dataset: dict = option(factory=dict, cli=False)  # that dataset's kind and validation hold-out, as read
 
     def __post_init__(self) -> None:
         check_limits(type(self), vars(self), str)
+        self.classes, self.label_set = tuple(self.classes), tuple(self.label_set)
+        if self.label_set:  # another challenge's classes: the run's label set, known again from the names
+            self.edition = label_set(self.label_set).key
 
     @classmethod
     def check_options(cls, given: dict[str, Any]) -> None:
@@ -172,6 +184,7 @@ class KerasConfig(MemberConfig):
     """A Keras model imported as a member; saved as config.json in the run folder."""
 
     members: ClassVar[str] = "keras"
+    names_dataset: ClassVar[bool] = False  # --classes names the model's outputs, not a dataset's folders
 
     tasks: tuple[str, ...] = option(
         (), "What the model's outputs predict (set on import)", flag="--task", parse=lambda t, f: parse_tasks(t)

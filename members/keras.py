@@ -15,11 +15,14 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 from torch import nn
 
-from ensemble.errors import DataError
-from ensemble.tasks import TASKS, Edition, get_edition
+from ensemble.contract import PredictionTable, TableMeta
+from ensemble.datasets import read_dataset
+from ensemble.errors import AffectEnsError, DataError
+from ensemble.tasks import TASKS, Edition, get_edition, label_set
 from members.configs import KerasConfig
 from members.image import ImageMember
 from members.keras_import.converter import architecture, build_graph, read_keras
@@ -87,7 +90,7 @@ def input_convention(cfg: KerasConfig) -> dict:
 
 
 def _abaw_class(name: str, edition: Edition) -> str | None:
-    ours = {c.lower(): c for c in edition.expr_classes}
+    ours = {SYNONYMS.get(c.lower(), c).lower(): c for c in edition.expr_classes}  # another label set's names too
     return ours.get(SYNONYMS.get(name.lower(), name).lower())
 
 
@@ -300,3 +303,22 @@ class KerasMember(ImageMember):
 
     def train(self, data_root, run_dir, progress=None, *, launch=None) -> list[dict]:
         return train_keras(type(self), self.config, data_root, run_dir, progress, launch=launch)
+
+
+def map_onto_dataset(table: PredictionTable, data_root: Path, names: tuple[str, ...], class_map: dict[str, str]):
+    """An ABAW-labelled table of a class-folder, clip or list dataset's images mapped onto the dataset's classes
+    (``names``, default the folder names): each ABAW class feeds the class of the same name or a synonym
+    (Happiness: happy) or the one ``class_map`` names, as keras imports map their classes; probabilities of
+    classes mapped together are summed."""
+    dataset = read_dataset(data_root)
+    if names and len(names) != len(dataset.classes):
+        raise AffectEnsError(f"--classes names {len(names)} classes; {data_root} has {len(dataset.classes)}")
+    target = label_set(names or dataset.classes)
+    mapping = class_mapping(table.edition.expr_classes, class_map, target)
+    probs = table.outputs("expr") @ mapping
+    data = pd.concat(
+        [table.data[["video", "frame"]], pd.DataFrame(probs, columns=target.output_columns("expr"))], axis=1
+    )
+    extra = {**table.meta.extra, "mapped_from": list(table.edition.expr_classes), "map": class_map}
+    meta = TableMeta.of(("expr",), target, member=table.meta.member, split=table.meta.split, extra=extra)
+    return PredictionTable(data, meta)

@@ -30,7 +30,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("ensemble", "members", "submissions")
-CORE_MODULES = "errors io tasks contract frames labels metrics outputs registry align voting params"
+CORE_MODULES = "errors io tasks contract frames labels metrics outputs registry align voting params datasets"
 CORE = {"ensemble"} | {f"ensemble.{m}" for m in CORE_MODULES.split()}  # the ground floor
 MEMBER_CONTRACT = {"members", "members.base", "members.configs", "members.registry", "members.heads"}
 CONCRETE_MEMBERS = {"members.cnn", "members.temporal", "members.committee", "members.keras"}

@@ -59,6 +59,31 @@ def say_edition(edition: Edition, how: str) -> None:
     note(f"edition {edition.name} ({how})")
 
 
+def one_row_per_item(stack: Aligned) -> bool:
+    """Whether every row is an image or a clip (frame 1 of its own key), where temporal smoothing has nothing to do."""
+    return bool((stack.keys["frame"].to_numpy() == 1).all())
+
+
+def print_confusion(stack: Aligned, truths: dict[str, Truth]) -> None:
+    """Counts of true (rows) against predicted (columns) classes of each table, for label sets of other
+    challenges (ABAW's confusion matrices are in the report)."""
+    import numpy as np
+
+    truth = truths["expr"]
+    classes = stack.edition.expr_classes
+    for m, name in enumerate(stack.members):
+        pred = stack.values[m][truth.rows][:, stack.slices["expr"]].argmax(1)
+        counts = np.zeros((len(classes), len(classes)), dtype=np.int64)
+        np.add.at(counts, (truth.values.astype(int), pred), 1)
+        table = Table(title=escape(f"confusion of {name} (rows: true class)"), title_justify="left")
+        table.add_column("true \\ predicted")
+        for c in classes:
+            table.add_column(Text(c), justify="right")
+        for c, row in zip(classes, counts):
+            table.add_row(Text(c), *[str(v) for v in row])
+        console.print(table)
+
+
 def given_edition(edition: str | None) -> str | None:
     """The key of an edition named on the command line (an ABAW number or a year), None if not given."""
     return None if edition is None else get_edition(edition).key

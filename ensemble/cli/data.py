@@ -8,6 +8,7 @@ import typer
 
 from ensemble.cli.app import app, console, progress_bar
 from ensemble.cli.common import EDITION, say_edition
+from ensemble.errors import AffectEnsError
 from ensemble.outputs import Outputs
 from ensemble.tasks import resolve_edition
 
@@ -24,9 +25,22 @@ def make_demo_data(
     size: int = typer.Option(48, min=24, max=256, help="Image side in pixels."),
     edition: str = EDITION,
     force: bool = typer.Option(False, "--force", help="Replace OUT if it exists."),
+    kind: str = typer.Option(
+        "aff-wild2",
+        "--kind",
+        help="aff-wild2 (default); images: a Kaggle challenge (train/<class>/ of 9 classes, test_kaggle/, "
+        "sample_submission.csv, the hidden test_truth.csv); fer: FER2013 class folders 0..6; clips: EmotiW-style "
+        "<split>/<Class>/<clip>/<frames>.",
+    ),
+    per_class: int = typer.Option(20, min=2, help="images, fer, clips: training images (or clips) per class."),
+    test_items: int = typer.Option(60, min=1, help="images: test images; fer, clips: about this many, per class."),
 ) -> None:
-    """Write a synthetic dataset: face-like frames whose features follow smooth per-frame labels."""
+    """Write a synthetic dataset: face-like frames whose features follow smooth per-frame labels (or, with
+    --kind, drawn faces in an image or clip challenge's layout)."""
     from members.synthetic.dataset import SyntheticConfig, make_dataset
+
+    if kind != "aff-wild2":
+        return make_image_demo_data(out, kind, seed, per_class, test_items, size, force)
 
     resolved, how = resolve_edition(edition)
     say_edition(resolved, how)
@@ -39,3 +53,15 @@ def make_demo_data(
     console.print(
         f"wrote {out}: " + ", ".join(f"{s} {len(summary['frames'][s])} videos/{n} frames" for s, n in frames.items())
     )
+
+
+def make_image_demo_data(out: Path, kind: str, seed: int, per_class: int, test: int, size: int, force: bool) -> None:
+    """make-demo-data --kind images|fer|clips."""
+    from members.synthetic.images import KINDS, make_image_dataset
+
+    if kind not in KINDS:
+        raise AffectEnsError(f"--kind {kind!r}: choose one of: aff-wild2, {', '.join(KINDS)}")
+    with Outputs(force=force) as outs:
+        summary = make_image_dataset(outs.folder(out), kind, seed=seed, per_class=per_class, test=test, size=size)
+    counts = ", ".join(f"{s} {summary[s]}" for s in ("train", "val", "test") if s in summary)
+    console.print(f"wrote {out}: {kind}, {len(summary['classes'])} classes; {counts}", highlight=False, markup=False)

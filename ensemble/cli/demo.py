@@ -13,7 +13,7 @@ from ensemble.cli.common import ALIGN, EDITION, LABELS_SPLIT, load_stack, load_t
 from ensemble.errors import AffectEnsError
 
 if TYPE_CHECKING:
-    from ensemble.report import ReportData, ReportSources
+    from ensemble.report import ReportSources
 
 
 @app.command()
@@ -22,13 +22,25 @@ def demo(
         Path("demo_out"), "--out", help="Folder for everything the demo writes (reused on re-runs)."
     ),
     small: bool = typer.Option(False, "--small", help="CI-sized run: tiny data, one epoch, timm's tiny test backbone."),
+    kind: str = typer.Option(
+        "aff-wild2",
+        "--kind",
+        help="aff-wild2 (default) or images: a Kaggle image challenge (9 classes, test_kaggle/, sample_submission.csv).",
+    ),
 ) -> None:
     """Generate data, train members (cnn x2, committee, cnn_rnn, cnn_transformer), predict, fuse (vote, average, stack
-    with smoothing and thresholds), score on validation (out-of-fold) and test, write submissions."""
+    with smoothing and thresholds), score on validation (out-of-fold) and test, write submissions. With --kind
+    images: three cnn members and a committee of them, vote and average, the Kaggle CSV, accuracy on the hidden
+    test truth."""
     from ensemble.cli.demo_layout import DemoLayout
     from ensemble.cli.demo_pipeline import DemoConfig, run_demo
     from ensemble.tasks import get_edition
     from members.synthetic.dataset import SyntheticConfig
+
+    if kind == "images":
+        return image_demo(out, small)
+    if kind != "aff-wild2":
+        raise AffectEnsError(f"--kind {kind!r}: choose aff-wild2 or images")
 
     cfg = DemoConfig.smallest() if small else DemoConfig(SyntheticConfig())
     say_edition(get_edition(cfg.data.edition), "the default")
@@ -53,7 +65,34 @@ def demo(
     console.print(f"done in {time.perf_counter() - start:.0f} s; everything is under {out}")
 
 
-def report_data(sources: ReportSources, edition: str | None, policy: str, *, quiet: bool = False) -> ReportData:
+def image_demo(out: Path, small: bool) -> None:
+    """demo --kind images."""
+    from ensemble.cli.demo_images import ImageDemoConfig, run_image_demo
+    from ensemble.outputs import Outputs
+    from ensemble.report import ReportData, write_report
+
+    cfg = ImageDemoConfig.smallest() if small else ImageDemoConfig()
+    start = time.perf_counter()
+
+    def log(message: str) -> None:
+        err_console.print(f"[dim]{time.perf_counter() - start:6.0f} s[/dim]  {message}")
+
+    with Outputs() as outs:
+        folder = outs.update_folder(out, keep=lambda folder: True)
+        result = run_image_demo(folder, cfg, log)
+        log("writing the HTML report (validation)")
+        stack = load_stack([Path(p) for p in result["val_paths"]], None, "strict", quiet=True)
+        data = ReportData(stack, load_truths(folder / "data", "val", stack), "val", [])
+        report_path = write_report(data, folder / "report.html")
+    print_scores(result["val"], stack.edition, "validation (tuned rows out-of-fold by image)")
+    for row in result["test"]:
+        console.print(f"test accuracy (hidden truth) {row['name']}: {row['accuracy']:.4f}", highlight=False)
+    console.print(f"submission: {result['submission']}")
+    console.print(f"report: {report_path}")
+    console.print(f"done in {time.perf_counter() - start:.0f} s; everything is under {out}")
+
+
+def report_data(sources: ReportSources, edition: str | None, policy: str, *, quiet: bool = False):
     """The report's data from its source files: tables and labels loaded as ``evaluate`` loads them."""
     from ensemble.report import ReportData, read_fusion
 

@@ -7,13 +7,23 @@ from pathlib import Path
 import typer
 
 from ensemble.cli.app import app
-from ensemble.cli.common import ALIGN, EDITION, LABELS_SPLIT, load_stack, load_truths, print_scores
+from ensemble.cli.common import (
+    ALIGN,
+    EDITION,
+    LABELS_SPLIT,
+    load_stack,
+    load_truths,
+    print_confusion,
+    print_scores,
+)
 
 
 @app.command()
 def evaluate(
     predictions: list[Path] = typer.Argument(..., help="Prediction tables (.parquet or .csv) of the same split."),
-    labels: Path = typer.Option(..., "--labels", help="Aff-Wild2 root holding the annotation folders."),
+    labels: Path = typer.Option(
+        ..., "--labels", help="Aff-Wild2 root holding the annotation folders, or an image, clip or list dataset."
+    ),
     labels_split: str = LABELS_SPLIT,
     edition: str = EDITION,
     align_policy: str = ALIGN,
@@ -25,3 +35,5 @@ def evaluate(
     truths = load_truths(labels, labels_split, stack)
     title = f"{stack.edition.name} scores on {labels_split}"
     print_scores(member_rows(stack, truths), stack.edition, title)
+    if stack.edition.title:
+        print_confusion(stack, truths)

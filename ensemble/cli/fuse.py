@@ -13,7 +13,16 @@ import typer
 
 from ensemble.cli.app import app, err_console
 from ensemble.cli.check import ACCEPT, DROP, run_check
-from ensemble.cli.common import ALIGN, EDITION, LABELS_SPLIT, load_stack, load_truths, note, print_scores
+from ensemble.cli.common import (
+    ALIGN,
+    EDITION,
+    LABELS_SPLIT,
+    load_stack,
+    load_truths,
+    note,
+    one_row_per_item,
+    print_scores,
+)
 from ensemble.errors import AffectEnsError
 from ensemble.fusion import FUSERS
 from ensemble.fusion.base import param_fields
@@ -164,9 +173,12 @@ def fit_on(predictions: list[Path], apply: list[Path] | None, fit: FitRequest, l
         run_check(stack, target, truths, fit.accept or [])
     elif fit.accept:
         raise AffectEnsError("--accept vouches for members in the member check, which runs only with --apply")
+    smooth = fit.smooth and not one_row_per_item(stack)
+    if fit.smooth and not smooth:
+        note("temporal smoothing does not apply: every row is an image or a clip")
     with err_console.status(f"fitting {fit.method} on {len(stack.keys)} frames of {len(stack.members)} members"):
         fusion = fit_fusion(
-            stack, truths, fit.method, fit.params, smooth=fit.smooth, thresholds=fit.thresholds, folds=fit.folds
+            stack, truths, fit.method, fit.params, smooth=smooth, thresholds=fit.thresholds, folds=fit.folds
         )
     title = f"{stack.edition.name} scores on {fit.labels_split} (tuned rows out-of-fold)"
     print_scores(fusion.scores, stack.edition, title)
@@ -212,7 +224,9 @@ def write_fused(target: Aligned, fusion: FittedFusion, tmp: Path, out: Path) -> 
 def fuse(
     predictions: list[Path] = typer.Argument(..., help="Members' validation tables (fit), one per member."),
     method: str = typer.Option(None, help=f"Fusion method: {', '.join(FUSERS.names())}. Default: average."),
-    labels: Path = typer.Option(None, "--labels", help="Aff-Wild2 root with the annotation folders (needed to fit)."),
+    labels: Path = typer.Option(
+        None, "--labels", help="Aff-Wild2 root with the annotation folders, or an image, clip or list dataset (to fit)."
+    ),
     out: Path = typer.Option(..., "--out", help="Fused prediction table to write (.parquet)."),
     apply: list[Path] = typer.Option(
         None, "--apply", help="Tables of the split to fuse (repeat; same members, same order). Default: the fit tables."

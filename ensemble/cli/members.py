@@ -19,7 +19,7 @@ from rich.markup import escape
 from typer.core import TyperGroup
 
 from ensemble.cli.app import app, console, err_console, progress_bar
-from ensemble.cli.common import say_edition
+from ensemble.cli.common import note, say_edition
 from ensemble.cli.options import cli_fields, field_parameter, parse_options
 from ensemble.errors import AffectEnsError
 from ensemble.io import read_json_object
@@ -28,7 +28,13 @@ from ensemble.params import flag_of
 from ensemble.tasks import check_split, get_edition
 
 SPLIT = typer.Option(..., "--split", help="Split to predict: train, val or test.", callback=lambda v: check_split(v))
-DATA = typer.Option(..., "--data", help="Aff-Wild2 root: cropped_aligned/ and the annotation folders.")
+DATA = typer.Option(
+    ...,
+    "--data",
+    help="Aff-Wild2 root (cropped_aligned/ and the annotation folders), or an image dataset (train/<class>/, "
+    "optional val/, test/ or test_kaggle/), a clip dataset (<split>/<class>/<clip>/<frames>) or a list (train.csv: "
+    "image_path,label); the kind is told apart by content and printed.",
+)
 FRAMES = typer.Option(
     None,
     "--frames",
@@ -166,7 +172,11 @@ def train_member_cmd(member: str, data: Path, out: Path, config: Path | None, ho
     given = parse_options(member_cls.config_class, options)
     member_cls.config_class.check_options(given)
     cfg = resolve_config(member_cls.config_class, config, given, base=run_options(out, member_cls))
-    say_edition(get_edition(cfg.edition), "given" if "edition" in given else "from --config, the run or the default")
+    cfg = dataset_config(cfg, data)
+    if not cfg.label_set:
+        say_edition(
+            get_edition(cfg.edition), "given" if "edition" in given else "from --config, the run or the default"
+        )
     if cfg.epochs < member_cls.min_epochs:
         raise AffectEnsError(f"--epochs {cfg.epochs}: member {member} trains at least {member_cls.min_epochs} epoch(s)")
     launch = launch_from_env(*how)
@@ -180,6 +190,20 @@ def train_member_cmd(member: str, data: Path, out: Path, config: Path | None, ho
             history = create_member(member, cfg).train(data, run, progress, launch=launch)
     if launch.main:
         print_history(history)
+
+
+def dataset_config(cfg, data: Path):
+    """``cfg`` for a class-folder, clip or list dataset at ``data`` (its classes as the label set), saying what
+    was found; unchanged for Aff-Wild2."""
+    from ensemble.datasets import read_dataset
+    from members.training.datasets import is_listed, with_dataset
+
+    if not data.is_dir() or not is_listed(data):
+        return cfg
+    note(f"dataset {data}: {read_dataset(data).describe()}")
+    cfg = with_dataset(cfg, data)
+    note(f"label set: {get_edition(cfg.edition).name} (accuracy scored, macro F1 beside it)")
+    return cfg
 
 
 def run_options(out: Path, member_cls) -> dict:
@@ -236,6 +260,20 @@ def print_history(history: list[dict]) -> None:
         console.print(f"{who}: {loss}validation score {row['score']:.4f}")
 
 
+DATASET_CLASSES = typer.Option(
+    None,
+    "--classes",
+    help="An ABAW-trained run on an image or clip dataset: the dataset's class names in folder order "
+    "(default: the folder names); its table is mapped onto them.",
+)
+CLASS_MAP = typer.Option(
+    None,
+    "--map",
+    help="With an ABAW-trained run on an image or clip dataset: ABAW class=dataset class pairs for classes "
+    "without a same-named one (e.g. Other=neutral), as keras imports map theirs.",
+)
+
+
 @app.command("predict-member")
 def predict_member_cmd(
     run: Path = typer.Argument(..., help="Run folder written by train-member or committee."),
@@ -248,9 +286,12 @@ def predict_member_cmd(
     ),
     force: bool = typer.Option(False, "--force", help="Overwrite OUT (and the member tables) if this tool wrote them."),
     workers: int = WORKERS,
+    classes: str = DATASET_CLASSES,
+    class_map: str = CLASS_MAP,
 ) -> None:
     """Write a prediction table with a row for every frame of every video of the split (under torchrun the
-    processes share the videos and rank 0 writes the table)."""
+    processes share the videos and rank 0 writes the table); on an image or clip dataset a row per image or
+    clip."""
     from ensemble.contract import check_table_path, write_table
     from members.committee import check_member_tables
     from members.training.distributed import launch_from_env
@@ -266,6 +307,7 @@ def predict_member_cmd(
         table_tmp = outs and outs.file(out)
         with main_progress(launch, "predicting") as advance:
             done = predict_member(finished, data, split, frames=frames, progress=advance, launch=launch)
+        done = mapped_prediction(done, data, classes, class_map)
         paths = part_paths(out, done.parts) if member_tables and outs else {}
         if outs:
             write_table(done.table, table_tmp, name=str(out))
@@ -278,6 +320,25 @@ def predict_member_cmd(
         console.print(
             f"wrote {escape(str(out))}: {len(done.table.data)} frames of {done.table.data['video'].nunique()} videos"
         )
+
+
+def mapped_prediction(done, data: Path, classes: str | None, class_map: str | None):
+    """``done`` with its table mapped onto an image or clip dataset's classes when the run is ABAW-trained;
+    --classes and --map are refused where they do not apply."""
+    from members.configs import parse_pairs, parse_words
+    from members.keras import map_onto_dataset
+    from members.training.datasets import is_listed
+
+    abaw_on_images = done.table is not None and is_listed(data) and not done.table.edition.title
+    if not abaw_on_images:
+        if classes is not None or class_map is not None:
+            raise AffectEnsError("--classes and --map apply to an ABAW-trained run predicting an image or clip dataset")
+        return done
+    names = parse_words(classes, "--classes") if classes else ()
+    pairs = parse_pairs(class_map, "--map") if class_map else {}
+    done.table = map_onto_dataset(done.table, data, names, pairs)
+    note(f"mapped the run's {len(done.table.meta.extra['mapped_from'])} ABAW classes onto {done.table.edition.name}")
+    return done
 
 
 @app.command("extract-features")

@@ -57,6 +57,16 @@ def load_image(path: Path) -> Image.Image:
         raise DataError(f"{path}: unreadable image ({type(exc).__name__}: {str(exc)[:60]})") from None
 
 
+def transformed(dataset, image: Image.Image, i: int) -> torch.Tensor:
+    """Sample ``i``'s image through ``dataset.transform``; in training with the augmentation drawn from
+    (``dataset.seed``, ``dataset.epoch``, ``i``), the same in any process or worker and after a resume."""
+    if not dataset.train:
+        return dataset.transform(image)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(derived_seed(dataset.seed, dataset.epoch, i))
+        return dataset.transform(image)
+
+
 @dataclass
 class LabelArrays:
     """Labels of the samples, one array per task, with NaN where a task's label is missing."""
@@ -126,12 +136,7 @@ class FrameDataset(Dataset):
         self.epoch = epoch
 
     def image(self, i: int) -> torch.Tensor:
-        image = load_image(self.paths[i])
-        if not self.train:
-            return self.transform(image)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(derived_seed(self.seed, self.epoch, i))
-            return self.transform(image)
+        return transformed(self, load_image(self.paths[i]), i)
 
     def __getitem__(self, i: int):
         image = self.image(i)

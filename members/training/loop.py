@@ -30,12 +30,14 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
+from ensemble.datasets import read_dataset
 from ensemble.errors import DataError
 from ensemble.metrics import task_metrics
 from ensemble.tasks import Edition, get_edition
 from members.base import PhaseProgress
 from members.heads import masked_loss, probabilities
 from members.training.data import FrameDataset, derived_seed
+from members.training.datasets import ListedImages, is_listed, with_dataset
 from members.training.distributed import Launch, gather, pick_device, split_range, sum_over_ranks
 from members.training.runs import (
     BEST,
@@ -282,10 +284,22 @@ def image_loss(net, batch) -> torch.Tensor:
 
 
 def image_fit(member_cls, cfg, data_root: Path, launch: Launch, model: nn.Module | None = None) -> Fit:
-    """Face images of the training split, validated on every labelled face image of the validation split."""
+    """Face images of the training split, validated on every labelled face image of the validation split; a
+    class-folder, clip or list dataset's images likewise (``members.training.datasets``)."""
+    if is_listed(data_root):
+        return listed_fit(member_cls, cfg, data_root, launch, model)
     edition, tasks = get_edition(cfg.edition), tuple(cfg.tasks)
     train_set = FrameDataset(data_root, "train", tasks, edition, cfg.image_size, train=True, seed=cfg.seed)
     val_set = FrameDataset(data_root, "val", tasks, edition, cfg.image_size, train=False)
+    model = member_cls(cfg).build_network({}) if model is None else model
+    return Fit(model, train_set, image_loss, lambda m, la: evaluate_member(m, val_set, cfg.batch_size, la))
+
+
+def listed_fit(member_cls, cfg, data_root: Path, launch, model=None):
+    """The loop's ``Fit`` on a dataset's train images, validated on its val images (or the hold-out)."""
+    dataset, edition = read_dataset(data_root), get_edition(cfg.edition)
+    train_set = ListedImages(dataset, "train", edition, cfg.image_size, train=True, seed=cfg.seed)
+    val_set = ListedImages(dataset, "val", edition, cfg.image_size, train=False)
     model = member_cls(cfg).build_network({}) if model is None else model
     return Fit(model, train_set, image_loss, lambda m, la: evaluate_member(m, val_set, cfg.batch_size, la))
 
@@ -303,7 +317,7 @@ def train_member(
     """Train (or resume, or extend) a member in ``run_dir``; returns the per-epoch history. ``build`` makes the
     member's ``Fit`` (image members by default); ``launch`` is this process's part (one process by default)."""
     launch = launch or Launch()
-    cfg = resumed_config(run_dir, member_cls, cfg, launch)
+    cfg = resumed_config(run_dir, member_cls, with_dataset(cfg, data_root), launch)
     if launch.main:
         make_run_folder(run_dir)
     seed_everything(cfg.seed)

@@ -16,6 +16,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from ensemble.contract import PredictionTable, TableMeta, write_table
+from ensemble.datasets import read_dataset
 from ensemble.errors import DataError
 from ensemble.frames import fill_missing_frames, read_manifest
 from ensemble.labels import annotation_frame_counts, track_dir
@@ -24,6 +25,7 @@ from ensemble.tasks import get_edition
 from members.base import Member, Progress
 from members.heads import probabilities
 from members.training.data import ImageListDataset
+from members.training.datasets import ListedImages, is_listed, listed_outputs, pooled
 from members.training.distributed import Launch, gather_to_main, shard
 from members.training.runs import Run
 
@@ -115,7 +117,10 @@ def predict_member(run: Path | Run, data_root: Path, split: str, **how) -> Predi
 
 
 def predict_images(run: Run, data_root: Path, split: str, frames, progress, launch) -> Prediction:
-    """An image member's ``Prediction``: its network on every face image, faceless frames filled."""
+    """An image member's ``Prediction``: its network on every face image, faceless frames filled; on a
+    class-folder, clip or list dataset one row per image or clip (``members.training.datasets``)."""
+    if is_listed(data_root):
+        return predict_listed(run, data_root, split, progress, launch)
     counts, keys, outs = run_split(
         run, data_root, split, frames, 128, lambda m, x: probabilities(m(x)), progress, launch or Launch()
     )
@@ -124,7 +129,7 @@ def predict_images(run: Run, data_root: Path, split: str, frames, progress, laun
     cfg, edition = run.config, get_edition(run.config.edition)
     columns = {c: outs[t][:, j] for t in cfg.tasks for j, c in enumerate(edition.output_columns(t))}
     data = pd.concat([keys, pd.DataFrame(columns)], axis=1)
-    meta = TableMeta(tuple(cfg.tasks), cfg.edition, member=run.path.name, split=split, extra={"config": run.doc})
+    meta = TableMeta.of(tuple(cfg.tasks), edition, member=run.path.name, split=split, extra={"config": run.doc})
     return Prediction(*fill_missing_frames(PredictionTable(data, meta), counts, f"{run.path} ({split})"))
 
 
@@ -154,17 +159,11 @@ def extract_features(
 ) -> int:
     """Cache the CNN's per-frame embeddings of every face image of ``split`` as ``.npz``
     (``video``, ``frame``, ``features``, plus the frame counts); returns the number of frames (rank 0 writes;
-    the other processes return 0)."""
-    counts, keys, outs = run_split(
-        Run.open(run_dir),
-        data_root,
-        split,
-        frames,
-        batch_size,
-        lambda m, x: {"features": m.features(x)},
-        progress,
-        launch or Launch(),
-    )
+    the other processes return 0). A clip dataset's clips are the videos (``members.training.datasets``)."""
+    if is_listed(data_root):
+        counts, keys, outs = listed_features(Run.open(run_dir), data_root, split, batch_size, progress, launch)
+    else:
+        counts, keys, outs = split_features(Run.open(run_dir), data_root, split, frames, batch_size, progress, launch)
     if keys is None:
         return 0
     with atomic_file(out) as tmp, open(tmp, "wb") as file:  # a file object: savez adds no '.npz' to it
@@ -180,3 +179,37 @@ def extract_features(
             generator=STAMP,
         )
     return len(keys)
+
+
+def split_features(run: Run, data_root: Path, split: str, frames, batch_size: int, progress, launch):
+    """(frame counts, keys, {'features': ...}) of every face image of an Aff-Wild2 split (None keys off rank 0)."""
+    fn = lambda m, x: {"features": m.features(x)}  # noqa: E731
+    return run_split(run, data_root, split, frames, batch_size, fn, progress, launch or Launch())
+
+
+# --- class-folder, clip and list datasets (members.training.datasets) ---------------------------------
+
+
+def predict_listed(run, data_root: Path, split: str, progress, launch):
+    """An image member's ``Prediction`` on a split of a class-folder, clip or list dataset: one row per image, or
+    per clip (its frames' probabilities averaged), keyed by the path relative to the dataset folder."""
+    launch, cfg, model = launch or Launch(), run.config, image_network(run)
+    edition = get_edition(cfg.edition)
+    dataset = ListedImages(read_dataset(data_root), split, edition, cfg.image_size, train=False)
+    outs = listed_outputs(model, dataset, 64, lambda m, x: probabilities(m(x)), progress, launch)
+    keys, expr = pooled(dataset.frames, outs["expr"])
+    data = pd.concat([keys, pd.DataFrame(expr, columns=edition.output_columns("expr"))], axis=1)
+    meta = TableMeta.of(("expr",), edition, member=run.path.name, split=split, extra={"config": run.doc})
+    return Prediction(PredictionTable(data, meta), 0)
+
+
+def listed_features(run, data_root: Path, split: str, batch_size: int, progress, launch):
+    """(frames per clip or image, keys, {'features': ...}) of a split's images, as ``extract_features`` caches
+    them: a clip's frames are its video's frames."""
+    cfg, model = run.config, image_network(run)
+    dataset = ListedImages(read_dataset(data_root), split, get_edition(cfg.edition), cfg.image_size, train=False)
+    fn = lambda m, x: {"features": m.features(x)}  # noqa: E731
+    outs = listed_outputs(model, dataset, batch_size, fn, progress, launch or Launch())
+    keys = dataset.frames[["video", "frame"]].reset_index(drop=True)
+    counts = keys.groupby("video", sort=False)["frame"].max().to_dict()
+    return counts, keys, outs

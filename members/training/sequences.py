@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ensemble.datasets import CLIPS, detect_dataset
 from ensemble.errors import DataError
 from ensemble.labels import read_labels
 from ensemble.tasks import Edition
@@ -70,10 +71,13 @@ def load_sequences(
     frame counts ``counts`` names (default: the cache's)."""
     feats = full_sequences(load_cache(cache_path), counts)
     labels = {t: read_labels(data_root, t, split, edition) if data_root is not None else None for t in tasks}
+    per_clip = data_root is not None and detect_dataset(data_root) == CLIPS  # one label per clip: every frame's
     seqs = []
     for video, x in feats.items():
         n = len(x)
         lab = {t: _labels_by_frame(labels.get(t), video, n, edition.label_columns(t)) for t in ("expr", "va", "au")}
+        if per_clip:
+            lab["expr"][:] = lab["expr"][0]
         seqs.append(VideoSequence(video, x, lab["expr"][:, 0], lab["va"], lab["au"]))
     return seqs
 

@@ -13,10 +13,12 @@ import torch
 from torch.utils.data import Dataset
 
 from ensemble.contract import PredictionTable, TableMeta
+from ensemble.datasets import CLIPS
 from ensemble.frames import read_manifest
 from ensemble.tasks import get_edition
 from members.base import PhaseProgress
 from members.heads import masked_loss, probabilities
+from members.training.datasets import pooled
 from members.training.distributed import Launch, gather, gather_to_main, shard
 from members.training.loop import Fit, task_scores, train_member
 from members.training.runs import Run
@@ -173,8 +175,12 @@ def predict_temporal(run: Run, split: str, *, frames: Path | None = None, progre
     filled = sum(len(s.features) for s in seqs) - face_frames(cache, {s.video: len(s.features) for s in seqs})
     fill = "features of frames without a face interpolated from neighbouring frames"
     extra = {"config": asdict(cfg), "filled_frames": filled, "fill": fill}
-    meta = TableMeta(tuple(cfg.tasks), cfg.edition, member=run.path.name, split=split, extra=extra)
-    return Prediction(PredictionTable(pd.concat(parts, ignore_index=True), meta), filled)
+    meta = TableMeta.of(tuple(cfg.tasks), edition, member=run.path.name, split=split, extra=extra)
+    data = pd.concat(parts, ignore_index=True)
+    if cfg.dataset.get("kind") == CLIPS:  # one row per clip: its frames' probabilities averaged
+        keys, expr = pooled(data, data[edition.output_columns("expr")].to_numpy(np.float32))
+        data = pd.concat([keys, pd.DataFrame(expr, columns=edition.output_columns("expr"))], axis=1)
+    return Prediction(PredictionTable(data, meta), filled)
 
 
 def face_frames(cache: Path, counts: dict[str, int]) -> int:
