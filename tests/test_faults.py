@@ -14,6 +14,8 @@ import pytest
 from faults import Child, run
 from helpers import tree_state, write_simulated_dataset
 
+from ensemble.outputs import MARKER
+
 
 def contents(folder: Path) -> dict:
     """Relative paths and hashes: two folders with equal contents compare equal."""
@@ -121,8 +123,9 @@ def submit_args(sim, member: int, out, *extra):
 
 
 def submission(folder: Path) -> dict:
-    """A submission folder's files and its zip's entries, by content (a zip's own bytes hold its time)."""
-    files = {k: v for k, v in contents(folder).items() if not k.endswith(".zip")}
+    """A submission folder's files and its zip's entries, by content (a zip's own bytes hold its time, and so
+    does the marker's digest of it)."""
+    files = {k: v for k, v in contents(folder).items() if not k.endswith((".zip", MARKER))}
     for path in folder.rglob("*.zip"):
         with zipfile.ZipFile(path) as z:
             files |= {f"{path.name}:{n}": hashlib.sha256(z.read(n)).hexdigest() for n in z.namelist()}

@@ -34,7 +34,7 @@ def make_demo_data(
         seed, train_videos, val_videos, test_videos, min_frames, max(max_frames, min_frames), size, resolved.year
     )
     with Outputs(force=force) as outs, progress_bar("drawing videos") as advance:
-        summary = make_dataset(outs.folder(out), cfg, progress=advance)
+        summary = make_dataset(outs.folder(out, kind="dataset"), cfg, progress=advance)
     frames = {split: sum(v.values()) for split, v in summary["frames"].items()}
     console.print(
         f"wrote {out}: " + ", ".join(f"{s} {len(summary['frames'][s])} videos/{n} frames" for s, n in frames.items())

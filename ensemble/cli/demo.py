@@ -40,7 +40,7 @@ def demo(
     from ensemble.report import demo_sources, write_report
 
     with Outputs() as outs:
-        result = run_demo(outs.update_folder(out, keep=lambda folder: True), cfg, log)
+        result = run_demo(outs.update_folder(out, kind="demo", keep=lambda folder: True), cfg, log)
         log("writing the HTML report")
         data = report_data(demo_sources(out), None, "strict", quiet=True)
         report_path = write_report(data, out / "report.html")

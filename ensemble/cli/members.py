@@ -273,7 +273,7 @@ def training_folder(out: Path, inputs: list, launch) -> Iterator[Path]:
     from members.runs import has_checkpoint, remove_stale_temps
 
     with Outputs(inputs=inputs) as outs:
-        run = outs.update_folder(out, keep=has_checkpoint)
+        run = outs.update_folder(out, kind="run", keep=has_checkpoint)
         remove_stale_temps(run)
         yield run
 

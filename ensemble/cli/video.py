@@ -108,7 +108,7 @@ def crop_faces_cmd(
 ) -> None:
     """Find, align and crop the faces of every frame in Aff-Wild2's layout (frames without a face are absent)."""
     with Outputs(force=force, inputs=[source]) as outs, phase_bars("frames") as bar:
-        folder = outs.folder(out)  # first: a refused output is answered before torch is imported
+        folder = outs.folder(out, kind="faces")  # first: a refused output is answered before torch is imported
         from members.video import video_files
         from members.video_faces import FaceSearch, crop_faces
 
