@@ -89,8 +89,9 @@ def test_03_a_faked_or_copied_marker_does_not_make_a_folder_ours(sim, tmp_path):
     mine.mkdir()
     (mine / "thesis.tex").write_text("months of work")
     (mine / MARKER).touch()
-    before = tree_state(tmp_path)
+    before = tree_state(mine)
     _one_line_error(invoke(*data_args(mine, "--force")), "was not written by affect-ens")
+    assert tree_state(mine) == before
     ds = tmp_path / "ds"
     assert invoke(*data_args(ds)).returncode == 0
     (mine / MARKER).write_bytes((ds / MARKER).read_bytes())  # a marker copied from a folder the tool made
