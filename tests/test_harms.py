@@ -109,3 +109,98 @@ def test_03_submit_force_never_replaces_a_dataset(sim, tmp_path):
     )
     _one_line_error(result, "is a dataset made by affect-ens make-demo-data; --force replaces only a submission")
     assert tree_state(tmp_path) == before
+
+
+# --- crashes and unbounded work from a file ----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def stack_fusion(sim, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("stack")
+    args = ["fuse", *sim[1], "--labels", sim[0], "--out", folder / "f.parquet", "--method", "stack"]
+    result = invoke(*args, "--rounds", 5, "--folds", 2, "--save-fusion", folder / "stack.json", "--no-smooth")
+    assert result.returncode == 0, result.stderr
+    return json.loads((folder / "stack.json").read_text())
+
+
+def _edited_tree(text: str, edit: str) -> str:
+    if edit == "no tree_sizes":
+        return "\n".join(line for line in text.split("\n") if not line.startswith("tree_sizes="))
+    if edit == "child out of range":
+        return text.replace("left_child=", "left_child=99999 ", 1)
+    if edit == "cycle":
+        return text.replace("left_child=", "left_child=0 ", 1)
+    return text.replace("split_feature=", "split_feature=77777 ", 1)
+
+
+@pytest.mark.parametrize("edit", ["no tree_sizes", "child out of range", "cycle", "feature out of range"])
+def test_04_a_crafted_lightgbm_tree_is_one_line_never_a_native_crash(sim, stack_fusion, tmp_path, edit):
+    """A stack fusion with a LightGBM tree edited killed the process in native code (exit 139 / 134)."""
+    from faults import run
+
+    doc = json.loads(json.dumps(stack_fusion))
+    models = doc["fuser"]["learned"]["models_"]
+    models["va"][0] = _edited_tree(models["va"][0], edit)
+    (tmp_path / "crafted.json").write_text(json.dumps(doc))
+    before = tree_state(tmp_path)
+    args = ["fuse", *sim[1], "--load-fusion", tmp_path / "crafted.json", "--out", tmp_path / "o.parquet"]
+    result = run(*args)  # a forked child: a native crash would kill it, not the tests
+    assert result.returncode == 2, (result.returncode, result.stderr[-500:])
+    _one_line_error(result, "stack: saved va model 0")
+    assert tree_state(tmp_path) == before
+
+
+def _leaf_run(folder):
+    import dataclasses
+
+    from members.cnn import CnnConfig
+
+    folder.mkdir()
+    cfg = dataclasses.asdict(CnnConfig(backbone="test_resnet", image_size=32, tasks=("expr",)))
+    (folder / "config.json").write_text(json.dumps({"generator": "affect-ens", "member": "cnn", **cfg}))
+    (folder / "best.pt").write_bytes(b"weights")
+    return folder
+
+
+def test_06_a_committee_that_contains_itself_is_refused_when_assembled_and_when_predicted(tmp_path):
+    """committee --out A --force over a member's member was accepted; predict-member then recursed for 276 s."""
+    a, b, d, e = (_leaf_run(tmp_path / n) for n in "abde")
+    assert invoke("committee", a, b, "--out", tmp_path / "c1").returncode == 0
+    assert invoke("committee", tmp_path / "c1", d, "--out", tmp_path / "c2").returncode == 0
+    before = tree_state(tmp_path)
+    result = invoke("committee", tmp_path / "c2", e, "--out", tmp_path / "c1", "--force")
+    _one_line_error(result, "contains itself (c1 -> c2 -> c1)")
+    assert tree_state(tmp_path) == before
+    config = json.loads((tmp_path / "c1" / "config.json").read_text())
+    config["runs"] = [str(tmp_path / "c2"), str(e)]  # the cycle made by hand
+    (tmp_path / "c1" / "config.json").write_text(json.dumps(config))
+    result = invoke(
+        "predict-member", tmp_path / "c2", "--split", "val", "--data", tmp_path, "--out", tmp_path / "p.parquet"
+    )
+    _one_line_error(result, "contains itself (c2 -> c1 -> c2)")
+    assert not (tmp_path / "p.parquet").exists()
+
+
+def test_06_committees_nest_at_most_the_stated_depth(tmp_path):
+    from members.committee import MAX_DEPTH
+
+    inner = [_leaf_run(tmp_path / "a"), _leaf_run(tmp_path / "b")]
+    for level in range(1, MAX_DEPTH + 1):
+        out = tmp_path / f"c{level}"
+        assert invoke("committee", *inner, "--out", out).returncode == 0, level
+        inner = [out, _leaf_run(tmp_path / f"x{level}")]
+    _one_line_error(invoke("committee", *inner, "--out", tmp_path / "deep"), f"nest deeper than {MAX_DEPTH} levels")
+
+
+def test_07_a_smoothing_window_from_a_file_is_bounded(sim, tmp_path):
+    """A smoothing half-width of 2e7 in a fusion file used 12.4 GB on 21 frames."""
+    fusion = tmp_path / "f.json"
+    args = ["fuse", *sim[1], "--labels", sim[0], "--out", tmp_path / "a.parquet", "--save-fusion", fusion]
+    assert invoke(*args, "--method", "average").returncode == 0
+    doc = json.loads(fusion.read_text())
+    doc["post"]["windows_"]["va"] = [["mean", 20_000_000], ["mean", 0]]
+    fusion.write_text(json.dumps(doc))
+    before = tree_state(tmp_path)
+    result = invoke("fuse", *sim[1], "--load-fusion", fusion, "--out", tmp_path / "b.parquet")
+    _one_line_error(result, "a smoothing window is not one fit tries")
+    assert tree_state(tmp_path) == before

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ensemble.errors import AffectEnsError
-from ensemble.fusion.base import FUSERS, Fuser, learned, param, weighted_sum
+from ensemble.fusion.base import FUSERS, Fuser, learned, number_lists, param, weighted_sum
 from ensemble.metrics import au_unit_scores_from_counts, ccc_from_sums, expr_score_from_counts
 from ensemble.tasks import Edition, tuned_groups
 
@@ -161,6 +161,16 @@ class AverageFuser(Fuser):
         if truth is None:
             raise AffectEnsError(f"average: tuning weights needs {task} labels")
         self.weights_[task] = tuned_weights(task, stack.task_values(task), truth, stack.edition, self.rounds)
+
+    def check_learned(self, task: str, stack: Aligned) -> None:
+        count = 2 if task == "va" else 1  # tuned per VA dimension
+        if self.tune and not number_lists(
+            self.weights_.get(task) if isinstance(self.weights_, dict) else None, count, len(stack.members)
+        ):
+            raise AffectEnsError(
+                f"average: the saved {task} weights are not {count} list(s) of {len(stack.members)} non-negative "
+                "numbers, one per member"
+            )
 
     def predict_task(self, task: str, stack: Aligned) -> np.ndarray:
         values = stack.task_values(task)

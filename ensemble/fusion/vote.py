@@ -115,6 +115,14 @@ class VoteFuser(Fuser):
             scores = [score(task, stack.edition, truth, values[m])["score"] for m in range(len(stack.members))]
             self.lead_by_task_[task] = int(np.nanargmax(scores))
 
+    def check_learned(self, task: str, stack: Aligned) -> None:
+        leads = self.lead_by_task_ if isinstance(self.lead_by_task_, dict) else None
+        lead = leads.get(task, 0) if leads is not None else None
+        if not isinstance(lead, int) or isinstance(lead, bool) or not 0 <= lead < len(stack.members):
+            raise AffectEnsError(
+                f"vote: the saved {task} lead {lead!r} is not a member index (0..{len(stack.members) - 1})"
+            )
+
     def predict_task(self, task: str, stack: Aligned) -> np.ndarray:
         probs = stack.task_values(task)
         weights = self.member_weights(len(stack.members))
