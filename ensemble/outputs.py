@@ -20,6 +20,7 @@ import ctypes
 import hashlib
 import json
 import os
+import re
 import secrets
 import shutil
 import stat
@@ -321,6 +322,14 @@ def check_replaceable_file(path: Path) -> None:
 
 
 # --- atomic writes -----------------------------------------------------------------------------------------
+
+
+_TEMP_NAME = re.compile(r"\.([^/]+?)" + re.escape(TMP_TAG) + r"\d+-[0-9a-f]+")
+
+
+def public_names(text: str) -> str:
+    """``text`` with each command temporary's name replaced by the output it becomes (for messages)."""
+    return _TEMP_NAME.sub(r"\1", text)
 
 
 def temp_sibling(path: Path) -> Path:

@@ -204,3 +204,73 @@ def test_07_a_smoothing_window_from_a_file_is_bounded(sim, tmp_path):
     result = invoke("fuse", *sim[1], "--load-fusion", fusion, "--out", tmp_path / "b.parquet")
     _one_line_error(result, "a smoothing window is not one fit tries")
     assert tree_state(tmp_path) == before
+
+
+# --- tracebacks and messages -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("source, message", [("²", "no such video file"), ("9" * 23, "no such camera index")])
+def test_webcam_source_that_is_no_camera_is_one_line(tmp_path, monkeypatch, source, message):
+    monkeypatch.chdir(tmp_path)
+    _one_line_error(invoke("webcam", "--source", source, "--frames", 1, "--no-window"), message)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_symlink_loop_as_an_output_is_one_line(sim, tmp_path):
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    result = invoke("fuse", *sim[1], "--labels", sim[0], "--out", tmp_path / "loop" / "f.parquet")
+    _one_line_error(result, "a symbolic link loop")
+
+
+def test_an_error_line_is_capped(capsys):
+    from ensemble.cli import MAX_MESSAGE, fail
+
+    with pytest.raises(SystemExit):
+        fail("member " + "m, " * 10_000_000)
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and len(err) < MAX_MESSAGE + 100 and "characters in all" in err
+
+
+def test_a_too_long_video_id_names_the_output_not_a_temporary(sim, tmp_path):
+    from ensemble.contract import read_table
+
+    data = read_table(sim[1][0]).data
+    long_id = "v" * 300
+    data["video"] = data["video"].replace({sorted(data["video"].unique())[0]: long_id})
+    data.to_csv(tmp_path / "t.csv", index=False)
+    videos = sorted(data["video"].unique())
+    pd.DataFrame({"video": videos, "frames": 30}).to_csv(tmp_path / "m.csv", index=False)
+    out = tmp_path / "sub"
+    result = invoke(
+        "submit", tmp_path / "t.csv", "--track", "va", "--edition", 2022, "--frames", tmp_path / "m.csv", "--out", out
+    )
+    _one_line_error(result, f"{out}/")
+    assert "affect-ens-tmp" not in result.stderr and not out.exists()
+
+
+def _zip(path, names):
+    import zipfile
+
+    with zipfile.ZipFile(path, "w") as z:
+        for name in names:
+            z.writestr(name, "valence,arousal\n")
+    return path
+
+
+@pytest.mark.parametrize("name", ["../predictions.txt", "/predictions.txt", "a/../../v0000.txt"])
+def test_a_zip_entry_that_unzips_elsewhere_is_a_problem(sim, tmp_path, name):
+    from submissions.validator import validate_submission
+    from submissions.writer import as_source
+
+    report = validate_submission(_zip(tmp_path / "s.zip", [name]), "va", as_source({"v0000": 1}), 2022)
+    assert any("absolute path or '..'" in p for p in report.problems), report.problems
+
+
+def test_zip_entry_names_are_printed_escaped(tmp_path):
+    from submissions.validator import validate_submission
+    from submissions.writer import as_source
+
+    names = ["v0000\x1b[2J\n.txt", "x\rpwned.txt"]
+    report = validate_submission(_zip(tmp_path / "s.zip", names), "va", as_source({"v0000": 1}), 2022)
+    said = " ".join(report.problems + report.warnings)
+    assert "\x1b" not in said and "\n" not in said and "\r" not in said and "\\x1b" in said, said

@@ -206,7 +206,7 @@ def webcam(
 ) -> None:
     """The live demo: faces, expressions and valence/arousal drawn on a camera's frames, with the frame rate."""
     _check_suffix(overlay, (".mp4",), "--overlay")
-    inputs = [None if source.isdigit() else Path(source), *(member or [])]
+    inputs = [None if source.isascii() and source.isdigit() else Path(source), *(member or [])]
     with Outputs(force=force, inputs=inputs) as outs, phase_bars("frames") as bar:
         record = outs.file(overlay) if overlay else None  # refusals come before torch's import
         from members.video import parse_source
