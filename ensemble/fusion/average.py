@@ -141,6 +141,10 @@ def tuned_weights(task: str, values: np.ndarray, truth: Truth, edition: Edition,
     return [au_weights(values, truth.values, edition, rounds, truth.rows).tolist()]
 
 
+def _task_value(learned: object, task: str) -> object:
+    return learned.get(task) if isinstance(learned, dict) else None
+
+
 @FUSERS.register("average")
 class AverageFuser(Fuser):
     """Weighted mean; ``tune=True`` learns weights per task (per VA dimension) on validation."""
@@ -164,9 +168,7 @@ class AverageFuser(Fuser):
 
     def check_learned(self, task: str, stack: Aligned) -> None:
         count = 2 if task == "va" else 1  # tuned per VA dimension
-        if self.tune and not number_lists(
-            self.weights_.get(task) if isinstance(self.weights_, dict) else None, count, len(stack.members)
-        ):
+        if self.tune and not number_lists(_task_value(vars(self).get("weights_"), task), count, len(stack.members)):
             raise AffectEnsError(
                 f"average: the saved {task} weights are not {count} list(s) of {len(stack.members)} non-negative "
                 "numbers, one per member"

@@ -189,7 +189,8 @@ class StackingFuser(Fuser):
         ``safe_model_text`` and takes the features these members give."""
         k = stack.task_values(task).shape[2]
         count = {"va": 2, "expr": 1}.get(task, k)
-        models = self.models_.get(task) if isinstance(self.models_, dict) else None
+        saved = vars(self).get("models_")
+        models = saved.get(task) if isinstance(saved, dict) else None
         if not isinstance(models, list) or len(models) != count or not all(isinstance(m, str) for m in models):
             raise AffectEnsError(f"stack: the saved fusion has no {count} {task} model(s) for these members")
         width = {"va": 2, "expr": k}.get(task, 1)

@@ -116,7 +116,8 @@ class VoteFuser(Fuser):
             self.lead_by_task_[task] = int(np.nanargmax(scores))
 
     def check_learned(self, task: str, stack: Aligned) -> None:
-        leads = self.lead_by_task_ if isinstance(self.lead_by_task_, dict) else None
+        leads = vars(self).get("lead_by_task_", {})
+        leads = leads if isinstance(leads, dict) else None
         lead = leads.get(task, 0) if leads is not None else None
         if not isinstance(lead, int) or isinstance(lead, bool) or not 0 <= lead < len(stack.members):
             raise AffectEnsError(
