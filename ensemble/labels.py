@@ -13,6 +13,7 @@ import pandas as pd
 
 from ensemble.datasets import AFF_WILD2, check_label_names, detect_dataset, read_dataset
 from ensemble.errors import LabelsError
+from ensemble.io import read_bounded
 from ensemble.tasks import RELEASE_FOLDERS, SENTINELS, SPLIT_FOLDERS, Edition
 
 
@@ -66,7 +67,7 @@ def read_lines(path: Path) -> list[str]:
     """Lines of an annotation file (UTF-8, a byte-order mark ignored) without trailing blank lines; a blank
     line inside the file is an error, since every line after the header is one frame."""
     try:
-        lines = path.read_bytes().decode("utf-8-sig").splitlines()
+        lines = read_bounded(path, "annotation file").decode("utf-8-sig").splitlines()
     except UnicodeDecodeError as exc:
         raise LabelsError(f"{path}: not UTF-8 text (byte {exc.start})") from None
     while lines and not lines[-1].strip():

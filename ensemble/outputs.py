@@ -3,9 +3,10 @@
 - Names built from data (video ids, member names, class names) become paths only through ``safe_join``.
 - ``Outputs`` is what a command writes: each output is locked for the whole command, written to a temporary
   sibling and moved into place when the command succeeds; on any failure nothing it found is changed and
-  nothing it made is left behind. ``--force`` replaces only an output this tool made (a folder holding the
-  ``.affect-ens`` marker, a file carrying the tool's stamp), never a folder holding the command's inputs,
-  the current folder, home or the root; an output path equal to an input or to another output is an error.
+  nothing it made is left behind. ``--force`` replaces only an output this tool made of the same kind (a folder whose
+  ``.affect-ens`` marker names the same command and kind and whose files still match the digests it
+  recorded, with no training run at any depth; a file carrying the tool's stamp for its kind and not part
+  of another output), never a folder holding the command's inputs, the current folder, home or the root; an output path equal to an input or to another output is an error.
 - Temporary files and folders are created with the modes ``open`` and ``mkdir`` give, so the user's umask
   decides the permissions, as for any other program.
 
@@ -16,17 +17,20 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import hashlib
 import json
 import os
+import re
 import secrets
 import shutil
+import stat
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from ensemble.errors import AffectEnsError, OutputExistsError
 
 MARKER = ".affect-ens"
-"""File inside every folder the tool made; ``--force`` replaces a folder only if it holds one."""
+"""File inside every folder the tool made: a JSON record of the command, the kind and the files written."""
 STAMP = "affect-ens"
 """The ``generator`` the tool writes into its JSON, HTML and npz files and its tables' metadata."""
 TMP_TAG = ".affect-ens-tmp-"
@@ -66,20 +70,60 @@ def safe_name(name: object, what: str = "name") -> str:
 def safe_join(root: Path, name: object, suffix: str = "", what: str = "name") -> Path:
     """``root / (name + suffix)``, refused unless ``name`` is one plain component that stays inside ``root``."""
     path = Path(root) / (safe_name(name, what) + suffix)
-    if path.resolve().parent != Path(root).resolve():
+    if resolved(path).parent != resolved(Path(root)):
         raise UnsafePathError(f"{what} {name!r} leads outside {root}")
     return path
 
 
 # --- ownership ---------------------------------------------------------------------------------------------
 
+MARKER_FORMAT = 2
+"""Markers of this format record the command, the kind and a digest of every file written; format 1 markers
+(``{"generator": "affect-ens"}``, written before) still count as the tool's, with the older rule."""
+MARKER_CAP = 64 << 20
+"""Largest marker read (its record names every file of the output)."""
+FILE_JSON_CAP = 256 << 20
+"""Largest JSON file read to decide whether the tool wrote it."""
 
-def _json_is_ours(path: Path) -> bool:
+
+def resolved(path: Path) -> Path:
+    """``path.resolve()``, with a symlink loop or an unreadable component as one-line ``UnsafePathError``."""
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        return Path(path).resolve()
+    except (RuntimeError, OSError) as exc:  # Python 3.11 raises RuntimeError on a symlink loop
+        raise UnsafePathError(f"{path}: cannot be resolved ({_reason(exc)})") from None
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc) if isinstance(exc, RuntimeError) else (exc.strerror or type(exc).__name__)
+    return "a symbolic link loop" if "loop" in text.lower() or getattr(exc, "errno", 0) == 40 else text[:200]
+
+
+def _load_json(path: Path, cap: int) -> object:
+    try:
+        with open(path, "rb") as file:
+            if not stat.S_ISREG(os.fstat(file.fileno()).st_mode):
+                return None
+            raw = file.read(cap + 1)
+        return None if len(raw) > cap else json.loads(raw.decode("utf-8-sig"))
+    except (OSError, ValueError, RecursionError):
+        return None
+
+
+def _stamped(path: Path, *, needs: str | None = None, never: tuple[str, ...] = ()) -> bool:
+    doc = _load_json(path, FILE_JSON_CAP)
+    if not isinstance(doc, dict) or doc.get("generator") != STAMP:
         return False
-    return isinstance(doc, dict) and doc.get("generator") == STAMP
+    return (needs is None or needs in doc) and not any(key in doc for key in never)
+
+
+def _fusion_is_ours(path: Path) -> bool:
+    """A fusion file (``fuse --save-fusion``), never a run's ``config.json`` nor a table's metadata."""
+    return _stamped(path, needs="fuser", never=("member",))
+
+
+def _table_metadata_is_ours(path: Path) -> bool:
+    return _stamped(path, needs="version", never=("member", "fuser"))
 
 
 def _head_has(marker: bytes) -> Callable[[Path], bool]:
@@ -122,21 +166,32 @@ def _mp4_is_ours(path: Path) -> bool:
 
 
 OWNER_CHECKS: dict[str, Callable[[Path], bool]] = {
-    ".json": _json_is_ours,
+    ".json": _fusion_is_ours,
     ".html": _head_has(f'<meta name="generator" content="{STAMP}">'.encode()),
     ".parquet": _parquet_is_ours,
     ".pq": _parquet_is_ours,
     ".npz": _npz_is_ours,
-    ".csv": lambda path: _json_is_ours(path.with_name(path.name + ".json")),  # the table's metadata sidecar
+    ".csv": lambda path: _table_metadata_is_ours(path.with_name(path.name + ".json")),  # the metadata sidecar
     ".mp4": _mp4_is_ours,
 }
-"""How to recognise a file the tool wrote, by suffix; a module writing a new kind of file adds its check."""
+"""How to recognise a file output the tool wrote, by suffix (the suffix is the file's kind: a ``.json`` output
+is a fusion, so a run's ``config.json`` is never one); a module writing a new kind of file adds its check."""
+
+
+def read_marker(folder: Path) -> dict | None:
+    """The marker of a folder the tool made, or None: a marker is a regular file holding a JSON object with the
+    tool's stamp (an empty or foreign ``.affect-ens`` makes nothing the tool's)."""
+    path = folder / MARKER
+    if path.is_symlink():
+        return None
+    doc = _load_json(path, MARKER_CAP)
+    return doc if isinstance(doc, dict) and doc.get("generator") == STAMP else None
 
 
 def is_ours(path: Path) -> bool:
-    """True for a folder holding the marker or a file carrying the tool's stamp."""
+    """True for a folder holding the tool's marker or a file carrying the tool's stamp."""
     if path.is_dir():
-        return (path / MARKER).is_file()
+        return read_marker(path) is not None
     check = OWNER_CHECKS.get(path.suffix.lower())
     return bool(check and path.is_file() and check(path))
 
@@ -145,19 +200,141 @@ CHECKPOINT = "last.pt"
 """A training run's resumable checkpoint (``members.training.runs`` writes it): the one mark of a training run."""
 
 
+
+def _walk(folder: Path) -> Iterator[Path]:
+    """Every file, link and special file below ``folder`` (links are not followed), sorted, markers included."""
+    for top, dirs, files in os.walk(folder, followlinks=False):
+        dirs.sort()
+        for name in sorted(files) + [d for d in dirs if os.path.islink(os.path.join(top, d))]:
+            yield Path(top) / name
+
+
+def _digest(path: Path) -> str:
+    if path.is_symlink():
+        return "link:" + os.readlink(path)
+    if not path.is_file():
+        return "special"
+    sha = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            sha.update(block)
+    return sha.hexdigest()
+
+
+def folder_record(folder: Path) -> dict[str, str]:
+    """``{relative path: sha256}`` of every file in ``folder`` except its own marker."""
+    return {rel: _digest(path) for path in _walk(folder) if (rel := path.relative_to(folder).as_posix()) != MARKER}
+
+
+def training_run_in(folder: Path) -> Path | None:
+    """The first checkpoint (``CHECKPOINT``) at any depth of ``folder``: hours of training no other command's
+    --force may replace; None when there is none."""
+    return next((p for p in _walk(folder) if p.name == CHECKPOINT), None)
+
+
 def holds_training(folder: Path) -> bool:
-    """True when ``folder`` is a training run or holds one (a committee's backbones, a demo folder) within two
-    levels: weights and a checkpoint hours of training made, which no other command's --force may replace and
-    a failed train-member keeps. The one rule of what a training run is."""
-    return any(any(folder.glob(pattern)) for pattern in (CHECKPOINT, f"*/{CHECKPOINT}", f"*/*/{CHECKPOINT}"))
+    """True when ``folder`` is a training run or holds one at any depth."""
+    return training_run_in(folder) is not None
 
 
-def write_marker(folder: Path) -> None:
-    """Mark ``folder`` as made by the tool (what ``--force`` looks for before replacing it)."""
-    (folder / MARKER).write_text(json.dumps({"generator": STAMP}) + "\n")
+def write_marker(folder: Path, kind: str, command: str | None = None, record: dict | None = None) -> None:
+    """Mark ``folder`` as the tool's: which command made it, what kind of output it is and (for an output
+    written whole) the digest of every file in it, which ``--force`` checks before replacing it."""
+    doc = {"generator": STAMP, "format": MARKER_FORMAT, "command": command or current_command(), "kind": kind}
+    if record is not None:
+        doc["files"] = record
+    (folder / MARKER).write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")
+
+
+_COMMAND = ["python"]
+
+
+def use_command(name: str | None) -> None:
+    """Name the affect-ens command running (the CLI calls this before any command); markers record it."""
+    _COMMAND[0] = name or "python"
+
+
+def current_command() -> str:
+    """The affect-ens command running, or ``python`` for library use."""
+    return _COMMAND[0]
+
+
+def _describe(marker: dict) -> str:
+    return f"a {marker.get('kind', 'folder')} made by affect-ens {marker.get('command', '')}".rstrip()
+
+
+def check_replaceable_folder(path: Path, kind: str, command: str) -> None:
+    """Refuse (``UnsafePathError``, naming the file) unless ``path`` is an output of ``kind`` made by
+    ``command`` whose files are exactly those it wrote: no training run at any depth, no file added or
+    changed. A format-1 marker (older version) is accepted for any command, but never over a training run."""
+    marker = read_marker(path)
+    if marker is None:
+        raise UnsafePathError(f"{path}: was not written by affect-ens, so --force will not replace it")
+    run = training_run_in(path)
+    if run is not None:
+        raise UnsafePathError(
+            f"{path}: holds a training run ({run.relative_to(path)}), which --force never replaces; "
+            "choose another output"
+        )
+    if marker.get("format", 1) == 1:
+        return
+    if (marker.get("kind"), marker.get("command")) != (kind, command):
+        raise UnsafePathError(
+            f"{path}: is {_describe(marker)}; --force replaces only a {kind} made by affect-ens {command}; "
+            "choose another output"
+        )
+    _check_unchanged(path, marker)
+
+
+def _check_unchanged(path: Path, marker: dict) -> None:
+    record = marker.get("files")
+    if not isinstance(record, dict):
+        raise UnsafePathError(f"{path}: changed since affect-ens wrote it (its record is missing); --force refused")
+    for file in _walk(path):
+        rel = file.relative_to(path).as_posix()
+        if rel == MARKER:
+            continue
+        if rel not in record:
+            raise UnsafePathError(f"{path}: holds {rel!r}, which affect-ens did not write; --force refused")
+        if record[rel] != _digest(file):
+            raise UnsafePathError(f"{path}: {rel!r} changed since affect-ens wrote it; --force refused")
+    missing = next((rel for rel in record if not (path / rel).exists() and not (path / rel).is_symlink()), None)
+    if missing is not None:
+        raise UnsafePathError(f"{path}: {missing!r} was removed since affect-ens wrote it; --force refused")
+
+
+def _enclosing_output(path: Path) -> tuple[Path, dict] | None:
+    """The nearest folder above ``path`` holding a marker, with the marker."""
+    for folder in resolved(path).parents:
+        marker = read_marker(folder) if (folder / MARKER).exists() else None
+        if marker is not None:
+            return folder, marker
+    return None
+
+
+def check_replaceable_file(path: Path) -> None:
+    """Refuse unless ``path`` carries the tool's stamp for its kind (suffix) and is not a file another output
+    of the tool recorded (a file of a dataset, submission or committee)."""
+    if not is_ours(path):
+        raise UnsafePathError(f"{path}: was not written by affect-ens, so --force will not replace it")
+    found = _enclosing_output(path)
+    if found is None:
+        return
+    folder, marker = found
+    rel = resolved(path).relative_to(folder).as_posix()
+    if isinstance(marker.get("files"), dict) and rel in marker["files"]:
+        raise UnsafePathError(f"{path}: is part of {folder} ({_describe(marker)}); choose another output")
 
 
 # --- atomic writes -----------------------------------------------------------------------------------------
+
+
+_TEMP_NAME = re.compile(r"\.([^/]+?)" + re.escape(TMP_TAG) + r"\d+-[0-9a-f]+")
+
+
+def public_names(text: str) -> str:
+    """``text`` with each command temporary's name replaced by the output it becomes (for messages)."""
+    return _TEMP_NAME.sub(r"\1", text)
 
 
 def temp_sibling(path: Path) -> Path:
@@ -284,7 +461,7 @@ class OutputLock:
 
 
 def _same(a: Path, b: Path) -> bool:
-    if a.resolve() == b.resolve():
+    if resolved(a) == resolved(b):
         return True
     try:
         return a.exists() and b.exists() and os.path.samefile(a, b)
@@ -293,7 +470,7 @@ def _same(a: Path, b: Path) -> bool:
 
 
 def _inside(child: Path, folder: Path) -> bool:
-    return child.resolve().is_relative_to(folder.resolve())
+    return resolved(child).is_relative_to(resolved(folder))
 
 
 def protected_folders() -> list[Path]:
@@ -313,11 +490,14 @@ class Outputs:
     ``update_folder`` returns a folder kept and changed in place (a training run, the demo's folder).
     """
 
-    def __init__(self, *, force: bool = False, inputs: Iterable[str | Path | None] = ()) -> None:
+    def __init__(
+        self, *, force: bool = False, inputs: Iterable[str | Path | None] = (), command: str | None = None
+    ) -> None:
         self.force = force
+        self.command = command or current_command()
         self.inputs = [Path(p) for p in inputs if p is not None]
         self._locks: list[OutputLock] = []
-        self._moves: list[tuple[Path, Path, bool]] = []  # (temporary, target, is_folder)
+        self._moves: list[tuple[Path, Path, str | None]] = []  # (temporary, target, folder kind or None)
         self._made: list[Path] = []  # folders this command created (removed again on failure)
         self._fresh: list[tuple[Path, Callable[[Path], bool]]] = []  # new update folders and their keep test
         self._targets: list[Path] = []
@@ -336,53 +516,60 @@ class Outputs:
 
     def file(self, path: str | Path) -> Path:
         """A new file replacing ``path`` when the command succeeds; returns the temporary path to write."""
-        path = self._claim(Path(path), folder=False)
+        path = self._claim(Path(path), None)
         tmp = temp_sibling(path)
         new_file(tmp)
-        self._moves.append((tmp, path, False))
+        self._moves.append((tmp, path, None))
         return tmp
 
-    def folder(self, path: str | Path) -> Path:
-        """A new folder (marked as the tool's) replacing ``path`` when the command succeeds; returns the
-        temporary folder to fill."""
-        path = self._claim(Path(path), folder=True)
+    def folder(self, path: str | Path, *, kind: str) -> Path:
+        """A new folder of ``kind`` (dataset, submission, committee, faces) replacing ``path`` when the command
+        succeeds; returns the temporary folder to fill. Its marker records the command, the kind and, when
+        the command succeeds, the digest of every file written."""
+        path = self._claim(Path(path), kind)
         tmp = temp_sibling(path)
         tmp.mkdir()
-        self._moves.append((tmp, path, True))
-        write_marker(tmp)
+        self._moves.append((tmp, path, kind))
+        write_marker(tmp, kind, self.command)
         return tmp
 
-    def update_folder(self, path: str | Path, *, keep: Callable[[Path], bool] = lambda p: False) -> Path:
-        """A folder the command changes in place (each file in it written with ``atomic_file``): created and
-        marked if absent, else it must be the tool's. If the command fails and the folder is new, it is
-        removed unless ``keep(path)`` (a checkpoint worth resuming from)."""
+    def update_folder(self, path: str | Path, *, kind: str, keep: Callable[[Path], bool] = lambda p: False) -> Path:
+        """A folder of ``kind`` (a training run, the demo's folder) the command changes in place (each file
+        written with ``atomic_file``): created and marked if absent, else it must be the tool's and of that
+        kind. If the command fails and the folder is new, it is removed unless ``keep(path)`` (a checkpoint
+        worth resuming from)."""
         path = Path(path)
         self._check_collisions(path, folder=True)
         self._mkdirs(path.parent)
         self._lock(path)
-        if path.exists() and not path.is_dir():
-            raise UnsafePathError(f"{path}: is a file, not a folder; choose a new folder")
-        if path.exists() and not is_ours(path):
+        if path.is_symlink() or (path.exists() and not path.is_dir()):
+            what = "a link" if path.is_symlink() else "a file"
+            raise UnsafePathError(f"{path}: is {what}, not a folder; choose a new folder")
+        marker = read_marker(path) if path.exists() else None
+        if path.exists() and marker is None:
             raise UnsafePathError(f"{path}: exists and was not made by affect-ens; choose a new folder")
+        if marker is not None and marker.get("format", 1) != 1 and marker.get("kind") != kind:
+            raise UnsafePathError(f"{path}: is {_describe(marker)}, not a {kind}; choose a new folder")
         if not path.exists():
             path.mkdir()
-            write_marker(path)
+            write_marker(path, kind, self.command)
             self._fresh.append((path, keep))
         return path
 
     # checks
 
-    def _claim(self, path: Path, *, folder: bool) -> Path:
-        self._check_collisions(path, folder)
+    def _claim(self, path: Path, kind: str | None) -> Path:
+        self._check_collisions(path, kind is not None)
         self._mkdirs(path.parent)
         self._lock(path)
-        if folder:
+        if kind is not None:
             recover_folder(path)
         remove_stale_temps(path)
-        self._check_existing(path, folder)
+        self._check_existing(path, kind)
         return path
 
     def _check_collisions(self, path: Path, folder: bool) -> None:
+        resolved(path)  # a symlink loop on the way is said first
         if folder and any(_inside(p, path) for p in protected_folders()):  # the most basic refusal first
             raise UnsafePathError(f"{path}: refusing to write over the root, home or the current folder")
         for other in self._targets:
@@ -395,20 +582,18 @@ class Outputs:
                 raise UnsafePathError(f"{path}: holds an input of this command ({source}); choose another output")
         self._targets.append(path)
 
-    def _check_existing(self, path: Path, folder: bool) -> None:
+    def _check_existing(self, path: Path, kind: str | None) -> None:
         if not path.exists() and not path.is_symlink():
             return
-        if path.is_symlink() or path.is_dir() != folder:
-            kind = "a link" if path.is_symlink() else ("a folder" if path.is_dir() else "a file")
-            raise UnsafePathError(f"{path}: exists and is {kind}; choose another output")
+        if path.is_symlink() or path.is_dir() != (kind is not None):
+            what = "a link" if path.is_symlink() else ("a folder" if path.is_dir() else "a file")
+            raise UnsafePathError(f"{path}: exists and is {what}; choose another output")
         if not self.force:
             raise OutputExistsError(f"{path}: output exists; pass --force to overwrite it")
-        if not is_ours(path):
-            raise UnsafePathError(f"{path}: was not written by affect-ens, so --force will not replace it")
-        if folder and holds_training(path):
-            raise UnsafePathError(
-                f"{path}: holds a training run ({CHECKPOINT}), which --force never replaces; choose another output"
-            )
+        if kind is None:
+            check_replaceable_file(path)
+        else:
+            check_replaceable_folder(path, kind, self.command)
 
     def _lock(self, path: Path) -> None:
         lock = OutputLock(path)
@@ -427,9 +612,12 @@ class Outputs:
     # finishing
 
     def _commit(self) -> None:
+        for tmp, _, kind in self._moves:
+            if kind is not None:  # the record of what was written, before anything is moved into place
+                write_marker(tmp, kind, self.command, folder_record(tmp))
         while self._moves:
-            tmp, target, is_folder = self._moves.pop(0)
-            replace_folder(tmp, target) if is_folder else os.replace(tmp, target)
+            tmp, target, kind = self._moves.pop(0)
+            replace_folder(tmp, target) if kind is not None else os.replace(tmp, target)
 
     def _finish(self, failed: bool) -> None:
         """Delete what was not moved into place; on failure also what this command created; unlock."""

@@ -47,8 +47,12 @@ class FittedFusion:
     fuser: Fuser
     post: PostProcess | None = None
     scores: list[dict[str, Any]] = field(default_factory=list)
+    edition: int | None = None  # the edition it was fitted on (None in files of earlier versions)
+    loaded: bool = False  # read from a file: checked against the stack before it is applied
 
     def apply(self, stack: Aligned) -> np.ndarray:
+        if self.loaded:
+            self.check_applies(stack)
         outputs = self.fuser.predict(stack)
         if self.post is not None:
             codes = stack.video_codes()
@@ -68,7 +72,8 @@ class FittedFusion:
                 "decisions_": self.post.decisions_,
             }
         )
-        doc = {"generator": STAMP, "fuser": self.fuser.to_dict(), "post": post, "scores": self.scores}
+        doc = {"generator": STAMP, "edition": self.edition, "fuser": self.fuser.to_dict(), "post": post}
+        doc["scores"] = self.scores
         with atomic_file(path) as tmp:
             tmp.write_text(json.dumps(doc, indent=1))
         return Path(path)
@@ -84,11 +89,35 @@ class FittedFusion:
                 p = doc["post"]
                 windows = {t: [tuple(w) for w in ws] for t, ws in p["windows_"].items()}
                 post = PostProcess(p["smooth"], p["thresholds"], windows, p["thresholds_"], p.get("decisions_", []))
+            check_saved(doc, post)
         except (KeyError, TypeError, ValueError, AttributeError):
             raise DataError(f"{path}: not a fusion file saved by affect-ens fuse --save-fusion") from None
         except AffectEnsError as exc:
             raise DataError(f"{path}: {exc}") from None
-        return cls(fuser, post, doc.get("scores", []))
+        return cls(fuser, post, doc.get("scores", []), doc.get("edition"), loaded=True)
+
+    def check_applies(self, stack: Aligned) -> None:
+        """A loaded fusion against the stack it is applied to: same edition, its fuser's learned values
+        (types, shapes, ranges) and its post-processing for these tasks."""
+        if self.edition is not None and self.edition != stack.edition.year:
+            raise AffectEnsError(
+                f"the fusion was fitted on edition {self.edition}, the predictions are of edition "
+                f"{stack.edition.year}; fit a fusion on this edition's validation predictions"
+            )
+        self.fuser.check_loaded(stack)
+        if self.post is not None:
+            self.post.check_loaded(stack.tasks, stack.edition)
+
+
+def check_saved(doc: dict, post: PostProcess | None) -> None:
+    """The parts of a fusion file that are read without a stack: its edition, scores and decisions."""
+    edition = doc.get("edition")
+    if edition is not None and (not isinstance(edition, int) or isinstance(edition, bool)):
+        raise AffectEnsError(f"edition must be a year, got {str(edition)[:20]!r}")
+    if not isinstance(doc.get("scores", []), list) or not all(isinstance(r, dict) for r in doc.get("scores", [])):
+        raise AffectEnsError("scores must be a list of rows")
+    if post is not None:
+        post.check_saved()
 
 
 def score_row(name: str, stack: Aligned, truths: dict[str, Truth], outputs: np.ndarray) -> dict[str, Any]:
@@ -134,7 +163,7 @@ def fit_fusion(
             post_oof[:, s] = post.oof_[task]
         row = score_row(f"{method} + post (out-of-fold)", stack, truths, post_oof)
         scores.append({**row, "post": post.summary()})
-    return FittedFusion(fuser, post, scores)
+    return FittedFusion(fuser, post, scores, stack.edition.year)
 
 
 def fused_table(stack: Aligned, outputs: np.ndarray, fusion: FittedFusion, split: str = "") -> PredictionTable:

@@ -386,6 +386,47 @@ class PostProcess:
             out = move_threshold_to_half(out, np.asarray(self.thresholds_))
         return out
 
+    def check_saved(self) -> None:
+        """Values read from a fusion file: windows only those ``fit`` tries (which bounds the memory smoothing
+        takes), thresholds in (0, 1), decisions as ``fit`` writes them; else a one-line error."""
+        from ensemble.errors import AffectEnsError
+
+        if not isinstance(self.smooth, bool) or not isinstance(self.thresholds, bool):
+            raise AffectEnsError("post-processing: smooth and thresholds must be true or false")
+        if not isinstance(self.windows_, dict) or not all(
+            isinstance(ws, list) and all(w in WINDOWS and type(w[1]) is int for w in ws)
+            for ws in self.windows_.values()
+        ):
+            allowed = f"kinds {', '.join(KINDS)}, half-widths {', '.join(map(str, HALF_WINDOWS))}"
+            raise AffectEnsError(f"post-processing: a smoothing window is not one fit tries ({allowed})")
+        if not isinstance(self.thresholds_, list) or not all(
+            isinstance(t, float | int) and not isinstance(t, bool) and 0 < t < 1 for t in self.thresholds_
+        ):
+            raise AffectEnsError("post-processing: AU thresholds must be numbers between 0 and 1")
+        keys = {"step": str, "task": str, "target": str, "kept": bool, "setting": str}
+        numbers = ("out_of_fold_without", "out_of_fold_with")
+        if not isinstance(self.decisions_, list) or not all(
+            isinstance(d, dict)
+            and all(isinstance(d.get(k), t) for k, t in keys.items())
+            and all(isinstance(d.get(k), float | int) for k in numbers)
+            for d in self.decisions_
+        ):
+            raise AffectEnsError("post-processing: decisions are not those fit records")
+
+    def check_loaded(self, tasks: list[str] | tuple[str, ...], edition: Edition) -> None:
+        """Windows and thresholds against the tasks and the edition they are applied to."""
+        from ensemble.errors import AffectEnsError
+
+        for task in tasks:
+            windows = self.windows_.get(task, [])
+            if len(windows) not in (0, 1, len(tuned_groups(task, 2))):
+                raise AffectEnsError(f"post-processing: {len(windows)} {task} window(s) saved")
+        aus = len(edition.aus)
+        if "au" in tasks and self.thresholds_ and len(self.thresholds_) != aus:
+            raise AffectEnsError(
+                f"post-processing: {len(self.thresholds_)} AU thresholds saved, edition {edition.year} has {aus} AUs"
+            )
+
     def summary(self) -> str:
         """One line: what was kept and what was dropped, with the out-of-fold scores."""
         return summarise(self.decisions_)

@@ -83,7 +83,26 @@ def _member_info(path: Path) -> tuple[str, tuple[str, ...], int]:
     return run.name, tuple(run.config.tasks), run.config.edition
 
 
-def assemble_committee(runs: list[Path], lead: Path | None, folder: Path) -> CommitteeConfig:
+MAX_DEPTH = 4
+"""Most levels of committees inside committees (a committee of plain runs is one level)."""
+
+
+def committee_depth(run: Path, outer: tuple[Path, ...] = ()) -> int:
+    """How many levels of committees ``run`` is (0: a plain run), refusing a committee that holds itself or
+    one of ``outer`` (the committees it is a member of) and nesting deeper than ``MAX_DEPTH``."""
+    here = Path(run).resolve()
+    if here in outer:
+        chain = " -> ".join(p.name for p in (*outer[outer.index(here) :], here))
+        raise AffectEnsError(f"committee: {here} contains itself ({chain}); a committee cannot be its own member")
+    if len(outer) > MAX_DEPTH:
+        raise AffectEnsError(f"committee: committees nest deeper than {MAX_DEPTH} levels under {outer[0]}")
+    opened = Run.open(here)
+    if opened.member_cls is not CommitteeMember or not opened.config.runs:
+        return 0
+    return 1 + max(committee_depth(Path(r), (*outer, here)) for r in opened.config.runs)
+
+
+def assemble_committee(runs: list[Path], lead: Path | None, folder: Path, out: Path | None = None) -> CommitteeConfig:
     """Write a committee run into ``folder`` (config.json, best.pt) from finished member runs voting with
     ties decided by ``lead`` (default: the first run). Members are named after their run folders, which must
     differ; they must share an edition and at least one task (the committee predicts the shared tasks)."""
@@ -97,6 +116,8 @@ def assemble_committee(runs: list[Path], lead: Path | None, folder: Path) -> Com
     if lead is not None and Path(lead).resolve() not in resolved:
         raise AffectEnsError(f"committee: --lead {lead} is not one of its runs: {', '.join(map(str, runs))}")
     info = {name: _member_info(Path(run)) for name, run in zip(names, runs)}
+    for run in runs:  # the committee will live at ``out``: none of its members may hold it
+        committee_depth(Path(run), (Path(out or folder).resolve(),))
     editions = {ed for _, _, ed in info.values()}
     if len(editions) > 1:
         raise AffectEnsError(f"committee: the runs use different editions ({', '.join(map(str, sorted(editions)))})")
@@ -151,6 +172,7 @@ def predict_committee(run: Run, data_root: Path, split: str, frames=None, progre
     torchrun rank 0 gets them; the other processes get an empty ``Prediction``)."""
     from members.training.prediction import Prediction, predict_member
 
+    committee_depth(run.path)  # a cycle or a nest too deep is refused before any member runs
     cfg, parts, filled = run.config, {}, 0
     for name, path in committee_members(cfg, run.path).items():
         done = predict_member(path, data_root, split, frames=frames, progress=progress, launch=launch)

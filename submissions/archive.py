@@ -47,7 +47,7 @@ class Container:
     entries: list[Entry] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
-    refused: list[str] = field(default_factory=list)  # file names not read (declared too large)
+    refused: set[str] = field(default_factory=set)  # file names not read (declared too large)
 
 
 def _is_junk(name: str) -> bool:
@@ -55,21 +55,35 @@ def _is_junk(name: str) -> bool:
     return name.startswith("__MACOSX/") or "/__MACOSX/" in name or base.startswith("._") or base == ".DS_Store"
 
 
-def _listed(names: list[str], more: int = 5) -> str:
-    return ", ".join(names[:more]) + (" ..." if len(names) > more else "")
+def shown(name: str, longest: int = 120) -> str:
+    """An entry name as printed: control characters and other unprintable ones escaped (a name from a zip
+    never moves the cursor or starts a new line), and at most ``longest`` characters."""
+    text = name if name.isprintable() else "".join(c if c.isprintable() else ascii(c)[1:-1] for c in name)
+    return text if len(text) <= longest else text[: longest - 3] + "..."
+
+
+def listed(names: list[str], more: int = 5) -> str:
+    return ", ".join(shown(n) for n in names[:more]) + (" ..." if len(names) > more else "")
+
+
+def _outside(name: str) -> bool:
+    """An entry an unzip would write outside the folder it unpacks into: absolute, a drive, or ``..``."""
+    return name.startswith("/") or (len(name) > 1 and name[1] == ":") or ".." in name.split("/")
 
 
 def _classify(infos: list[zipfile.ZipInfo]) -> tuple[dict[str, list[zipfile.ZipInfo]], dict[str, list[str]]]:
     """The .txt entries by file name, and the entries worth a warning by reason."""
     by_name: dict[str, list[zipfile.ZipInfo]] = {}
-    odd: dict[str, list[str]] = {"backslash": [], "junk": [], "other": [], "nested": []}
+    odd: dict[str, list[str]] = {"backslash": [], "junk": [], "other": [], "nested": [], "outside": []}
     for info in infos:
         name = info.filename.replace("\\", "/")
         if info.is_dir() or name.endswith("/"):
             continue
         if "\\" in info.filename:
             odd["backslash"].append(info.filename)
-        if _is_junk(name):
+        if _outside(name):
+            odd["outside"].append(name)
+        elif _is_junk(name):
             odd["junk"].append(name)
         elif not name.lower().endswith(".txt"):
             odd["other"].append(name)
@@ -86,18 +100,22 @@ WARNINGS = {
     "other": "ignored {n} entr(ies) that are not .txt files: {names}",
     "nested": "{n} .txt file(s) inside folders, not at the zip's root: {names}",
 }
+PROBLEMS = {
+    "outside": "{n} entr(ies) with an absolute path or '..', which an unzip writes outside its folder: {names}",
+}
 
 
 def _zip_entries(zf: zipfile.ZipFile, label: str, found: Container, limits: tuple[int, int]) -> None:
     by_name, odd = _classify(zf.infolist())
     for reason, names in odd.items():
         if names:
-            found.warnings.append(f"{label}: " + WARNINGS[reason].format(n=len(names), names=_listed(names, 3)))
+            said = found.problems if reason in PROBLEMS else found.warnings
+            said.append(f"{label}: " + {**WARNINGS, **PROBLEMS}[reason].format(n=len(names), names=listed(names, 3)))
     single = []
     for name, infos in by_name.items():
         if len(infos) > 1:
             found.problems.append(
-                f"{label}: {len(infos)} entries named {name}: {_listed([i.filename for i in infos], 3)} "
+                f"{label}: {len(infos)} entries named {shown(name)}: {listed([i.filename for i in infos], 3)} "
                 "(which one the organisers read is unknown)"
             )
         else:
@@ -107,10 +125,10 @@ def _zip_entries(zf: zipfile.ZipFile, label: str, found: Container, limits: tupl
         if info.filename.replace("\\", "/").rsplit("/", 1)[-1] in found.refused:
             continue
         if info.flag_bits & 0x1:
-            found.problems.append(f"{label}: {info.filename} is encrypted")
+            found.problems.append(f"{label}: {shown(info.filename)} is encrypted")
             continue
         name = info.filename.replace("\\", "/").rsplit("/", 1)[-1]
-        found.entries.append(Entry(name, info.filename, info.file_size, lambda info=info: zf.open(info)))
+        found.entries.append(Entry(name, shown(info.filename), info.file_size, lambda info=info: zf.open(info)))
 
 
 def _check_sizes(label: str, infos: list[zipfile.ZipInfo], found: Container, limits: tuple[int, int]) -> None:
@@ -119,9 +137,9 @@ def _check_sizes(label: str, infos: list[zipfile.ZipInfo], found: Container, lim
     entry_limit, total_limit = limits
     for info in infos:
         if info.file_size > entry_limit:
-            found.refused.append(info.filename.replace("\\", "/").rsplit("/", 1)[-1])
+            found.refused.add(info.filename.replace("\\", "/").rsplit("/", 1)[-1])
             found.problems.append(
-                f"{label}: {info.filename} declares {info.file_size:,} bytes uncompressed, more than a valid "
+                f"{label}: {shown(info.filename)} declares {info.file_size:,} bytes uncompressed, more than a valid "
                 f"submission file can hold ({entry_limit:,}); not read (a zip bomb?)"
             )
     total = sum(i.file_size for i in infos if i.file_size <= entry_limit)
@@ -130,7 +148,7 @@ def _check_sizes(label: str, infos: list[zipfile.ZipInfo], found: Container, lim
             f"{label}: its files declare {total:,} bytes uncompressed, more than a valid submission can hold "
             f"({total_limit:,}); not read (a zip bomb?)"
         )
-        found.refused += [i.filename.replace("\\", "/").rsplit("/", 1)[-1] for i in infos]
+        found.refused.update(i.filename.replace("\\", "/").rsplit("/", 1)[-1] for i in infos)
 
 
 def _folder_entries(folder: Path, found: Container) -> None:
@@ -139,7 +157,7 @@ def _folder_entries(folder: Path, found: Container) -> None:
     paths = sorted(p for p in folder.iterdir() if p.is_file())
     junk = [p.name for p in paths if _is_junk(p.name)]
     if junk:
-        found.warnings.append(f"{folder}: ignored {len(junk)} macOS metadata file(s) (._*): {_listed(junk, 3)}")
+        found.warnings.append(f"{folder}: ignored {len(junk)} macOS metadata file(s) (._*): {listed(junk, 3)}")
     for path in paths:
         if path.suffix.lower() == ".txt" and not _is_junk(path.name):
             found.entries.append(Entry(path.name, path.name, path.stat().st_size, lambda p=path: open(p, "rb")))

@@ -20,7 +20,7 @@ import numpy as np
 
 from ensemble.frames import FrameSource
 from ensemble.tasks import Edition
-from submissions.archive import Entry, EntryError, byte_blocks, open_submission
+from submissions.archive import Entry, EntryError, byte_blocks, listed, open_submission
 from submissions.formats import PREDICTIONS, TrackFormat, check_source, get_format
 
 DECIMAL_INT = re.compile(r"[-+]?\d+\.0*")
@@ -287,11 +287,9 @@ def _check_per_video(found, fmt: TrackFormat, source: FrameSource, report: Valid
     missing = [n for n in expected if n not in entries and n not in found.refused]
     extra = sorted(n for n in entries if n not in expected)
     if missing:
-        report.problems.append(
-            f"missing videos: {len(missing)} ({', '.join(missing[:5])}{' ...' * (len(missing) > 5)})"
-        )
+        report.problems.append(f"missing videos: {len(missing)} ({listed(missing)})")
     if extra:
-        report.problems.append(f"extra videos: {len(extra)} ({', '.join(extra[:5])}{' ...' * (len(extra) > 5)})")
+        report.problems.append(f"extra videos: {len(extra)} ({listed(extra)})")
     for name, video in expected.items():
         if name in entries:
             problems, crlf = check_file(entries[name], fmt, None, counts[video], limit)
@@ -310,7 +308,7 @@ def _check_one_file(found, fmt: TrackFormat, source: FrameSource, report: Valida
     entry = found.entries[0]
     if len(found.entries) > 1:
         names = sorted(e.name for e in found.entries)
-        report.problems.append(f"{len(names)} .txt files, the {fmt.layout} layout has one: {', '.join(names[:5])}")
+        report.problems.append(f"{len(names)} .txt files, the {fmt.layout} layout has one: {listed(names)}")
         named = [e for e in found.entries if e.name == PREDICTIONS]
         if not named:
             return

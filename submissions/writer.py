@@ -183,5 +183,5 @@ def write_submission(
     fmt = get_format(track, edition)
     out = Path(out)
     with Outputs(force=force, inputs=inputs) as outs:
-        report = write_files(table, fmt, as_source(frames), outs.folder(out), fill)
+        report = write_files(table, fmt, as_source(frames), outs.folder(out, kind="submission"), fill)
     return replace(report, zip_path=out / ZIP_NAME)

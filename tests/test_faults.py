@@ -14,6 +14,8 @@ import pytest
 from faults import Child, run
 from helpers import tree_state, write_simulated_dataset
 
+from ensemble.outputs import MARKER
+
 
 def contents(folder: Path) -> dict:
     """Relative paths and hashes: two folders with equal contents compare equal."""
@@ -121,8 +123,9 @@ def submit_args(sim, member: int, out, *extra):
 
 
 def submission(folder: Path) -> dict:
-    """A submission folder's files and its zip's entries, by content (a zip's own bytes hold its time)."""
-    files = {k: v for k, v in contents(folder).items() if not k.endswith(".zip")}
+    """A submission folder's files and its zip's entries, by content (a zip's own bytes hold its time, and so
+    does the marker's digest of it)."""
+    files = {k: v for k, v in contents(folder).items() if not k.endswith((".zip", MARKER))}
     for path in folder.rglob("*.zip"):
         with zipfile.ZipFile(path) as z:
             files |= {f"{path.name}:{n}": hashlib.sha256(z.read(n)).hexdigest() for n in z.namelist()}
@@ -167,3 +170,49 @@ def test_two_submits_to_one_output_exactly_one_succeeds(sim, tmp_path):
         ).returncode
         == 0
     )
+
+
+def _leaf_run(folder: Path) -> Path:
+    import dataclasses
+    import json
+
+    from members.cnn import CnnConfig
+
+    folder.mkdir()
+    cfg = dataclasses.asdict(CnnConfig(backbone="test_resnet", image_size=32, tasks=("expr",)))
+    (folder / "config.json").write_text(json.dumps({"generator": "affect-ens", "member": "cnn", **cfg}))
+    (folder / "best.pt").write_bytes(b"weights")
+    return folder
+
+
+@pytest.mark.parametrize("point", [("open", 1), ("exchange", 1), ("after-exchange", 1)])
+def test_killed_committee_force_leaves_the_old_committee_or_the_new_one(tmp_path, point):
+    a, b = _leaf_run(tmp_path / "a"), _leaf_run(tmp_path / "b")
+    assert run("committee", a, b, "--out", tmp_path / "ref").returncode == 0
+    assert run("committee", b, a, "--lead", b, "--out", tmp_path / "c").returncode == 0
+    old = contents(tmp_path / "c")
+    assert run("committee", a, b, "--out", tmp_path / "new").returncode == 0
+    new = contents(tmp_path / "new")
+    killed = run("committee", a, b, "--out", tmp_path / "c", "--force", kill=point)
+    assert killed.returncode == -9, killed.stderr
+    assert contents(tmp_path / "c") in (old, new)
+    assert run("committee", a, b, "--out", tmp_path / "c", "--force").returncode == 0
+    assert contents(tmp_path / "c") == new
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b", "c", "new", "ref"]
+
+
+@pytest.mark.parametrize("point", [("open", 1), ("replace", 1)])
+def test_killed_report_force_leaves_the_old_page_or_the_new_one(sim, tmp_path, point):
+    page = tmp_path / "page.html"
+    args = ["report", *sim[1], "--labels", sim[0]]
+    assert run(*args[:-3], *args[-2:], "--out", page).returncode == 0  # two members: the old page
+    old = page.read_bytes()
+    assert run(*args, "--out", tmp_path / "ref.html").returncode == 0
+    new = (tmp_path / "ref.html").read_bytes()
+    assert old != new
+    killed = run(*args, "--out", page, "--force", kill=point)
+    assert killed.returncode == -9, killed.stderr
+    assert page.read_bytes() in (old, new)
+    assert run(*args, "--out", page, "--force").returncode == 0
+    assert page.read_bytes() == new
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["page.html", "ref.html"]

@@ -7,6 +7,7 @@ one line on stderr (``error: ...`` naming the problem), no traceback, and every 
 
 import errno
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -702,12 +703,266 @@ OTHER_CASES = {
     ),
 }
 
-CORPUS = {**TABLE_CASES, **FUSE_CASES, **EVALUATE_CASES, **SUBMIT_CASES, **MEMBER_CASES, **OTHER_CASES}
+# --- every file input of every command fed each hostile kind of file (issue "Trust on every surface") --------
+
+
+def _hostile(kind: str, path: Path) -> Path:
+    """Make ``path`` a hostile file of ``kind``; the error must name it."""
+    if kind == "folder":
+        path.mkdir()
+    elif kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "symlink loop":
+        path.symlink_to(path)
+    elif kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "binary":
+        path.write_bytes(bytes(range(256)) * 8)
+    elif kind == "sparse 2 GB":
+        with open(path, "wb") as file:
+            file.truncate(2 << 30)
+    elif kind == "deep JSON":
+        path.write_text("[" * 100_000 + "]" * 100_000)
+    elif kind == "JSON list":
+        path.write_text("[1, 2, 3]")
+    elif kind == "not UTF-8":
+        path.write_bytes(b'{"a": "\xff\xfe"}\n')
+    return path  # "missing": nothing made
+
+
+FILE_KINDS = ("missing", "folder", "fifo", "symlink loop", "empty", "binary", "sparse 2 GB")
+JSON_KINDS = (*FILE_KINDS, "deep JSON", "JSON list", "not UTF-8")
+
+
+def _labels_copy(sim, tmp, kind):
+    """A copy of the annotation root with one VA annotation file made hostile."""
+    root = tmp / "labels"
+    shutil.copytree(sim[0], root, ignore=shutil.ignore_patterns("*.parquet", "*.csv"))
+    victim = sorted(root.rglob("*.txt"))[0]
+    victim.unlink()
+    _hostile(kind, victim)
+    return root, victim.name
+
+
+def _committee_run(tmp, kind):
+    run = tmp / "r1"
+    run.mkdir()
+    (run / "best.pt").write_bytes(b"weights")
+    _hostile(kind, run / "config.json")
+    return run
+
+
+SLOTS = {
+    "fuse table": ("m.parquet", lambda s, t, bad: ["fuse", bad, *s[1][1:], "--labels", s[0], "--out", t / "o.parquet"]),
+    "fuse csv table": ("m.csv", lambda s, t, bad: ["fuse", bad, *s[1][1:], "--labels", s[0], "--out", t / "o.parquet"]),
+    "evaluate table": ("m.parquet", lambda s, t, bad: ["evaluate", bad, "--labels", s[0]]),
+    "report table": ("m.parquet", lambda s, t, bad: ["report", bad, "--labels", s[0], "--out", t / "r.html"]),
+    "load fusion": ("f.json", lambda s, t, bad: ["fuse", *s[1], "--load-fusion", bad, "--out", t / "o.parquet"]),
+    "report fusion": (
+        "f.json",
+        lambda s, t, bad: ["report", *s[1], "--labels", s[0], "--fusion", bad, "--out", t / "r.html"],
+    ),
+    "train config": (
+        "c.json",
+        lambda s, t, bad: ["train-member", "cnn", "--data", s[0], "--out", t / "run", "--config", bad],
+    ),
+    "keras h5": (
+        "k.h5",
+        lambda s, t, bad: ["train-member", "keras", "--weights", bad, "--data", s[0], "--out", t / "r"],
+    ),
+    "keras zip": (
+        "k.keras",
+        lambda s, t, bad: ["train-member", "keras", "--weights", bad, "--data", s[0], "--out", t / "r"],
+    ),
+    "submit table": (
+        "m.parquet",
+        lambda s, t, bad: ["submit", bad, "--track", "va", "--frames", s[0] / "frames.csv", "--out", t / "s"],
+    ),
+    "submit frames": (
+        "frames.csv",
+        lambda s, t, bad: ["submit", s[1][0], "--track", "va", "--frames", bad, "--out", t / "s"],
+    ),
+    "validate zip": (
+        "s.zip",
+        lambda s, t, bad: ["validate-submission", bad, "--track", "va", "--frames", s[0] / "frames.csv"],
+    ),
+}
+"""Each file input: (its file name, the command given the hostile file)."""
+JSON_SLOTS = {"load fusion", "report fusion", "train config"}
+
+
+def _slot_case(slot: str, kind: str):
+    name, command = SLOTS[slot]
+
+    def case(sim, tmp):
+        return command(sim, tmp, _hostile(kind, tmp / name))
+
+    return case, name
+
+
+def _annotation_case(command: str, kind: str):
+    def case(sim, tmp):
+        root, _ = _labels_copy(sim, tmp, kind)
+        out = ["--out", tmp / "o.parquet"] if command == "fuse" else []
+        return [command, *sim[1], "--labels", root, *out]
+
+    return case
+
+
+def _committee_case(kind: str):
+    def case(sim, tmp):
+        other = tmp / "r2"
+        shutil.copytree(_committee_run(tmp, "empty"), other)
+        (tmp / "r1" / "config.json").unlink()
+        _hostile(kind, tmp / "r1" / "config.json")
+        return ["committee", tmp / "r1", other, "--out", tmp / "c"]
+
+    return case
+
+
+def _fusion_edited(edit, method="average", **params):
+    """A fusion saved by affect-ens for the three simulated members, edited by ``edit(doc)``, then applied."""
+
+    def case(sim, tmp):
+        from ensemble.fusion import FUSERS
+        from ensemble.pipeline import FittedFusion
+
+        fuser = FUSERS.get(method)(**params)
+        fuser.members_, fuser.oof_ = ["m0", "m1", "m2"], None
+        FittedFusion(fuser).save(tmp / "fusion.json")
+        doc = json.loads((tmp / "fusion.json").read_text())
+        doc["post"] = {"smooth": True, "thresholds": True, "windows_": {}, "thresholds_": [], "decisions_": []}
+        edit(doc)
+        (tmp / "fusion.json").write_text(json.dumps(doc))
+        return ["fuse", *sim[1], "--load-fusion", tmp / "fusion.json", "--out", tmp / "o.parquet"]
+
+    return case
+
+
+def _set(*keys_and_value):
+    *keys, value = keys_and_value
+
+    def edit(doc):
+        for key in keys[:-1]:
+            doc = doc[key]
+        doc[keys[-1]] = value
+
+    return edit
+
+
+def _drop(*keys):
+    def edit(doc):
+        for key in keys[:-1]:
+            doc = doc[key]
+        del doc[keys[-1]]
+
+    return edit
+
+
+LOADED_FUSION_CASES = {
+    "loaded fusion: weights for another number of members": (
+        _fusion_edited(_set("fuser", "params", "weights", [1.0])),
+        "1 weight(s) given for 3 member(s)",
+    ),
+    "loaded fusion: weights of the wrong type": (
+        _fusion_edited(_set("fuser", "params", "weights", ["a", 1, 1])),
+        "parameter weights must be",
+    ),
+    "loaded fusion: negative weights": (
+        _fusion_edited(_set("fuser", "params", "weights", [-1.0, 1.0, 1.0])),
+        "weights must be finite, non-negative",
+    ),
+    "loaded fusion: rounds as text": (_fusion_edited(_set("fuser", "params", "rounds", "many")), "rounds must be int"),
+    "loaded fusion: tuned without weights": (
+        _fusion_edited(_set("fuser", "params", "tune", True)),
+        "average: the saved",
+    ),
+    "loaded fusion: tuned weights of another shape": (
+        _fusion_edited(
+            lambda d: d["fuser"].update(
+                params={**d["fuser"]["params"], "tune": True},
+                learned={**d["fuser"]["learned"], "weights_": {"expr": [[1, 1]], "va": [[1, 1, 1]], "au": [[1, 1, 1]]}},
+            )
+        ),
+        "average: the saved",
+    ),
+    "loaded fusion: members as numbers": (
+        _fusion_edited(_set("fuser", "learned", "members_", [1, 2, 3])),
+        "names no members",
+    ),
+    "loaded fusion: no members": (_fusion_edited(_drop("fuser", "learned", "members_")), "names no members"),
+    "loaded fusion: another edition": (_fusion_edited(_set("edition", 2099)), "fitted on edition 2099"),
+    "loaded fusion: edition as text": (_fusion_edited(_set("edition", "2022")), "edition must be a year"),
+    "loaded fusion: huge smoothing window": (
+        _fusion_edited(_set("post", "windows_", {"va": [["mean", 20_000_000], ["mean", 0]]})),
+        "a smoothing window is not one fit tries",
+    ),
+    "loaded fusion: unknown smoothing kind": (
+        _fusion_edited(_set("post", "windows_", {"va": [["blur", 3], ["mean", 0]]})),
+        "a smoothing window is not one fit tries",
+    ),
+    "loaded fusion: threshold out of range": (
+        _fusion_edited(_set("post", "thresholds_", [5.0] * 12)),
+        "AU thresholds must be numbers between 0 and 1",
+    ),
+    "loaded fusion: thresholds for another edition": (
+        _fusion_edited(_set("post", "thresholds_", [0.5])),
+        "1 AU thresholds saved",
+    ),
+    "loaded fusion: decisions not fit's": (
+        _fusion_edited(_set("post", "decisions_", [1])),
+        "decisions are not those fit records",
+    ),
+    "loaded fusion: scores not rows": (_fusion_edited(_set("scores", "x")), "scores must be a list"),
+    "loaded fusion: vote lead out of range": (
+        _fusion_edited(_set("fuser", "learned", "lead_by_task_", {"va": 99}), "vote", tie_break="best"),
+        "not a member index",
+    ),
+    "loaded fusion: stack without models": (
+        _fusion_edited(lambda d: None, "stack"),
+        "stack: the saved fusion has no",
+    ),
+    "loaded fusion: stack with a huge context": (
+        _fusion_edited(_set("fuser", "params", "context", 10**9), "stack"),
+        "context must be at most",
+    ),
+    "loaded fusion: stack model not LightGBM text": (
+        _fusion_edited(
+            _set("fuser", "learned", "models_", {"expr": ["x"], "va": ["x", "x"], "au": ["x"] * 12}), "stack"
+        ),
+        "not LightGBM model text",
+    ),
+}
+
+HOSTILE_CASES = {
+    f"{slot}: {kind}": _slot_case(slot, kind)
+    for slot in SLOTS
+    for kind in (JSON_KINDS if slot in JSON_SLOTS else FILE_KINDS)
+}
+HOSTILE_CASES |= {
+    f"{command} annotation file: {kind}": (_annotation_case(command, kind), "v0000.txt")
+    for command in ("evaluate", "fuse")
+    for kind in ("folder", "fifo", "symlink loop", "binary", "sparse 2 GB", "not UTF-8")
+}
+HOSTILE_CASES |= {
+    f"committee run config: {kind}": (_committee_case(kind), "config.json") for kind in JSON_KINDS if kind != "missing"
+}
+
+CORPUS = {
+    **TABLE_CASES,
+    **FUSE_CASES,
+    **EVALUATE_CASES,
+    **SUBMIT_CASES,
+    **MEMBER_CASES,
+    **OTHER_CASES,
+    **HOSTILE_CASES,
+    **LOADED_FUSION_CASES,
+}
 IMAGE_CASES = PREDICT_CASES  # these also take the finished run and the tiny image dataset
 
 
 def test_corpus_is_large_enough():
-    assert len(CORPUS) + len(IMAGE_CASES) >= 80
+    assert len(CORPUS) + len(IMAGE_CASES) >= 250
 
 
 def _check_one_line_error(result, message, before, after):

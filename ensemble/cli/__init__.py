@@ -16,6 +16,7 @@ from ensemble.cli import check, committee, data, demo, evaluate, fuse, members, 
 from ensemble.cli.app import app, err_console
 from ensemble.cli.common import NOTES, flush_notes
 from ensemble.errors import AffectEnsError
+from ensemble.outputs import public_names
 
 try:  # typer >= 0.20 carries its own copy of click
     from typer._click import exceptions as click_errors
@@ -36,13 +37,17 @@ def rewrap_help() -> None:
 rewrap_help()
 
 USER_ERROR = 2
+MAX_MESSAGE = 2000
+"""Longest error line printed (a message naming millions of items is cut, saying how long it was)."""
 """Exit code of every error the user can fix (bad input, bad option, refused output); 1 is left to bugs."""
 
 
 def fail(message: str) -> None:
     """Print ``error: <message>`` as one line on stderr and exit with ``USER_ERROR``. Under torchrun a
     process other than rank 0 says which it is (an error may happen in one process only: its data share)."""
-    one_line = " ".join(str(message).split())
+    one_line = public_names(" ".join(str(message).split()))
+    if len(one_line) > MAX_MESSAGE:
+        one_line = one_line[: MAX_MESSAGE - 40] + f" ... ({len(one_line):,} characters in all)"
     rank = os.environ.get("RANK", "0")
     where = f" (rank {escape(rank)})" if rank != "0" else ""
     err_console.print(f"[red]error{where}:[/red] {escape(one_line)}", highlight=False, soft_wrap=True)

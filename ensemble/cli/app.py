@@ -22,8 +22,11 @@ err_console = Console(stderr=True)  # progress and logs: stderr
 
 
 @app.callback()
-def _root() -> None:
+def _root(ctx: typer.Context) -> None:
     """Ensembles and fusion for ABAW facial-affect challenge submissions on Aff-Wild2."""
+    from ensemble.outputs import use_command
+
+    use_command(ctx.invoked_subcommand)  # the markers of the outputs record which command made them
 
 
 @contextmanager

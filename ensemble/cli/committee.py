@@ -42,7 +42,7 @@ def committee(
     if force and out.exists():
         check_replaceable(out)
     with Outputs(force=force, inputs=runs) as outs:
-        cfg = assemble_committee(runs, lead, outs.folder(out))
+        cfg = assemble_committee(runs, lead, outs.folder(out, kind="committee"), out)
     names = ", ".join(Path(r).name for r in cfg.runs)
     console.print(
         f"wrote {escape(str(out))}: committee of {escape(names)} on {'+'.join(cfg.tasks)}, ties by {escape(cfg.lead)}"

@@ -48,7 +48,7 @@ def make_demo_data(
         seed, train_videos, val_videos, test_videos, min_frames, max(max_frames, min_frames), size, resolved.key
     )
     with Outputs(force=force) as outs, progress_bar("drawing videos") as advance:
-        summary = make_dataset(outs.folder(out), cfg, progress=advance)
+        summary = make_dataset(outs.folder(out, kind="dataset"), cfg, progress=advance)
     frames = {split: sum(v.values()) for split, v in summary["frames"].items()}
     console.print(
         f"wrote {out}: " + ", ".join(f"{s} {len(summary['frames'][s])} videos/{n} frames" for s, n in frames.items())
@@ -62,6 +62,6 @@ def make_image_demo_data(out: Path, kind: str, seed: int, per_class: int, test: 
     if kind not in KINDS:
         raise AffectEnsError(f"--kind {kind!r}: choose one of: aff-wild2, {', '.join(KINDS)}")
     with Outputs(force=force) as outs:
-        summary = make_image_dataset(outs.folder(out), kind, seed=seed, per_class=per_class, test=test, size=size)
+        summary = make_image_dataset(outs.folder(out, kind="dataset"), kind, seed=seed, per_class=per_class, test=test, size=size)
     counts = ", ".join(f"{s} {summary[s]}" for s in ("train", "val", "test") if s in summary)
     console.print(f"wrote {out}: {kind}, {len(summary['classes'])} classes; {counts}", highlight=False, markup=False)

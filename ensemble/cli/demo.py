@@ -53,7 +53,7 @@ def demo(
     from ensemble.report import write_report
 
     with Outputs() as outs:
-        result = run_demo(outs.update_folder(out, keep=lambda folder: True), cfg, log)
+        result = run_demo(outs.update_folder(out, kind="demo", keep=lambda folder: True), cfg, log)
         log("writing the HTML report")
         data = report_data(DemoLayout(out).report_sources(), None, "strict", quiet=True)
         report_path = write_report(data, out / "report.html")
@@ -78,7 +78,7 @@ def image_demo(out: Path, small: bool) -> None:
         err_console.print(f"[dim]{time.perf_counter() - start:6.0f} s[/dim]  {message}")
 
     with Outputs() as outs:
-        folder = outs.update_folder(out, keep=lambda folder: True)
+        folder = outs.update_folder(out, kind="demo", keep=lambda folder: True)
         result = run_image_demo(folder, cfg, log)
         log("writing the HTML report (validation)")
         stack = load_stack([Path(p) for p in result["val_paths"]], None, "strict", quiet=True)

@@ -228,7 +228,7 @@ def training_folder(out: Path, inputs: list, launch) -> Iterator[Path]:
     from members.training.runs import clear_run_temps
 
     with Outputs(inputs=inputs) as outs:
-        run = outs.update_folder(out, keep=holds_training)
+        run = outs.update_folder(out, kind="run", keep=holds_training)
         clear_run_temps(run)
         yield run
 

@@ -108,7 +108,7 @@ def crop_faces_cmd(
 ) -> None:
     """Find, align and crop the faces of every frame in Aff-Wild2's layout (frames without a face are absent)."""
     with Outputs(force=force, inputs=[source]) as outs, phase_bars("frames") as bar:
-        folder = outs.folder(out)  # first: a refused output is answered before torch is imported
+        folder = outs.folder(out, kind="faces")  # first: a refused output is answered before torch is imported
         from members.face.crop import FaceSearch, crop_faces
         from members.face.video import video_files
 
@@ -208,7 +208,7 @@ def webcam(
 ) -> None:
     """The live demo: faces, expressions and valence/arousal drawn on a camera's frames, with the frame rate."""
     _check_suffix(overlay, (".mp4",), "--overlay")
-    inputs = [None if source.isdigit() else Path(source), *(member or [])]
+    inputs = [None if source.isascii() and source.isdigit() else Path(source), *(member or [])]
     with Outputs(force=force, inputs=inputs) as outs, phase_bars("frames") as bar:
         record = outs.file(overlay) if overlay else None  # refusals come before torch's import
         from members.face.crop import FaceSearch

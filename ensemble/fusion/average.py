@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ensemble.errors import AffectEnsError
-from ensemble.fusion.base import FUSERS, Fuser, learned, param
+from ensemble.fusion.base import FUSERS, Fuser, learned, number_lists, param
 from ensemble.metrics import au_unit_scores_from_counts, ccc_from_sums, expr_score_from_counts
 from ensemble.tasks import Edition, tuned_groups
 from ensemble.voting import weighted_sum
@@ -142,6 +142,10 @@ def tuned_weights(task: str, values: np.ndarray, truth: Truth, edition: Edition,
     return [au_weights(values, truth.values, edition, rounds, truth.rows).tolist()]
 
 
+def _task_value(learned: object, task: str) -> object:
+    return learned.get(task) if isinstance(learned, dict) else None
+
+
 @FUSERS.register("average")
 class AverageFuser(Fuser):
     """Weighted mean; ``tune=True`` learns weights per task (per VA dimension) on validation."""
@@ -163,6 +167,14 @@ class AverageFuser(Fuser):
         if truth is None:
             raise AffectEnsError(f"average: tuning weights needs {task} labels")
         self.weights_[task] = tuned_weights(task, stack.task_values(task), truth, stack.edition, self.rounds)
+
+    def check_learned(self, task: str, stack: Aligned) -> None:
+        count = 2 if task == "va" else 1  # tuned per VA dimension
+        if self.tune and not number_lists(_task_value(vars(self).get("weights_"), task), count, len(stack.members)):
+            raise AffectEnsError(
+                f"average: the saved {task} weights are not {count} list(s) of {len(stack.members)} non-negative "
+                "numbers, one per member"
+            )
 
     def predict_task(self, task: str, stack: Aligned) -> np.ndarray:
         values = stack.task_values(task)

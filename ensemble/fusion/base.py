@@ -101,6 +101,20 @@ class Fuser:
         parts = [self.predict_task(task, aligned) for task in aligned.tasks]
         return np.concatenate(parts, axis=1, dtype=np.float32)
 
+    def check_loaded(self, aligned: Aligned) -> None:
+        """A fusion read from a file, checked against the members and tasks it is applied to before anything
+        is predicted: its members, its weights, then each task's learned values (``check_learned``)."""
+        self.check_fitted()
+        if self.members_ != aligned.members:
+            raise AffectEnsError(f"{self.name}: fitted on members {self.members_}, applied to {aligned.members}")
+        self.check_members(aligned)
+        for task in aligned.tasks:
+            self.check_learned(task, aligned)
+
+    def check_learned(self, task: str, aligned: Aligned) -> None:
+        """Check the learned values of ``task`` (types, shapes, ranges) against ``aligned``; subclasses that
+        learn something extend it."""
+
     def member_weights(self, n: int) -> np.ndarray:
         w = np.ones(n) if self.weights is None else np.asarray(self.weights, dtype=np.float64)
         return w / w.sum()
@@ -124,10 +138,54 @@ class Fuser:
         for key in [*d["params"], *d["learned"]]:
             if key not in declared | known or (key in d["learned"]) != (key in known):
                 raise AffectEnsError(f"{cls.name}: unknown parameter or learned attribute {key!r} in a saved fusion")
+        for f in param_fields(cls):
+            if f.name in d["params"] and not _param_ok(str(f.type), d["params"][f.name]):
+                raise AffectEnsError(
+                    f"{cls.name}: parameter {f.name} must be {f.type}, got {_shown(d['params'][f.name])}"
+                )
+        members = d["learned"].get("members_")
+        if not isinstance(members, list) or not members or not all(isinstance(m, str) and m for m in members):
+            raise AffectEnsError(f"{cls.name}: the saved fusion names no members (members_ must be a list of names)")
         fuser = cls(**d["params"])
         for key, value in d["learned"].items():
             setattr(fuser, key, value)
         return fuser
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+
+
+PARAM_TYPES: dict[str, Callable[[Any], bool]] = {
+    "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "float": _is_number,
+    "bool": lambda v: isinstance(v, bool),
+    "str": lambda v: isinstance(v, str) and len(v) <= 1000,
+    "None": lambda v: v is None,
+    "list[float]": lambda v: isinstance(v, list) and len(v) <= 100_000 and all(_is_number(x) for x in v),
+}
+"""What a saved parameter of each declared type may hold."""
+
+
+def _param_ok(annotation: str, value: Any) -> bool:
+    return any(PARAM_TYPES.get(part.strip(), lambda v: False)(value) for part in annotation.split("|"))
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def number_lists(groups: Any, count: int, length: int) -> bool:
+    """True when ``groups`` is ``count`` lists of ``length`` finite, non-negative numbers, each summing above 0."""
+    return (
+        isinstance(groups, list)
+        and len(groups) == count
+        and all(
+            isinstance(g, list) and len(g) == length and all(_is_number(x) and x >= 0 for x in g) and sum(g) > 0
+            for g in groups
+        )
+    )
 
 
 def param_fields(cls: type[Fuser]) -> list[Field]:

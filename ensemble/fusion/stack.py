@@ -23,6 +23,7 @@ import numpy as np
 
 from ensemble.errors import AffectEnsError
 from ensemble.fusion.base import FUSERS, Fuser, learned, param
+from ensemble.fusion.lgbm_text import safe_model_text
 from ensemble.metrics import binary_f1_per_unit, ccc_score, macro_f1_score
 
 if TYPE_CHECKING:  # LightGBM is imported when a stacker is fitted or applied: it costs half a second of start-up
@@ -30,6 +31,9 @@ if TYPE_CHECKING:  # LightGBM is imported when a stacker is fitted or applied: i
 
     from ensemble.align import Aligned
     from ensemble.evaluate import Truth
+
+MAX_CONTEXT = 100
+"""Largest half-width of the temporal context features (frames)."""
 
 
 def stack_features(values: np.ndarray, codes: np.ndarray, context: int) -> np.ndarray:
@@ -162,6 +166,8 @@ class StackingFuser(Fuser):
             value = getattr(self, name)
             if value is not None and value < low:
                 raise AffectEnsError(f"stack: {name} must be at least {low}, got {value}")
+        if self.context > MAX_CONTEXT:  # the context features pad each video by 2 * context frames
+            raise AffectEnsError(f"stack: context must be at most {MAX_CONTEXT}, got {self.context}")
 
     def _params(self, objective: str, **extra) -> dict:
         return {
@@ -250,8 +256,27 @@ class StackingFuser(Fuser):
     def boosters(self, task: str) -> list[lgb.Booster]:
         if task not in self._boosters:
             lgb = _lightgbm()
-            self._boosters[task] = [lgb.Booster(model_str=s) for s in self.models_[task]]
+            label = f"stack: saved {task} model"
+            self._boosters[task] = [
+                lgb.Booster(model_str=safe_model_text(s, f"{label} {i}")) for i, s in enumerate(self.models_[task])
+            ]
         return self._boosters[task]
+
+    def check_learned(self, task: str, stack: Aligned) -> None:
+        """A loaded stack's models of ``task``: as many as ``fit_task`` makes, each LightGBM text that passes
+        ``safe_model_text`` and takes the features these members give."""
+        k = stack.task_values(task).shape[2]
+        count = {"va": 2, "expr": 1}.get(task, k)
+        saved = vars(self).get("models_")
+        models = saved.get(task) if isinstance(saved, dict) else None
+        if not isinstance(models, list) or len(models) != count or not all(isinstance(m, str) for m in models):
+            raise AffectEnsError(f"stack: the saved fusion has no {count} {task} model(s) for these members")
+        width = {"va": 2, "expr": k}.get(task, 1)
+        probe = np.zeros((len(stack.members), 1, width), dtype=np.float32)
+        features = stack_features(probe, np.zeros(1, dtype=np.int64), self.context).shape[1]
+        for i, text in enumerate(models):
+            safe_model_text(text, f"stack: saved {task} model {i}", features)
+        self._boosters.pop(task, None)
 
     def predict_task(self, task: str, stack: Aligned) -> np.ndarray:
         values, codes = stack.task_values(task), stack.video_codes()

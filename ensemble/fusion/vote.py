@@ -50,6 +50,15 @@ class VoteFuser(Fuser):
             scores = [score(task, stack.edition, truth, values[m])["score"] for m in range(len(stack.members))]
             self.lead_by_task_[task] = int(np.nanargmax(scores))
 
+    def check_learned(self, task: str, stack: Aligned) -> None:
+        leads = vars(self).get("lead_by_task_", {})
+        leads = leads if isinstance(leads, dict) else None
+        lead = leads.get(task, 0) if leads is not None else None
+        if not isinstance(lead, int) or isinstance(lead, bool) or not 0 <= lead < len(stack.members):
+            raise AffectEnsError(
+                f"vote: the saved {task} lead {lead!r} is not a member index (0..{len(stack.members) - 1})"
+            )
+
     def predict_task(self, task: str, stack: Aligned) -> np.ndarray:
         weights = self.member_weights(len(stack.members))
         return vote(task, stack.task_values(task), weights, self.tie_break, self.lead_by_task_.get(task, 0))

@@ -127,8 +127,10 @@ def camera_frames(index: int, limit: int | None = None, size: tuple[int, int] = 
 
 
 def parse_source(source: str) -> int | Path:
-    """A camera index ('0', '1', ...) or a video file."""
-    if source.isdigit():
+    """A camera index ('0', '1', ... up to 9999, ASCII digits) or a video file."""
+    if source.isascii() and source.isdigit():
+        if len(source) > 4:
+            raise DataError(f"camera {source[:24]}: no such camera index (0 to 9999)")
         return int(source)
     path = Path(source)
     if not path.is_file():

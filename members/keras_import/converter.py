@@ -13,13 +13,15 @@ class is one converter registered in ``LAYERS``; a layer of any other class (a T
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import io
-import json
 import math
 import operator
 import re
 import zipfile
+import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +32,7 @@ from torch import nn
 from torch.nn.utils import skip_init
 
 from ensemble.errors import DataError
+from ensemble.io import CAPS, parse_json, too_large
 from ensemble.registry import Registry
 
 LAYERS: Registry = Registry("Keras layer")
@@ -164,9 +167,38 @@ def read_keras_h5(path: str | Path) -> tuple[dict, dict[str, list[np.ndarray]]]:
             raise DataError(
                 f"{file}: no architecture in the file (weights only?); save the whole model with model.save"
             )
-        config = json.loads(_text(h5.attrs["model_config"]))
+        config = _config_text(_text(h5.attrs["model_config"]), f"{file}: model_config")
+        check_declared_arrays(h5, str(file))
         weights = _h5_weights(h5["model_weights"] if "model_weights" in h5 else h5, config, str(file))
     return config, weights
+
+
+def _config_text(text: str, label: str) -> dict:
+    if len(text) > CAPS["Keras config"]:
+        raise too_large(label, len(text), CAPS["Keras config"], "Keras config")
+    config = parse_json(text, label, "Keras config")
+    if not isinstance(config, dict):
+        raise DataError(f"{label}: a Keras config must be a JSON object, got {type(config).__name__}")
+    return config
+
+
+def check_declared_arrays(h5, source: str) -> None:
+    """Refuse before reading when one weights array, or all together, declare more bytes than the caps (an
+    HDF5 dataset's shape and type say what reading it allocates, whatever its compressed size)."""
+    import h5py
+
+    total = [0]
+
+    def visit(name: str, item) -> None:
+        if isinstance(item, h5py.Dataset):
+            size = int(np.prod(item.shape, dtype=np.float64) * item.dtype.itemsize)
+            if size > CAPS["Keras array"]:
+                raise too_large(f"{source}: array {name[:100]!r}", size, CAPS["Keras array"], "Keras array")
+            total[0] += size
+
+    h5.visititems(visit)
+    if total[0] > CAPS["Keras weights"]:
+        raise too_large(f"{source}: its weights", total[0], CAPS["Keras weights"], "Keras weights")
 
 
 def _snake_case(name: str) -> str:
@@ -219,10 +251,33 @@ def read_keras_zip(path: str | Path) -> tuple[dict, dict[str, list[np.ndarray]]]
             raise DataError(f"{file}: a zip without config.json, not a Keras .keras model")
         if "model.weights.h5" not in names:
             raise DataError(f"{file}: no model.weights.h5 in the .keras file (sharded weights are not supported)")
-        config = json.loads(archive.read("config.json"))
-        buffer = io.BytesIO(archive.read("model.weights.h5"))
-    with h5py.File(buffer, "r") as h5:
+        config = _config_text(_zip_entry(archive, "config.json", "Keras config", file), f"{file}: config.json")
+        buffer = io.BytesIO(_zip_entry(archive, "model.weights.h5", "Keras weights", file))
+    try:
+        h5 = h5py.File(buffer, "r")
+    except OSError:
+        raise DataError(f"{file}: model.weights.h5 is not an HDF5 file") from None
+    with h5:
+        check_declared_arrays(h5, str(file))
         return config, _zip_weights(h5, config, "", "", str(file))
+
+
+def _zip_entry(archive: zipfile.ZipFile, name: str, what: str, file: Path) -> bytes | str:
+    """One entry, its declared size checked against the cap of ``what`` before it is inflated (a read stops at
+    the declared size); the config as text."""
+    info, cap = archive.getinfo(name), CAPS[what]
+    if info.file_size > cap:
+        raise too_large(f"{file}: {name}", info.file_size, cap, what)
+    try:
+        raw = archive.read(info)
+    except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError) as exc:
+        raise DataError(f"{file}: {name} cannot be read ({type(exc).__name__})") from None
+    if name.endswith(".json"):
+        try:
+            return raw.decode("utf-8-sig")
+        except UnicodeDecodeError:
+            raise DataError(f"{file}: {name} is not UTF-8 text") from None
+    return raw
 
 
 def read_keras(path: str | Path) -> tuple[dict, dict[str, list[np.ndarray]]]:
@@ -232,9 +287,20 @@ def read_keras(path: str | Path) -> tuple[dict, dict[str, list[np.ndarray]]]:
     file = Path(path)
     if not file.is_file():
         raise DataError(f"{file}: Keras model file not found")
-    config, weights = read_keras_zip(file) if zipfile.is_zipfile(file) else read_keras_h5(file)
-    check_layers(config, str(file))
+    with malformed_config(str(file)):
+        config, weights = read_keras_zip(file) if zipfile.is_zipfile(file) else read_keras_h5(file)
+        check_layers(config, str(file))
     return config, weights
+
+
+@contextlib.contextmanager
+def malformed_config(source: str) -> Iterator[None]:
+    """A config missing a key or holding a value of the wrong type (a crafted or damaged file) is one line."""
+    try:
+        yield
+    except (KeyError, TypeError, AttributeError, IndexError, ValueError, RecursionError) as exc:
+        detail = " ".join(str(exc).split())[:100]
+        raise DataError(f"{source}: malformed Keras model config ({type(exc).__name__}: {detail})") from None
 
 
 def _unsupported(layer: dict, source: str) -> str:
@@ -317,6 +383,15 @@ def parse_model(config: dict, weights: dict[str, list[np.ndarray]], prefix: str 
             "(and, nested, one output) is supported"
         )
     return KerasModel(layers, inputs, outputs, names, None if prefix else _input_shape(config))
+
+
+def zero_weights(shapes: dict, source: str) -> dict[str, list[np.ndarray]]:
+    """Zero arrays of the shapes a run's config records (filled from its state dict), their total size
+    checked against the weights cap before anything is allocated."""
+    sizes = [math.prod(int(d) for d in s) * 4 for v in shapes.values() for s in v]
+    if any(d < 0 for v in shapes.values() for s in v for d in s) or sum(sizes) > CAPS["Keras weights"]:
+        raise too_large(f"{source}: its weight shapes", sum(sizes), CAPS["Keras weights"], "Keras weights")
+    return {k: [np.zeros([int(d) for d in s], np.float32) for s in v] for k, v in shapes.items()}
 
 
 def architecture(config: dict, weights: dict[str, list[np.ndarray]]) -> dict:
@@ -786,11 +861,13 @@ def final_activation(model: KerasModel, layer_name: str) -> str:
 def build_graph(arch: dict, weights: dict[str, list[np.ndarray]] | None = None, source: str = "") -> KerasGraph:
     """The torch equivalent of a Keras model, in eval mode; without ``weights`` its weights are zeros
     (to be filled from a saved state dict). A model that does not run is a one-line error."""
-    check_layers(arch["model_config"], source or "the Keras model")
-    if weights is None:
-        weights = {k: [np.zeros(s, np.float32) for s in shapes] for k, shapes in arch["weight_shapes"].items()}
+    with malformed_config(source or "the Keras model"):
+        check_layers(arch["model_config"], source or "the Keras model")
+        if weights is None:
+            weights = zero_weights(arch["weight_shapes"], source or "the Keras model")
     try:
-        graph = KerasGraph(parse_model(arch["model_config"], weights))
+        with malformed_config(source or "the Keras model"):
+            graph = KerasGraph(parse_model(arch["model_config"], weights))
     except DataError as exc:  # name the file in errors about its layers
         raise DataError(f"{source}: {exc}" if source and not str(exc).startswith(source) else str(exc)) from None
     h, w, c = graph.input_shape

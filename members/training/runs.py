@@ -169,7 +169,7 @@ def make_run_folder(run: Path) -> None:
     """Create the run folder, marked as the tool's (so train-member may resume it), unless it exists."""
     if not run.exists():
         run.mkdir(parents=True)
-        write_marker(run)
+        write_marker(run, "run")
 
 
 def clear_run_temps(run: Path) -> None:

@@ -17,6 +17,7 @@ from ensemble.outputs import (
     recover_folder,
     replace_folder,
     safe_join,
+    write_marker,
 )
 
 
@@ -46,12 +47,11 @@ def _files(root: Path) -> dict[str, bytes]:
 
 
 def test_failed_command_leaves_nothing_and_keeps_what_it_found(tmp_path):
-    (tmp_path / "old").mkdir()
-    (tmp_path / "old" / MARKER).write_text("{}")
-    (tmp_path / "old" / "a.txt").write_text("old")
+    with Outputs() as outs:
+        (outs.folder(tmp_path / "old", kind="dataset") / "a.txt").write_text("old")
     before = _files(tmp_path)
     with pytest.raises(RuntimeError), Outputs(force=True) as outs:
-        (outs.folder(tmp_path / "old") / "a.txt").write_text("new")
+        (outs.folder(tmp_path / "old", kind="dataset") / "a.txt").write_text("new")
         outs.file(tmp_path / "new" / "deep" / "t.json").write_text("{}")
         raise RuntimeError("the command failed half way")
     assert _files(tmp_path) == before
@@ -60,15 +60,15 @@ def test_failed_command_leaves_nothing_and_keeps_what_it_found(tmp_path):
 
 def test_success_replaces_whole_outputs(tmp_path):
     with Outputs() as outs:
-        (outs.folder(tmp_path / "sub") / "a.txt").write_text("1")
+        (outs.folder(tmp_path / "sub", kind="dataset") / "a.txt").write_text("1")
     with Outputs(force=True) as outs:
-        (outs.folder(tmp_path / "sub") / "b.txt").write_text("2")
+        (outs.folder(tmp_path / "sub", kind="dataset") / "b.txt").write_text("2")
     assert sorted(p.name for p in (tmp_path / "sub").iterdir()) == [MARKER, "b.txt"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["sub"]
 
 
 def test_existing_output_needs_force(tmp_path):
-    (tmp_path / "f.json").write_text('{"generator": "affect-ens"}')
+    (tmp_path / "f.json").write_text('{"generator": "affect-ens", "fuser": {}}')
     with pytest.raises(OutputExistsError, match="pass --force"), Outputs() as outs:
         outs.file(tmp_path / "f.json")
     with Outputs(force=True) as outs:
@@ -91,15 +91,15 @@ def test_force_never_replaces_a_foreign_folder_the_current_folder_or_home(tmp_pa
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "thesis.tex").write_text("months of work")
     with pytest.raises(UnsafePathError, match="not written by affect-ens"), Outputs(force=True) as outs:
-        outs.folder(tmp_path / "mine")
+        outs.folder(tmp_path / "mine", kind="dataset")
     monkeypatch.chdir(tmp_path / "mine")
     for target in (Path("."), Path.home(), Path("/"), tmp_path):
         with pytest.raises(UnsafePathError, match="root, home or the current folder"), Outputs(force=True) as outs:
-            outs.folder(target)
+            outs.folder(target, kind="dataset")
     assert (tmp_path / "mine" / "thesis.tex").read_text() == "months of work"
 
 
-@pytest.mark.parametrize("inside", ["run", "demo/runs/cnn"])
+@pytest.mark.parametrize("inside", ["run", "demo/runs/cnn", "ds/exp/runs/r1"])
 def test_force_never_replaces_a_training_run_of_ours(tmp_path, inside):
     """submit/make-demo-data/committee --out RUN --force replaced a trained run (or a demo folder) wholesale."""
     top = tmp_path / inside.split("/")[0]
@@ -108,7 +108,7 @@ def test_force_never_replaces_a_training_run_of_ours(tmp_path, inside):
     (top / MARKER).write_text('{"generator": "affect-ens"}\n')
     (run / "last.pt").write_bytes(b"hours of training")
     with pytest.raises(UnsafePathError, match="holds a training run"), Outputs(force=True) as outs:
-        outs.folder(top)
+        outs.folder(top, kind="dataset")
     assert (run / "last.pt").read_bytes() == b"hours of training"
     assert sorted(p.name for p in tmp_path.iterdir()) == [top.name]
 
@@ -127,7 +127,7 @@ def test_outputs_equal_to_inputs_or_each_other_or_holding_inputs_are_refused(tmp
     (tmp_path / "made" / "m0.parquet").write_text("an input living in an old output")
     with pytest.raises(UnsafePathError, match="holds an input"):
         with Outputs(force=True, inputs=[tmp_path / "made" / "m0.parquet"]) as outs:
-            outs.folder(tmp_path / "made")
+            outs.folder(tmp_path / "made", kind="dataset")
     assert (tmp_path / "made" / "m0.parquet").exists() and (tmp_path / "in.parquet").read_text() == "input"
 
 
@@ -148,7 +148,7 @@ def test_files_and_folders_follow_the_umask(tmp_path, umask):
     old = os.umask(umask)
     try:
         with Outputs() as outs:
-            folder = outs.folder(tmp_path / "sub")
+            folder = outs.folder(tmp_path / "sub", kind="dataset")
             (folder / "inner").mkdir()
             outs.file(tmp_path / "t.json").write_text("{}")
         with atomic_file(tmp_path / "lib.txt") as tmp:
@@ -162,25 +162,27 @@ def test_files_and_folders_follow_the_umask(tmp_path, umask):
 
 def test_update_folder_is_marked_kept_on_success_and_removed_when_new_and_failed(tmp_path):
     with Outputs() as outs:
-        assert outs.update_folder(tmp_path / "run") == tmp_path / "run"
+        assert outs.update_folder(tmp_path / "run", kind="run") == tmp_path / "run"
     assert is_ours(tmp_path / "run")
     with pytest.raises(ValueError), Outputs() as outs:
-        outs.update_folder(tmp_path / "fresh")
+        outs.update_folder(tmp_path / "fresh", kind="run")
         raise ValueError
     with pytest.raises(ValueError), Outputs() as outs:
-        (outs.update_folder(tmp_path / "ckpt", keep=lambda p: (p / "last.pt").exists()) / "last.pt").write_text("w")
+        (
+            outs.update_folder(tmp_path / "ckpt", kind="run", keep=lambda p: (p / "last.pt").exists()) / "last.pt"
+        ).write_text("w")
         raise ValueError
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt", "run"]
     (tmp_path / "theirs").mkdir()
     with pytest.raises(UnsafePathError, match="not made by affect-ens"), Outputs() as outs:
-        outs.update_folder(tmp_path / "theirs")
+        outs.update_folder(tmp_path / "theirs", kind="run")
 
 
 def test_folder_swap_interrupted_between_steps_is_undone(tmp_path, monkeypatch):
     old, new = tmp_path / "out", tmp_path / "new"
     for folder, text in ((old, "old"), (new, "new")):
         folder.mkdir()
-        (folder / MARKER).write_text("{}")
+        write_marker(folder, "dataset")
         (folder / "f.txt").write_text(text)
     monkeypatch.setattr("ensemble.outputs._exchange", lambda a, b: False)  # a file system without RENAME_EXCHANGE
     real_replace = os.replace
@@ -200,3 +202,62 @@ def test_folder_swap_interrupted_between_steps_is_undone(tmp_path, monkeypatch):
     recover_folder(old)
     assert (old / "f.txt").read_text() == "old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["new", "out"]
+
+
+def test_previous_version_marker_still_counts_where_its_stamp_says_so(tmp_path):
+    """A folder of the previous version (marker ``{"generator": "affect-ens"}``) is still replaced by --force;
+    an empty, foreign or ``{}`` marker never made a folder ours."""
+    for name, text in (("v1", '{"generator": "affect-ens"}\n'), ("empty", ""), ("bare", "{}"), ("other", "x")):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / MARKER).write_text(text)
+        (tmp_path / name / "a.txt").write_text("old")
+    with Outputs(force=True) as outs:
+        outs.folder(tmp_path / "v1", kind="dataset")
+    assert not (tmp_path / "v1" / "a.txt").exists()
+    for name in ("empty", "bare", "other"):
+        with pytest.raises(UnsafePathError, match="not written by affect-ens"), Outputs(force=True) as outs:
+            outs.folder(tmp_path / name, kind="dataset")
+        assert (tmp_path / name / "a.txt").read_text() == "old"
+
+
+def test_force_replaces_only_the_same_kind_made_by_the_same_command_unchanged(tmp_path):
+    with Outputs(command="make-demo-data") as outs:
+        (outs.folder(tmp_path / "ds", kind="dataset") / "a.txt").write_text("1")
+    for command, kind in (("submit", "dataset"), ("make-demo-data", "submission")):
+        with pytest.raises(UnsafePathError, match="is a dataset made by affect-ens make-demo-data"):
+            with Outputs(force=True, command=command) as outs:
+                outs.folder(tmp_path / "ds", kind=kind)
+    (tmp_path / "ds" / "a.txt").write_text("edited")
+    with (
+        pytest.raises(UnsafePathError, match="'a.txt' changed since"),
+        Outputs(force=True, command="make-demo-data") as outs,
+    ):
+        outs.folder(tmp_path / "ds", kind="dataset")
+    (tmp_path / "ds" / "a.txt").unlink()
+    with (
+        pytest.raises(UnsafePathError, match="'a.txt' was removed"),
+        Outputs(force=True, command="make-demo-data") as outs,
+    ):
+        outs.folder(tmp_path / "ds", kind="dataset")
+    assert sorted(p.name for p in (tmp_path / "ds").iterdir()) == [MARKER]
+
+
+def test_a_file_output_never_replaces_a_run_config_or_a_file_of_another_output(tmp_path):
+    with Outputs() as outs:
+        (outs.folder(tmp_path / "sub", kind="submission") / "f.json").write_text(
+            '{"generator": "affect-ens", "fuser": {}}'
+        )
+    (tmp_path / "run").mkdir()
+    write_marker(tmp_path / "run", "run")
+    (tmp_path / "run" / "config.json").write_text('{"generator": "affect-ens", "member": "KerasMember", "fuser": 1}')
+    with pytest.raises(UnsafePathError, match="is part of"), Outputs(force=True) as outs:
+        outs.file(tmp_path / "sub" / "f.json")
+    with pytest.raises(UnsafePathError, match="not written by affect-ens"), Outputs(force=True) as outs:
+        outs.file(tmp_path / "run" / "config.json")
+
+
+def test_a_symlink_loop_as_an_output_is_one_line(tmp_path):
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    for make in (lambda o: o.file(tmp_path / "loop" / "x.json"), lambda o: o.folder(tmp_path / "loop", kind="dataset")):
+        with pytest.raises(UnsafePathError, match="symbolic link loop"), Outputs(force=True) as outs:
+            make(outs)
