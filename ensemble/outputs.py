@@ -200,7 +200,6 @@ CHECKPOINT = "last.pt"
 """A training run's resumable checkpoint (``members.training.runs`` writes it): the one mark of a training run."""
 
 
-
 def _walk(folder: Path) -> Iterator[Path]:
     """Every file, link and special file below ``folder`` (links are not followed), sorted, markers included."""
     for top, dirs, files in os.walk(folder, followlinks=False):

@@ -62,6 +62,8 @@ def make_image_demo_data(out: Path, kind: str, seed: int, per_class: int, test: 
     if kind not in KINDS:
         raise AffectEnsError(f"--kind {kind!r}: choose one of: aff-wild2, {', '.join(KINDS)}")
     with Outputs(force=force) as outs:
-        summary = make_image_dataset(outs.folder(out, kind="dataset"), kind, seed=seed, per_class=per_class, test=test, size=size)
+        summary = make_image_dataset(
+            outs.folder(out, kind="dataset"), kind, seed=seed, per_class=per_class, test=test, size=size
+        )
     counts = ", ".join(f"{s} {summary[s]}" for s in ("train", "val", "test") if s in summary)
     console.print(f"wrote {out}: {kind}, {len(summary['classes'])} classes; {counts}", highlight=False, markup=False)
