@@ -118,15 +118,18 @@ def assemble_committee(runs: list[Path], lead: Path | None, folder: Path, out: P
     info = {name: _member_info(Path(run)) for name, run in zip(names, runs)}
     for run in runs:  # the committee will live at ``out``: none of its members may hold it
         committee_depth(Path(run), (Path(out or folder).resolve(),))
-    editions = {ed for _, _, ed in info.values()}
-    if len(editions) > 1:
-        raise AffectEnsError(f"committee: the runs use different editions ({', '.join(map(str, sorted(editions)))})")
+    # Editions that share label sets and scores vote alike (a run of an earlier version names its year, 2025,
+    # where a new one names abaw10); the first run's edition names the committee.
+    editions = {get_edition(ed) for _, _, ed in info.values()}
+    if len({ed.rules() for ed in editions}) > 1:
+        named = ", ".join(sorted(ed.name for ed in editions))
+        raise AffectEnsError(f"committee: the runs use editions of different label sets or scores ({named})")
     tasks = tuple(t for t in TASKS if all(t in ts for _, ts, _ in info.values()))
     if not tasks:
         listing = "; ".join(f"{n}: {'+'.join(ts)}" for n, (_, ts, _) in info.items())
         raise AffectEnsError(f"committee: the runs share no task ({listing})")
     lead_name = Path(lead).resolve().name if lead is not None else names[0]
-    edition = get_edition(editions.pop())
+    edition = get_edition(info[names[0]][2])
     cfg = CommitteeConfig(
         backbones=(),
         lead=lead_name,

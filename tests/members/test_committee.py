@@ -206,3 +206,22 @@ def test_force_replaces_a_committee_but_never_a_trained_run(tiny_dataset, tmp_pa
     assert result.returncode == 2 and result.stderr.count("\n") == 1
     assert "trained: is not a committee assembled by affect-ens committee" in result.stderr
     assert tree_state(tmp_path) == before
+
+
+def _set_edition(run, edition):
+    doc = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps({**doc, "edition": edition}))
+
+
+def test_a_run_of_the_previous_version_joins_a_committee_of_new_runs(tiny_dataset, tmp_path):
+    """An earlier version's run names its edition by year (2025, ABAW8's rules); a new run names abaw10. Their
+    label sets and scores are the same, so they vote together; a run of 7-class ABAW2 is refused, naming both."""
+    root, _ = tiny_dataset
+    old = _constant_keras_run(tmp_path, root, "old", "anger")
+    new = _constant_keras_run(tmp_path, root, "new", "anger")
+    _set_edition(old, 2025)
+    committee = _committee([new, old], new, tmp_path, "mixed_versions")
+    assert set(_says(predict_member(committee, root, "test").table)) == {"anger"}
+    _set_edition(old, "abaw2")
+    with pytest.raises(AffectEnsError, match=r"different label sets or scores \(ABAW10 \(CVPR 2026\), ABAW2 "):
+        assemble_committee([new, old], None, tmp_path / "refused")
