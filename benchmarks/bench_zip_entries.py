@@ -25,7 +25,7 @@ def main(entries: int) -> None:
                 for i in range(n):
                     z.writestr(f"v{i}.txt", "xxxx")  # together more than a valid submission holds
             start = time.perf_counter()
-            report = validate_submission(archive, "va", as_source({"v0": 3, "v1": 3}), 2022)
+            report = validate_submission(archive, "va", as_source({"v0": 3, "v1": 3}), "abaw3")
             print(f"{n:>8,} entries: {time.perf_counter() - start:6.2f} s, {len(report.problems)} problem(s)")
 
 
