@@ -139,9 +139,9 @@ class Fuser:
             if key not in declared | known or (key in d["learned"]) != (key in known):
                 raise AffectEnsError(f"{cls.name}: unknown parameter or learned attribute {key!r} in a saved fusion")
         for f in param_fields(cls):
-            if f.name in d["params"] and not _param_ok(str(f.type), d["params"][f.name]):
+            if f.name in d["params"] and not _param_ok(_type_name(f.type), d["params"][f.name]):
                 raise AffectEnsError(
-                    f"{cls.name}: parameter {f.name} must be {f.type}, got {_shown(d['params'][f.name])}"
+                    f"{cls.name}: parameter {f.name} must be {_type_name(f.type)}, got {_shown(d['params'][f.name])}"
                 )
         members = d["learned"].get("members_")
         if not isinstance(members, list) or not members or not all(isinstance(m, str) and m for m in members):
@@ -165,6 +165,12 @@ PARAM_TYPES: dict[str, Callable[[Any], bool]] = {
     "list[float]": lambda v: isinstance(v, list) and len(v) <= 100_000 and all(_is_number(x) for x in v),
 }
 """What a saved parameter of each declared type may hold."""
+
+
+def _type_name(annotation: Any) -> str:
+    """A parameter's declared type as written: ``'int'``, ``'float | None'`` (an annotation is a string in modules
+    with postponed annotations, a type in others, such as a fuser written in one file without them)."""
+    return annotation.__name__ if isinstance(annotation, type) else str(annotation)
 
 
 def _param_ok(annotation: str, value: Any) -> bool:
