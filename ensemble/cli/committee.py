@@ -45,5 +45,6 @@ def committee(
         cfg = assemble_committee(runs, lead, outs.folder(out, kind="committee"), out)
     names = ", ".join(Path(r).name for r in cfg.runs)
     console.print(
-        f"wrote {escape(str(out))}: committee of {escape(names)} on {'+'.join(cfg.tasks)}, ties by {escape(cfg.lead)}"
+        f"wrote {escape(str(out))}: committee of {escape(names)} on {'+'.join(cfg.tasks)}, ties by {escape(cfg.lead)}",
+        soft_wrap=True,  # one line, whatever the path's length: scripts read it
     )
