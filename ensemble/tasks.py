@@ -33,16 +33,18 @@ VA = ("valence", "arousal")
 SENTINELS = {"expr": -1, "va": -5, "au": -1}
 """Values marking unannotated frames in the annotation files; such frames are excluded from metrics."""
 
+
 # Annotation folders of each release. 2020: EXPR_Set, VA_Set, AU_Set; 2022 and 2023 (ABAW3 to ABAW5):
 # *_Classification_Challenge and so on; the 6th ABAW's release (2024) and every one since: EXPR_Recognition_Challenge
 # ("6th ABAW Annotations/EXPR_Recognition_Challenge/Train_Set" in DresvyanskiyDenis/ABAW_2024
 # src/video/post_processing/embeddings_extraction_dynamic.py; ABAW10: ora942878/ABAW_10_EXPR configs/paths.py).
-FOLDERS_2020 = {"expr": "EXPR_Set", "va": "VA_Set", "au": "AU_Set"}
-FOLDERS_2022 = {
-    "expr": "EXPR_Classification_Challenge",
-    "va": "VA_Estimation_Challenge",
-    "au": "AU_Detection_Challenge",
-}
+def _by_track(expr: str, va: str, au: str) -> dict[str, str]:
+    """A name for each of the expr, va and au tracks."""
+    return {"expr": expr, "va": va, "au": au}
+
+
+FOLDERS_2020 = _by_track("EXPR_Set", "VA_Set", "AU_Set")
+FOLDERS_2022 = _by_track("EXPR_Classification_Challenge", "VA_Estimation_Challenge", "AU_Detection_Challenge")
 FOLDERS_2024 = {**FOLDERS_2022, "expr": "EXPR_Recognition_Challenge"}
 RELEASE_FOLDERS = (FOLDERS_2024, FOLDERS_2022, FOLDERS_2020)
 """Every release's annotation folder names, newest first: labels are found under any of them."""
@@ -52,11 +54,11 @@ SPLIT_FOLDERS = {"train": "Train_Set", "val": "Validation_Set", "test": "Test_Se
 # Expression_Classification_Challenge_...); DresvyanskiyDenis/ABAW_2024 src/video/post_processing/
 # generate_test_predictions.py (ABAW6: Expression_Recognition_Challenge_..., Valence_Arousal_Estimation_...);
 # leeyubin10/9th-ABAW generate_result.py (ABAW9 VA); Byeooon/cvpr_abaw_10th txt.py (ABAW10 EXPR).
-LISTS_2022 = {
-    "expr": "Expression_Classification_Challenge_test_set_release.txt",
-    "va": "Valence_Arousal_Estimation_Challenge_test_set_release.txt",
-    "au": "Action_Unit_Detection_Challenge_test_set_release.txt",
-}
+LISTS_2022 = _by_track(
+    "Expression_Classification_Challenge_test_set_release.txt",
+    "Valence_Arousal_Estimation_Challenge_test_set_release.txt",
+    "Action_Unit_Detection_Challenge_test_set_release.txt",
+)
 LISTS_2024 = {**LISTS_2022, "expr": "Expression_Recognition_Challenge_test_set_release.txt"}
 
 PER_VIDEO = "per-video"
