@@ -34,15 +34,15 @@ SENTINELS = {"expr": -1, "va": -5, "au": -1}
 """Values marking unannotated frames in the annotation files; such frames are excluded from metrics."""
 
 
-# Annotation folders of each release. 2020: EXPR_Set, VA_Set, AU_Set; 2022 and 2023 (ABAW3 to ABAW5):
-# *_Classification_Challenge and so on; the 6th ABAW's release (2024) and every one since: EXPR_Recognition_Challenge
-# ("6th ABAW Annotations/EXPR_Recognition_Challenge/Train_Set" in DresvyanskiyDenis/ABAW_2024
-# src/video/post_processing/embeddings_extraction_dynamic.py; ABAW10: ora942878/ABAW_10_EXPR configs/paths.py).
 def _by_track(expr: str, va: str, au: str) -> dict[str, str]:
     """A name for each of the expr, va and au tracks."""
     return {"expr": expr, "va": va, "au": au}
 
 
+# Annotation folders of each release. 2020: EXPR_Set, VA_Set, AU_Set; 2022 and 2023 (ABAW3 to ABAW5):
+# *_Classification_Challenge and so on; the 6th ABAW's release (2024) and every one since: EXPR_Recognition_Challenge
+# ("6th ABAW Annotations/EXPR_Recognition_Challenge/Train_Set" in DresvyanskiyDenis/ABAW_2024
+# src/video/post_processing/embeddings_extraction_dynamic.py; ABAW10: ora942878/ABAW_10_EXPR configs/paths.py).
 FOLDERS_2020 = _by_track("EXPR_Set", "VA_Set", "AU_Set")
 FOLDERS_2022 = _by_track("EXPR_Classification_Challenge", "VA_Estimation_Challenge", "AU_Detection_Challenge")
 FOLDERS_2024 = {**FOLDERS_2022, "expr": "EXPR_Recognition_Challenge"}
