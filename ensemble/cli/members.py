@@ -165,7 +165,7 @@ def train_member_cmd(member: str, data: Path, out: Path, config: Path | None, ho
     """train-member: resolve the member's config, then train it in the run folder ``out``."""
     from members.pretrained import prepare
     from members.registry import create_member, member_class
-    from members.training.distributed import launch_from_env
+    from members.training.distributed import launch_from_env, wait_for_all
     from members.training.runs import resumed_config
 
     member_cls = member_class(member)
@@ -188,6 +188,7 @@ def train_member_cmd(member: str, data: Path, out: Path, config: Path | None, ho
         with main_progress(launch, "training") as advance:
             progress = advance and (lambda phase, done, total: advance(done, total))
             history = create_member(member, cfg).train(data, run, progress, launch=launch)
+    wait_for_all(launch)  # every rank returns once rank 0 has put the finished run in place: a next command reads it
     if launch.main:
         print_history(history)
 

@@ -158,6 +158,12 @@ def sum_over_ranks(launch: Launch, values: torch.Tensor) -> torch.Tensor:
     return values
 
 
+def wait_for_all(launch: Launch) -> None:
+    """Every rank waits here until all have reached it (what rank 0 wrote before it is then in place)."""
+    if launch.world > 1:
+        dist.barrier()
+
+
 def split_range(count: int, launch: Launch) -> range:
     """This rank's contiguous share of ``count`` items (ranks take about the same number, in rank order)."""
     return range(count * launch.rank // launch.world, count * (launch.rank + 1) // launch.world)
