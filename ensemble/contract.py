@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ensemble.errors import AffectEnsError, ContractError, DataError
+from ensemble.io import parse_json
 from ensemble.outputs import STAMP, atomic_file
 from ensemble.tasks import DEFAULT_EDITION, EDITIONS, TASKS, Edition, get_edition, label_set, resolve_edition
 
@@ -225,10 +226,7 @@ def infer_meta(columns: list[str], source: str, edition: int | str | None = None
 def _metadata(raw: bytes | str | None, source: str) -> dict | None:
     if raw is None:
         return None
-    try:
-        return json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        raise ContractError(f"{source}: table metadata is not valid JSON") from None
+    return parse_json(raw, source, "table metadata")  # depth-limited like every JSON we read
 
 
 def _read_parquet(path: Path) -> tuple[pd.DataFrame, dict | None]:

@@ -391,6 +391,10 @@ TABLE_CASES = {
         "m.xlsx: unknown table format '.xlsx'",
     ),
     "metadata not JSON": (_fuse(_with_metadata(b"{not json")), "meta.parquet: table metadata is not valid JSON"),
+    "metadata nested 200,000 deep": (
+        _fuse(_with_metadata(b"[" * 200_000 + b"]" * 200_000)),
+        "meta.parquet: table metadata nests deeper than",
+    ),
     "metadata without tasks": (
         _fuse(_with_metadata(b'{"edition": 2025}')),
         "meta.parquet: metadata is not affect-ens table metadata",
