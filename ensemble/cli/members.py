@@ -274,6 +274,11 @@ CLASS_MAP = typer.Option(
     "without a same-named one (e.g. Other=neutral), as keras imports map theirs.",
 )
 
+MEMBER_TABLES = typer.Option(
+    False, "--member-tables", help="Committee runs: also write each member's table as OUT_STEM_<member>.parquet."
+)
+FORCE_TABLES = typer.Option(False, "--force", help="Overwrite OUT (and the member tables) if this tool wrote them.")
+
 
 @app.command("predict-member")
 def predict_member_cmd(
@@ -282,10 +287,8 @@ def predict_member_cmd(
     data: Path = DATA,
     out: Path = typer.Option(..., "--out", help="Prediction table to write (.parquet)."),
     frames: Path = FRAMES,
-    member_tables: bool = typer.Option(
-        False, "--member-tables", help="Committee runs: also write each member's table as OUT_STEM_<member>.parquet."
-    ),
-    force: bool = typer.Option(False, "--force", help="Overwrite OUT (and the member tables) if this tool wrote them."),
+    member_tables: bool = MEMBER_TABLES,
+    force: bool = FORCE_TABLES,
     workers: int = WORKERS,
     classes: str = DATASET_CLASSES,
     class_map: str = CLASS_MAP,
