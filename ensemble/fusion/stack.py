@@ -148,26 +148,23 @@ class StackingFuser(Fuser):
 
     name = "stack"
 
-    context: int = param(0, "stack: half-width of temporal context features (0: none).")
-    folds: int = param(5, "stack: video-grouped folds of the out-of-fold predictions it learns from.")
-    max_frames: int | None = param(None, "stack: subsample training frames to this many for speed.")
-    rounds: int = param(200, "stack: most boosting rounds (early stopping on held-out videos picks fewer).")
+    context: int = param(  # the context features pad each video by 2 * context frames
+        0, "stack: half-width of temporal context features (0: none).", min=0, max=MAX_CONTEXT
+    )
+    folds: int = param(5, "stack: video-grouped folds of the out-of-fold predictions it learns from.", min=2)
+    max_frames: int | None = param(None, "stack: subsample training frames to this many for speed.", min=1)
+    rounds: int = param(200, "stack: most boosting rounds (early stopping on held-out videos picks fewer).", min=1)
     learning_rate: float = param(0.1, "stack: LightGBM learning rate.")
-    num_leaves: int = param(15, "stack: LightGBM leaves per tree.")
+    num_leaves: int = param(15, "stack: LightGBM leaves per tree.", min=2)
     seed: int = param(0, "stack: seed of the inner hold-out, subsampling and bagging.")
     models_: dict[str, list[str]] = learned(dict)  # LightGBM models as text, per task
     strides_: dict[str, int] = learned(dict, saved=False)  # the training stride of each task
     _boosters: dict[str, list] = field(default_factory=dict, init=False, repr=False)  # models_ loaded, a cache
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.weights is not None:
             raise AffectEnsError("stack learns its own weighting of the members; --weights does not apply")
-        for name, low in (("context", 0), ("folds", 2), ("max_frames", 1), ("rounds", 1), ("num_leaves", 2)):
-            value = getattr(self, name)
-            if value is not None and value < low:
-                raise AffectEnsError(f"stack: {name} must be at least {low}, got {value}")
-        if self.context > MAX_CONTEXT:  # the context features pad each video by 2 * context frames
-            raise AffectEnsError(f"stack: context must be at most {MAX_CONTEXT}, got {self.context}")
 
     def _params(self, objective: str, **extra) -> dict:
         return {
