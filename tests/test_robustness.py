@@ -475,7 +475,10 @@ FUSE_CASES = {
         ],
         "tie-break 'lead' needs --lead, one of: m0, m1, m2",
     ),
-    "max frames 0": (_fuse(_members, "--method", "stack", "--max-frames", "0"), "stack: max_frames must be a finite number at least 1, got 0"),
+    "max frames 0": (
+        _fuse(_members, "--method", "stack", "--max-frames", "0"),
+        "stack: max_frames must be a finite number at least 1, got 0",
+    ),
     "option of another method": (
         _fuse(_members, "--max-frames", "100"),
         "--max-frames is not an option of method average (its options: --weights, --tune-weights, --rounds)",
