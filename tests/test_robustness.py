@@ -574,7 +574,7 @@ MEMBER_CASES = {
     ),
     "config negative lr": (_train(config='{"lr": -1}'), "lr must be a finite number at least 0.0, got -1"),
     "config infinite lr": (_train(config='{"lr": 1e999}'), "lr must be a finite number at least 0.0, got inf"),
-    "negative lr": (_train("--lr", "-0.1"), "Invalid value for '--lr'"),
+    "negative lr": (_train("--lr", "-0.1"), "--lr must be a finite number at least 0.0, got -0.1"),
     "infinite lr": (_train("--lr", "inf"), "--lr must be a finite number at least 0.0, got inf"),
     "option of another member": (_train("--rnn", "gru"), "No such option: --rnn"),
     "run folder named like a table of ours": (

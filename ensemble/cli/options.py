@@ -37,12 +37,13 @@ def _default(f: Field) -> str:
 
 
 def field_parameter(f: Field) -> inspect.Parameter:
-    """A typer option for the config field ``f`` with its help and default (None unless given, so the config
-    decides)."""
+    """A typer option for the config field ``f`` with its help, default and limits (None unless given, so the
+    config decides; the limits are checked by ``check_limits``, as the config checks them, naming the flag)."""
     meta, default = f.metadata, f.default_factory() if f.default is MISSING else f.default
     kind = meta["kind"] or (str if meta["parse"] or default is None else type(default))
     flag = meta["flag"] or ("--{0}/--no-{0}" if kind is bool else "--{0}").format(f.name.replace("_", "-"))
-    option = typer.Option(None, flag, help=f"{meta['help']} (default: {_default(f)}).", **meta["limits"])
+    said = f"default: {_default(f)}" + (f"; {bounds(f, ', ')}" if bounds(f) else "")
+    option = typer.Option(None, flag, help=f"{meta['help']} ({said}).")
     return inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=kind)
 
 
