@@ -66,6 +66,17 @@ def torch_threads(n: int) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
+def search_image(frame: np.ndarray, side: int = DETECT_SIDE) -> tuple[np.ndarray, float]:
+    """``frame`` scaled down to at most ``side`` pixels wide and high for a search, and the scale (1: as is)."""
+    import cv2
+
+    scale = min(1.0, side / max(frame.shape[:2]))
+    if scale == 1.0:
+        return frame, scale
+    size = (round(frame.shape[1] * scale), round(frame.shape[0] * scale))
+    return cv2.resize(frame, size, interpolation=cv2.INTER_AREA), scale
+
+
 class FaceDetector:
     """MTCNN on RGB frames: faces with a score of at least ``min_score``, the largest first.
 

@@ -30,7 +30,7 @@ import numpy as np
 
 from ensemble.errors import DataError
 from ensemble.io import read_bounded
-from members.face.detect import DETECT_SIDE, Face
+from members.face.detect import DETECT_SIDE, Face, search_image
 
 SSD_SIDE = 300
 SSD_MEAN = (104.0, 177.0, 123.0)  # BGR
@@ -142,13 +142,7 @@ class YuNetDetector:
         self._size: tuple[int, int] | None = None
 
     def __call__(self, frame: np.ndarray) -> list[Face]:
-        import cv2
-
-        scale = min(1.0, self.side / max(frame.shape[:2]))
-        image = frame
-        if scale < 1.0:
-            size = (round(frame.shape[1] * scale), round(frame.shape[0] * scale))
-            image = cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
+        image, scale = search_image(frame, self.side)
         bgr = np.ascontiguousarray(image[:, :, ::-1])  # FaceDetectorYN passes the image as it is: BGR
         if self._size != (bgr.shape[1], bgr.shape[0]):
             self._size = (bgr.shape[1], bgr.shape[0])

@@ -281,4 +281,10 @@ def test_the_cli_refuses_before_writing(tmp_path, clip, ssd_files):
     result = run_here(*args, "--detector", "yunet", "--detector-model", garbage)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1].startswith(f"error: {garbage}: OpenCV cannot run it as a YuNet")
+    result = run_here(
+        "predict-video", clip, "--member", tmp_path, "--out", tmp_path / "t.parquet", "--detector-model", garbage
+    )
+    assert result.returncode == 2 and result.stderr.strip().splitlines()[-1] == (
+        "error: --detector-model does not apply to --detector mtcnn; its weights come with facenet-pytorch"
+    )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["garbage.onnx"]
