@@ -14,8 +14,9 @@ YuNet (``face_detection_yunet_2023mar.onnx``): ``cv2.FaceDetectorYN`` as OpenCV 
 (opencv ``modules/objdetect/src/face_detect.cpp``). "Right eye" is the person's, on the image's left: OpenCV's
 own ``FaceRecognizerSF::alignCrop`` (``face_recognize.cpp``) maps the five points, in this order, onto
 ArcFace's template, whose first point is the eye on the image's left, so they are ``Face.landmarks`` as they
-come. ``FaceDetectorYN`` reads its outputs without checking their sizes, so a model is first run once on a
-64 x 64 input and every output's size checked (a crafted model cannot make it read past them).
+come. ``FaceDetectorYN`` reads its outputs without checking their sizes, so the model is first run on a 64 x 64
+input and again at each new frame size, every output's size checked (a crafted model cannot make it read past
+them).
 
 Model files are read bounded (``ensemble.io`` caps) and handed to OpenCV as bytes, so OpenCV never opens a
 path itself; anything OpenCV cannot read is a one-line error naming the file.
@@ -135,40 +136,46 @@ def yunet_faces(rows: np.ndarray | None, scale: float = 1.0, min_face: float = 0
 
 
 class YuNetDetector:
-    """YuNet on RGB frames: frames larger than ``side`` are searched scaled down, as MTCNN's are."""
+    """YuNet on RGB frames: frames larger than ``side`` are searched scaled down, as MTCNN's are. The model's
+    outputs are checked again at each new input size before ``FaceDetectorYN`` reads them (``weights``: the
+    model's bytes)."""
 
-    def __init__(self, detector, min_face: float = 0, side: int = DETECT_SIDE, label: object = "") -> None:
-        self.detector, self.min_face, self.side, self.label = detector, min_face, side, label
+    def __init__(self, detector, weights: np.ndarray, min_face: float = 0, side: int = DETECT_SIDE, label=""):
+        self.detector, self.weights, self.min_face, self.side, self.label = detector, weights, min_face, side, label
         self._size: tuple[int, int] | None = None
 
     def __call__(self, frame: np.ndarray) -> list[Face]:
         image, scale = search_image(frame, self.side)
         bgr = np.ascontiguousarray(image[:, :, ::-1])  # FaceDetectorYN passes the image as it is: BGR
         if self._size != (bgr.shape[1], bgr.shape[0]):
+            check_yunet_outputs(self.weights, self.label, (bgr.shape[1], bgr.shape[0]))
             self._size = (bgr.shape[1], bgr.shape[0])
             self.detector.setInputSize(self._size)
         _, rows = _quiet_cv2(lambda: self.detector.detect(bgr), self.label, "the YuNet face detector failed")
         return yunet_faces(rows, scale, self.min_face)
 
 
-def check_yunet_outputs(model: np.ndarray, label: object) -> None:
-    """The ONNX model ``model`` has YuNet's twelve outputs, each of the size ``FaceDetectorYN`` reads, on a
-    ``PROBE`` x ``PROBE`` input; anything else is a one-line error naming the file."""
+def check_yunet_outputs(model: np.ndarray, label: object, size: tuple[int, int] = (PROBE, PROBE)) -> None:
+    """The ONNX model ``model`` has YuNet's twelve outputs, each of the size ``FaceDetectorYN`` reads for an
+    image of ``size`` (width, height; padded to multiples of 32 as it pads them); anything else is a one-line
+    error naming the file."""
     import cv2
+
+    width, height = (-(-side // YUNET_STRIDES[-1]) * YUNET_STRIDES[-1] for side in size)
 
     def run():
         net = cv2.dnn.readNet("onnx", model)
-        net.setInput(np.zeros((1, 3, PROBE, PROBE), np.float32))
+        net.setInput(np.zeros((1, 3, height, width), np.float32))
         return net.forward(YUNET_OUTPUTS)
 
     outputs = _quiet_cv2(run, label, "OpenCV cannot run it as a YuNet face detector")
     for name, out in zip(YUNET_OUTPUTS, outputs):
         kind, stride = name.split("_")
-        expected = (PROBE // int(stride)) ** 2 * YUNET_VALUES[kind]
+        expected = (width // int(stride)) * (height // int(stride)) * YUNET_VALUES[kind]
         if out.size != expected:
             raise DataError(
                 f"{label}: not a YuNet face detector (output {name} holds {out.size} values on a "
-                f"{PROBE}x{PROBE} input, YuNet's {expected})"
+                f"{width}x{height} input, YuNet's {expected})"
             )
 
 
@@ -182,4 +189,4 @@ def load_yunet(model: Path, min_face: float = 0, min_score: float = YUNET_MIN_SC
     create = partial(
         cv2.FaceDetectorYN.create, "onnx", weights, empty, (PROBE, PROBE), min_score, YUNET_NMS, YUNET_TOP_K
     )
-    return YuNetDetector(_quiet_cv2(create, model, "OpenCV cannot read it as YuNet"), min_face, label=model)
+    return YuNetDetector(_quiet_cv2(create, model, "OpenCV cannot read it as YuNet"), weights, min_face, label=model)

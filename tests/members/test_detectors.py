@@ -40,22 +40,28 @@ def clip():
 KPS = [0.2, 0.3, 0.8, 0.3, 0.5, 0.5, 0.3, 0.7, 0.7, 0.7]  # eye, eye (image left first), nose, mouth corners
 
 
-def tiny_yunet(path, box=(0.5, 0.5, np.log(2.0), np.log(2.0)), kps=KPS, kps_values=10):
+def tiny_yunet(path, box=(0.5, 0.5, np.log(2.0), np.log(2.0)), kps=KPS, kps_values=10, fixed_obj=False):
     """An ONNX model with YuNet's signature: cls_32 and obj_32 are the mean brightness of each 32 x 32 cell (0 to
     1), the other strides find nothing; every cell's box and landmarks are the constants ``box`` and ``kps``
-    (offsets in cells, log sizes), ``kps_values`` per cell (YuNet: 10)."""
+    (offsets in cells, log sizes), ``kps_values`` per cell (YuNet: 10). ``fixed_obj``: obj_32 is 4 constant
+    cells, right for a 64 x 64 input only."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     constants = {"shape": np.array([1, -1, 1], np.int64), "zero": np.float32(0), "scale": np.float32(1 / 255)}
     constants |= {"box": np.float32(box).reshape(1, 1, 4), "kps": np.float32(kps[:kps_values]).reshape(1, 1, -1)}
+    constants["four"] = np.ones((1, 4, 1), np.float32)
     nodes = [helper.make_node("ReduceMean", ["input"], ["grey"], axes=[1], keepdims=1)]
+    nodes += [
+        helper.make_node("ReduceMean", ["input"], ["all"], keepdims=0),
+        helper.make_node("Mul", ["all", "zero"], ["nil"]),
+    ]
     for s in (8, 16, 32):
         nodes += [
             helper.make_node("AveragePool", ["grey"], [f"pool{s}"], kernel_shape=[s, s], strides=[s, s]),
             helper.make_node("Reshape", [f"pool{s}", "shape"], [f"flat{s}"]),
             helper.make_node("Mul", [f"flat{s}", "scale" if s == 32 else "zero"], [f"cls_{s}"]),
-            helper.make_node("Identity", [f"cls_{s}"], [f"obj_{s}"]),
+            helper.make_node("Add", ["four" if fixed_obj and s == 32 else f"cls_{s}", "nil"], [f"obj_{s}"]),
             helper.make_node("Mul", [f"flat{s}", "zero"], [f"none{s}"]),
             helper.make_node("Add", [f"none{s}", "box"], [f"bbox_{s}"]),
             helper.make_node("Add", [f"none{s}", "kps"], [f"kps_{s}"]),
@@ -129,6 +135,13 @@ def test_models_without_yunets_outputs_are_refused(tmp_path):
         open_detector(DetectorChoice("yunet", short))
     assert str(caught.value) == (
         f"{short}: not a YuNet face detector (output kps_8 holds 320 values on a 64x64 input, YuNet's 640)"
+    )
+    fixed = open_detector(DetectorChoice("yunet", tiny_yunet(tmp_path / "fixed.onnx", fixed_obj=True)))
+    with pytest.raises(DataError) as caught:  # right on the first probe, wrong on a frame of another size
+        fixed(_square_frame())
+    assert str(caught.value) == (
+        f"{tmp_path / 'fixed.onnx'}: not a YuNet face detector (output obj_32 holds 4 values on a 128x96 input, "
+        "YuNet's 12)"
     )
     garbage = tmp_path / "garbage.onnx"
     garbage.write_bytes(b"\x08\x07not an onnx model" * 10)
