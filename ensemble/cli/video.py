@@ -143,7 +143,7 @@ def crop_faces_cmd(
         report = crop_faces(
             videos,
             folder,
-            FaceSearch(min_face, max_faces, detect_every, threads, detector=choice),
+            FaceSearch(min_face, max_faces, detect_every, threads, detector_choice=choice),
             size,
             lambda d, t: bar("faces", d, t),
         )
@@ -193,7 +193,7 @@ def predict_video_cmd(
         from members.face.video import video_files
 
         ((video_id, path),) = video_files(video).items()
-        search = FaceSearch(min_face, max_faces, detect_every, _use_threads(threads), detector=choice)
+        search = FaceSearch(min_face, max_faces, detect_every, _use_threads(threads), detector_choice=choice)
         fuse = saved_fusion(fusion, split="video") if fusion else None
         result = predict_video(
             path, video_id, member, fuse=fuse, search=search, size=size, batch_size=batch_size, progress=bar
@@ -254,7 +254,7 @@ def webcam(
         from members.face.webcam import run_live
 
         stream, members = parse_source(source), open_image_runs(member) if member else []
-        search = FaceSearch(min_face, max_faces, detect_every, _use_threads(threads), detector=choice)
+        search = FaceSearch(min_face, max_faces, detect_every, _use_threads(threads), detector_choice=choice)
         show = _window(window)
         report = run_live(
             stream, members, search, limit=frames, show=show, record=record, progress=lambda d, t: bar("live", d, t)

@@ -42,10 +42,10 @@ class FaceSearch:
     max_faces: int = 2
     every: int = 1
     threads: int = 1  # torch threads of the search (see members.face.detect.torch_threads)
-    detector: DetectorChoice = DetectorChoice()
+    detector_choice: DetectorChoice = DetectorChoice()  # which detector (members.face.detectors)
 
     def follower(self) -> FaceFollower:
-        return FaceFollower(open_detector(self.detector, self.min_face, self.threads), self.every)
+        return FaceFollower(open_detector(self.detector_choice, self.min_face, self.threads), self.every)
 
 
 @dataclass

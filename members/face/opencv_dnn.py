@@ -24,6 +24,7 @@ path itself; anything OpenCV cannot read is a one-line error naming the file.
 
 from __future__ import annotations
 
+import threading
 from functools import partial
 from pathlib import Path
 
@@ -89,17 +90,20 @@ def ssd_faces(out: np.ndarray, width: int, height: int, min_score: float, min_fa
 
 
 class SsdDetector:
-    """The res10 SSD on RGB frames: faces of at least ``min_score`` confidence and ``min_face`` pixels."""
+    """The res10 SSD on RGB frames: faces of at least ``min_score`` confidence and ``min_face`` pixels. Safe to
+    call from several threads (an OpenCV net holds its input: one forward at a time)."""
 
     def __init__(self, net, min_face: float = 0, min_score: float = SSD_MIN_SCORE, label: object = "") -> None:
         self.net, self.min_face, self.min_score, self.label = net, min_face, min_score, label
+        self._lock = threading.Lock()
 
     def forward(self, bgr: np.ndarray) -> np.ndarray:
         import cv2
 
-        image = cv2.resize(bgr, (SSD_SIDE, SSD_SIDE))
-        self.net.setInput(cv2.dnn.blobFromImage(image, 1.0, (SSD_SIDE, SSD_SIDE), SSD_MEAN))
-        return _quiet_cv2(self.net.forward, self.label, "the SSD face detector failed")
+        blob = cv2.dnn.blobFromImage(cv2.resize(bgr, (SSD_SIDE, SSD_SIDE)), 1.0, (SSD_SIDE, SSD_SIDE), SSD_MEAN)
+        with self._lock:
+            self.net.setInput(blob)
+            return _quiet_cv2(self.net.forward, self.label, "the SSD face detector failed")
 
     def __call__(self, frame: np.ndarray) -> list[Face]:
         out = self.forward(np.ascontiguousarray(frame[:, :, ::-1]))
@@ -138,20 +142,22 @@ def yunet_faces(rows: np.ndarray | None, scale: float = 1.0, min_face: float = 0
 class YuNetDetector:
     """YuNet on RGB frames: frames larger than ``side`` are searched scaled down, as MTCNN's are. The model's
     outputs are checked again at each new input size before ``FaceDetectorYN`` reads them (``weights``: the
-    model's bytes)."""
+    model's bytes). Safe to call from several threads (the detector holds its input size: one at a time)."""
 
     def __init__(self, detector, weights: np.ndarray, min_face: float = 0, side: int = DETECT_SIDE, label=""):
         self.detector, self.weights, self.min_face, self.side, self.label = detector, weights, min_face, side, label
         self._size: tuple[int, int] | None = None
+        self._lock = threading.Lock()
 
     def __call__(self, frame: np.ndarray) -> list[Face]:
         image, scale = search_image(frame, self.side)
         bgr = np.ascontiguousarray(image[:, :, ::-1])  # FaceDetectorYN passes the image as it is: BGR
-        if self._size != (bgr.shape[1], bgr.shape[0]):
-            check_yunet_outputs(self.weights, self.label, (bgr.shape[1], bgr.shape[0]))
-            self._size = (bgr.shape[1], bgr.shape[0])
-            self.detector.setInputSize(self._size)
-        _, rows = _quiet_cv2(lambda: self.detector.detect(bgr), self.label, "the YuNet face detector failed")
+        with self._lock:
+            if self._size != (bgr.shape[1], bgr.shape[0]):
+                check_yunet_outputs(self.weights, self.label, (bgr.shape[1], bgr.shape[0]))
+                self._size = (bgr.shape[1], bgr.shape[0])
+                self.detector.setInputSize(self._size)
+            _, rows = _quiet_cv2(lambda: self.detector.detect(bgr), self.label, "the YuNet face detector failed")
         return yunet_faces(rows, scale, self.min_face)
 
 

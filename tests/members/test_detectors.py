@@ -107,6 +107,19 @@ def test_yunet_faces_are_decoded_in_the_frames_pixels_with_their_landmarks(tmp_p
     assert open_detector(DetectorChoice("yunet", tmp_path / "yunet.onnx"), min_face=65)(_square_frame()) == []
 
 
+def test_one_yunet_detector_serves_several_threads(tmp_path):
+    """Frames of two sizes searched on four threads at once find what one thread finds (FaceDetectorYN holds
+    its input size, so calls take turns)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    detector = open_detector(DetectorChoice("yunet", tiny_yunet(tmp_path / "yunet.onnx")), min_face=12)
+    frames = [_square_frame(), _square_frame(160, 96, top=64, left=0)] * 12
+    expected = [[f.box.tolist() for f in detector(frame)] for frame in frames]
+    with ThreadPoolExecutor(4) as pool:
+        found = [[f.box.tolist() for f in faces] for faces in pool.map(detector, frames)]
+    assert found == expected and expected[0] != expected[1]
+
+
 def test_crop_faces_with_yunet_aligns_its_landmarks(tmp_path):
     import av
 
@@ -118,7 +131,7 @@ def test_crop_faces_with_yunet_aligns_its_landmarks(tmp_path):
         for _ in range(4):
             container.mux(stream.encode(av.VideoFrame.from_ndarray(_square_frame(160, 96), format="rgb24")))
         container.mux(stream.encode(None))
-    search = FaceSearch(min_face=12, every=2, detector=DetectorChoice("yunet", tiny_yunet(tmp_path / "y.onnx")))
+    search = FaceSearch(min_face=12, every=2, detector_choice=DetectorChoice("yunet", tiny_yunet(tmp_path / "y.onnx")))
     out = tmp_path / "out"
     out.mkdir()
     report = crop_faces(video_files(video.parent), out, search, size=64)
