@@ -30,7 +30,23 @@ MAX_FACES = typer.Option(
     "(a second face counts when it is on at least a fifth of the frames with a face); 1: the largest face only.",
 )
 MIN_FACE = typer.Option(
-    40, "--min-face", min=12, help="Smallest face side searched, in the video's pixels (smaller: slower)."
+    40,
+    "--min-face",
+    min=12,
+    help="Smallest face side searched, in the video's pixels (smaller: slower); ssd and yunet drop smaller faces.",
+)
+DETECTOR = typer.Option(
+    "mtcnn",
+    "--detector",
+    help="Face detector: mtcnn (facenet-pytorch, weights in its wheel), ssd (OpenCV's res10 SSD: --detector-model "
+    ".caffemodel and --detector-config .prototxt; no landmarks, so faces are cropped from the box) or yunet "
+    "(OpenCV Zoo's YuNet: --detector-model .onnx). The OpenCV models are your own copies; nothing is downloaded.",
+)
+DETECTOR_MODEL = typer.Option(
+    None, "--detector-model", help="The model file of --detector ssd (.caffemodel) or yunet (.onnx)."
+)
+DETECTOR_CONFIG = typer.Option(
+    None, "--detector-config", help="The network file of --detector ssd (deploy.prototxt) that goes with its model."
 )
 FORCE = typer.Option(False, "--force", help="Replace outputs that affect-ens wrote before.")
 THREADS = typer.Option(
@@ -84,6 +100,13 @@ def _use_threads(threads: int) -> int:
     return threads
 
 
+def _detector(name: str, model: Path | None, config: Path | None):
+    """The face detector chosen, its options checked before anything is written or imported."""
+    from members.face.detectors import DetectorChoice
+
+    return DetectorChoice(name, model, config).check()
+
+
 def _check_suffix(path: Path | None, suffixes: tuple[str, ...], option: str) -> None:
     if path is not None and path.suffix.lower() not in suffixes:
         raise AffectEnsError(f"{option} {path}: expected a {' or '.join(suffixes)} file")
@@ -103,11 +126,15 @@ def crop_faces_cmd(
     max_faces: int = MAX_FACES,
     min_face: int = MIN_FACE,
     detect_every: int = detect_every_option(1),
+    detector: str = DETECTOR,
+    detector_model: Path = DETECTOR_MODEL,
+    detector_config: Path = DETECTOR_CONFIG,
     threads: int = THREADS,
     force: bool = FORCE,
 ) -> None:
     """Find, align and crop the faces of every frame in Aff-Wild2's layout (frames without a face are absent)."""
-    with Outputs(force=force, inputs=[source]) as outs, phase_bars("frames") as bar:
+    choice = _detector(detector, detector_model, detector_config)
+    with Outputs(force=force, inputs=[source, detector_model, detector_config]) as outs, phase_bars("frames") as bar:
         folder = outs.folder(out, kind="faces")  # first: a refused output is answered before torch is imported
         from members.face.crop import FaceSearch, crop_faces
         from members.face.video import video_files
@@ -116,7 +143,7 @@ def crop_faces_cmd(
         report = crop_faces(
             videos,
             folder,
-            FaceSearch(min_face, max_faces, detect_every, threads),
+            FaceSearch(min_face, max_faces, detect_every, threads, detector_choice=choice),
             size,
             lambda d, t: bar("faces", d, t),
         )
@@ -142,6 +169,9 @@ def predict_video_cmd(
     min_face: int = MIN_FACE,
     detect_every: int = detect_every_option(1),
     batch_size: int = typer.Option(64, "--batch-size", min=1, help="Faces per batch through the members."),
+    detector: str = DETECTOR,
+    detector_model: Path = DETECTOR_MODEL,
+    detector_config: Path = DETECTOR_CONFIG,
     threads: int = THREADS,
     force: bool = FORCE,
 ) -> None:
@@ -152,7 +182,9 @@ def predict_video_cmd(
         raise AffectEnsError(f"{video}: predict-video takes one video file (crop-faces takes folders)")
     _check_suffix(overlay, (".mp4",), "--overlay")
     _check_suffix(plot, (".html",), "--plot")
-    with Outputs(force=force, inputs=[video, *member, fusion]) as outs, phase_bars("frames") as bar:
+    choice = _detector(detector, detector_model, detector_config)
+    inputs = [video, *member, fusion, detector_model, detector_config]
+    with Outputs(force=force, inputs=inputs) as outs, phase_bars("frames") as bar:
         table = outs.file(check_table_path(out))  # refusals come before torch's import
         files = [table] + [outs.file(p) if p else None for p in (overlay, plot)]
         from ensemble.pipeline import saved_fusion
@@ -161,7 +193,7 @@ def predict_video_cmd(
         from members.face.video import video_files
 
         ((video_id, path),) = video_files(video).items()
-        search = FaceSearch(min_face, max_faces, detect_every, _use_threads(threads))
+        search = FaceSearch(min_face, max_faces, detect_every, _use_threads(threads), detector_choice=choice)
         fuse = saved_fusion(fusion, split="video") if fusion else None
         result = predict_video(
             path, video_id, member, fuse=fuse, search=search, size=size, batch_size=batch_size, progress=bar
@@ -203,12 +235,17 @@ def webcam(
         None, "--window/--no-window", help="Show the frames in a window (default: when a display is available)."
     ),
     overlay: Path = typer.Option(None, "--overlay", help="Also record the drawn frames as a video (.mp4)."),
+    detector: str = DETECTOR,
+    detector_model: Path = DETECTOR_MODEL,
+    detector_config: Path = DETECTOR_CONFIG,
     threads: int = THREADS,
     force: bool = FORCE,
 ) -> None:
     """The live demo: faces, expressions and valence/arousal drawn on a camera's frames, with the frame rate."""
     _check_suffix(overlay, (".mp4",), "--overlay")
-    inputs = [None if source.isascii() and source.isdigit() else Path(source), *(member or [])]
+    choice = _detector(detector, detector_model, detector_config)
+    camera = source.isascii() and source.isdigit()
+    inputs = [None if camera else Path(source), *(member or []), detector_model, detector_config]
     with Outputs(force=force, inputs=inputs) as outs, phase_bars("frames") as bar:
         record = outs.file(overlay) if overlay else None  # refusals come before torch's import
         from members.face.crop import FaceSearch
@@ -217,7 +254,8 @@ def webcam(
         from members.face.webcam import run_live
 
         stream, members = parse_source(source), open_image_runs(member) if member else []
-        search, show = FaceSearch(min_face, max_faces, detect_every, _use_threads(threads)), _window(window)
+        search = FaceSearch(min_face, max_faces, detect_every, _use_threads(threads), detector_choice=choice)
+        show = _window(window)
         report = run_live(
             stream, members, search, limit=frames, show=show, record=record, progress=lambda d, t: bar("live", d, t)
         )

@@ -22,8 +22,9 @@ from ensemble.errors import DataError
 from ensemble.frames import FRAME_ROOT, face_file
 from ensemble.outputs import safe_join
 from members.base import Progress
-from members.face.align import align_face
-from members.face.detect import Face, FaceDetector
+from members.face.align import crop_face
+from members.face.detect import Face
+from members.face.detectors import DetectorChoice, open_detector
 from members.face.track import FaceFollower
 from members.face.video import decode_frames, probe_video
 
@@ -34,15 +35,17 @@ MIN_SHARE = 0.2
 @dataclass(frozen=True)
 class FaceSearch:
     """How faces are searched: the smallest face side in pixels, the most faces per frame, how often the
-    detector runs (1: every frame; k: every k-th frame, tracking in between) and on how many threads."""
+    detector runs (1: every frame; k: every k-th frame, tracking in between), on how many threads, and which
+    detector (members.face.detectors: MTCNN by default, or OpenCV's SSD or YuNet from the user's files)."""
 
     min_face: int = 40
     max_faces: int = 2
     every: int = 1
     threads: int = 1  # torch threads of the search (see members.face.detect.torch_threads)
+    detector_choice: DetectorChoice = DetectorChoice()  # which detector (members.face.detectors)
 
     def follower(self) -> FaceFollower:
-        return FaceFollower(FaceDetector(self.min_face, threads=self.threads), self.every)
+        return FaceFollower(open_detector(self.detector_choice, self.min_face, self.threads), self.every)
 
 
 @dataclass
@@ -118,7 +121,7 @@ def aligned_crops(faces: VideoFaces, size: int) -> Iterator[tuple[str, int, np.n
         for subject, track in faces.subjects.items():
             face = track.get(number)
             if face is not None:
-                yield subject, number, align_face(frame, face.landmarks, size)
+                yield subject, number, crop_face(frame, face, size)
 
 
 # --- crop-faces --------------------------------------------------------------------------------------------

@@ -26,7 +26,8 @@ class Face:
     """One face on one frame, in the frame's pixels."""
 
     box: np.ndarray  # x1, y1, x2, y2
-    landmarks: np.ndarray  # (5, 2) x, y: eye, eye, nose, mouth corner, mouth corner (image left first)
+    landmarks: np.ndarray | None  # (5, 2) x, y: eye, eye, nose, mouth corner, mouth corner (image left first);
+    # None where the detector gives none (the SSD: members.face.opencv_dnn), aligned by its box (align.crop_face)
     score: float
 
     @property
@@ -63,6 +64,17 @@ def torch_threads(n: int) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
+
+
+def search_image(frame: np.ndarray, side: int = DETECT_SIDE) -> tuple[np.ndarray, float]:
+    """``frame`` scaled down to at most ``side`` pixels wide and high for a search, and the scale (1: as is)."""
+    import cv2
+
+    scale = min(1.0, side / max(frame.shape[:2]))
+    if scale == 1.0:
+        return frame, scale
+    size = (round(frame.shape[1] * scale), round(frame.shape[0] * scale))
+    return cv2.resize(frame, size, interpolation=cv2.INTER_AREA), scale
 
 
 class FaceDetector:
