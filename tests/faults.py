@@ -106,19 +106,39 @@ def run(*args, kill: tuple[str, int] | None = None) -> Child:
 
 KILL_ENV = "AFFECT_ENS_TEST_KILL"
 """``POINT:N``: the fault a ``spawn``-ed child arms before it runs the CLI."""
+PEAK_ENV = "AFFECT_ENS_TEST_PEAK"
+"""The file a ``spawn``-ed child writes its peak resident memory to (bytes) when it exits."""
 
 
 def spawn(*args, kill: tuple[str, int] | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
-    """``affect-ens ARGS`` in a new interpreter, killed at ``kill`` as ``run`` does (``returncode`` -9)."""
+    """``affect-ens ARGS`` in a new interpreter, killed at ``kill`` as ``run`` does (``returncode`` -9); its
+    ``peak`` is the child's peak resident memory in bytes (None when it was killed)."""
     env = {k: v for k, v in os.environ.items() if k != KILL_ENV}
     if kill:
         env[KILL_ENV] = f"{kill[0]}:{kill[1]}"
-    command = [sys.executable, __file__, *map(str, args)]
-    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
+    with tempfile.TemporaryDirectory() as folder:
+        env[PEAK_ENV] = os.path.join(folder, "peak")
+        command = [sys.executable, __file__, *map(str, args)]
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
+        done.peak = int(Path(env[PEAK_ENV]).read_text()) if os.path.exists(env[PEAK_ENV]) else None
+    return done
+
+
+def _write_peak() -> None:
+    import resource
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    fd = os.open(os.environ[PEAK_ENV], os.O_WRONLY | os.O_CREAT)  # not ``open``: a fault may be armed there
+    os.write(fd, str(peak).encode())
+    os.close(fd)
 
 
 def _spawned() -> None:
+    import atexit
+
     sys.path[0] = str(Path(__file__).resolve().parents[1])  # the package these tests belong to, not tests/
+    if os.environ.get(PEAK_ENV):
+        atexit.register(_write_peak)
     if os.environ.get(KILL_ENV):
         point, nth = os.environ[KILL_ENV].rsplit(":", 1)
         arm(point, int(nth))
