@@ -197,7 +197,7 @@ def video_outputs(clips, runs, tmp_path_factory):
     return made(tmp_path_factory.mktemp("video"), write, VIDEO_OUTPUTS)
 
 
-@pytest.mark.parametrize("point", [("move", 1), ("move", 2), ("move", 3)])
+@pytest.mark.parametrize("point", [("move", 1), ("move", 2)])
 def test_killed_predict_video_force_leaves_table_overlay_and_plot_each_old_or_new(
     clips, runs, video_outputs, tmp_path, point
 ):
