@@ -175,7 +175,7 @@ def _edited_tree(text: str, edit: str) -> str:
 @pytest.mark.parametrize("edit", ["no tree_sizes", "child out of range", "cycle", "feature out of range"])
 def test_04_a_crafted_lightgbm_tree_is_one_line_never_a_native_crash(sim, stack_fusion, tmp_path, edit):
     """A stack fusion with a LightGBM tree edited killed the process in native code (exit 139 / 134)."""
-    from faults import run
+    from faults import spawn
 
     doc = json.loads(json.dumps(stack_fusion))
     models = doc["fuser"]["learned"]["models_"]
@@ -183,7 +183,7 @@ def test_04_a_crafted_lightgbm_tree_is_one_line_never_a_native_crash(sim, stack_
     (tmp_path / "crafted.json").write_text(json.dumps(doc))
     before = tree_state(tmp_path)
     args = ["fuse", *sim[1], "--load-fusion", tmp_path / "crafted.json", "--out", tmp_path / "o.parquet"]
-    result = run(*args)  # a forked child: a native crash would kill it, not the tests
+    result = spawn(*args, timeout=300)  # a child: a native crash kills it, not the tests (a fork could hang)
     assert result.returncode == 2, (result.returncode, result.stderr[-500:])
     _one_line_error(result, "stack: saved va model 0")
     assert tree_state(tmp_path) == before
