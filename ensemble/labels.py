@@ -6,13 +6,16 @@ Frames marked with the task's sentinel are dropped, so no metric ever sees one.
 
 from __future__ import annotations
 
+import os
+import stat
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from ensemble.datasets import AFF_WILD2, check_label_names, detect_dataset, read_dataset
-from ensemble.errors import LabelsError
+from ensemble.errors import ContractError, LabelsError
 from ensemble.io import read_bounded
 from ensemble.tasks import RELEASE_FOLDERS, SENTINELS, SPLIT_FOLDERS, Edition
 
@@ -50,10 +53,15 @@ def _by_content(root: Path, task: str, split_name: str, edition: Edition) -> Pat
 
 
 def _header_line(path: Path) -> str:
-    """The first line of a file, spaces removed (at most 4 kB read)."""
-    with open(path, "rb") as file:
-        head = file.read(4096).decode("utf-8-sig", "replace")
-    return head.split("\n", 1)[0].strip().replace(" ", "")
+    """The first line of a regular file, spaces removed (at most 4 kB read); "" for anything else (a FIFO is
+    not waited on)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError:
+        return ""
+    with os.fdopen(fd, "rb") as file:
+        head = file.read(4096) if stat.S_ISREG(os.fstat(fd).st_mode) else b""
+    return head.decode("utf-8-sig", "replace").split("\n", 1)[0].strip().replace(" ", "")
 
 
 def annotation_files(folder: Path) -> list[Path]:
@@ -142,19 +150,39 @@ def read_annotation_file(path: Path, task: str, edition: Edition) -> tuple[pd.Da
     return data, len(values)
 
 
-def read_labels(root: str | Path, task: str, split: str, edition: Edition) -> pd.DataFrame:
+def read_labels(
+    root: str | Path, task: str, split: str, edition: Edition, videos: Iterable[str] | None = None
+) -> pd.DataFrame:
     """Labels table of ``task`` for ``split`` ('train', 'val' or 'test') with sentinel frames dropped; from a
-    class-folder, clip or list dataset (``ensemble.datasets``), one row per image or clip."""
+    class-folder, clip or list dataset (``ensemble.datasets``), one row per image or clip. With ``videos``
+    (those the predictions name) only their annotation files are opened (``read_label_folder``)."""
     if detect_dataset(root) != AFF_WILD2:
         return dataset_labels(Path(root), task, split, edition)
     folder = track_dir(Path(root), task, split, edition)
-    return read_label_folder(folder, task, edition)
+    return read_label_folder(folder, task, edition, videos)
 
 
-def read_label_folder(folder: str | Path, task: str, edition: Edition) -> pd.DataFrame:
-    """Labels table from a folder of per-video annotation files."""
-    parts = [read_annotation_file(p, task, edition)[0] for p in annotation_files(Path(folder))]
+def read_label_folder(
+    folder: str | Path, task: str, edition: Edition, videos: Iterable[str] | None = None
+) -> pd.DataFrame:
+    """Labels table from a folder of per-video annotation files. With ``videos`` only their files are read:
+    the file of any other video is an error found from its name alone, never opened (the predictions miss an
+    annotated video, as ``evaluate.match_labels`` says of a labelled frame)."""
+    files = annotation_files(Path(folder))
+    if videos is not None:
+        files = _files_of(files, set(videos), task)
+    parts = [read_annotation_file(p, task, edition)[0] for p in files]
     return pd.concat(parts, ignore_index=True)
+
+
+def _files_of(files: list[Path], videos: set[str], task: str) -> list[Path]:
+    others = [p for p in files if p.stem not in videos]
+    if others:
+        raise ContractError(
+            f"predictions miss {len(others)} video(s) with {task} annotations, first {others[0].stem!r} "
+            f"({others[0]}); every annotated video must be predicted"
+        )
+    return files
 
 
 def annotation_frame_counts(folder: str | Path, task: str, edition: Edition) -> dict[str, int]:

@@ -126,6 +126,17 @@ def _table_metadata_is_ours(path: Path) -> bool:
     return _stamped(path, needs="version", never=("member", "fuser"))
 
 
+def _csv_record_is_ours(path: Path) -> bool:
+    """The ``<name>.csv.json`` record of a class submission (``submissions.classes``)."""
+    return _stamped(path, needs="rows", never=("member", "fuser"))
+
+
+def _csv_is_ours(path: Path) -> bool:
+    """A CSV whose ``<name>.csv.json`` the tool wrote: a class submission's record or a table's metadata."""
+    record = path.with_name(path.name + ".json")
+    return _csv_record_is_ours(record) or _table_metadata_is_ours(record)
+
+
 def _head_has(marker: bytes) -> Callable[[Path], bool]:
     def check(path: Path) -> bool:
         with open(path, "rb") as file:
@@ -166,16 +177,18 @@ def _mp4_is_ours(path: Path) -> bool:
 
 
 OWNER_CHECKS: dict[str, Callable[[Path], bool]] = {
+    ".csv.json": _csv_record_is_ours,  # before ".json": the longest ending of the name decides
     ".json": _fusion_is_ours,
     ".html": _head_has(f'<meta name="generator" content="{STAMP}">'.encode()),
     ".parquet": _parquet_is_ours,
     ".pq": _parquet_is_ours,
     ".npz": _npz_is_ours,
-    ".csv": lambda path: _table_metadata_is_ours(path.with_name(path.name + ".json")),  # the metadata sidecar
+    ".csv": _csv_is_ours,
     ".mp4": _mp4_is_ours,
 }
-"""How to recognise a file output the tool wrote, by suffix (the suffix is the file's kind: a ``.json`` output
-is a fusion, so a run's ``config.json`` is never one); a module writing a new kind of file adds its check."""
+"""How to recognise a file output the tool wrote, by the ending of its name (the ending is the file's kind: a
+``.json`` output is a fusion, so a run's ``config.json`` is never one; a ``.csv.json`` is a class submission's
+record); a module writing a new kind of file adds its check."""
 
 
 def read_marker(folder: Path) -> dict | None:
@@ -192,7 +205,8 @@ def is_ours(path: Path) -> bool:
     """True for a folder holding the tool's marker or a file carrying the tool's stamp."""
     if path.is_dir():
         return read_marker(path) is not None
-    check = OWNER_CHECKS.get(path.suffix.lower())
+    name = path.name.lower()
+    check = next((check for end, check in OWNER_CHECKS.items() if name.endswith(end)), None)
     return bool(check and path.is_file() and check(path))
 
 

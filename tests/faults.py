@@ -1,10 +1,13 @@
-"""Run the CLI in a forked child and kill it with SIGKILL at a chosen file-system step (a test helper; nothing
-in the package knows about it). Forking keeps the test process's imports, so each run starts at once.
+"""Run the CLI in a child and kill it with SIGKILL at a chosen file-system step (a test helper; nothing in the
+package knows about it). ``run`` forks: the child keeps the test process's imports, so it starts at once.
+``spawn`` starts a new interpreter on this file (``python tests/faults.py ARGS``), which arms the fault named
+by ``AFFECT_ENS_TEST_KILL=POINT:N`` and runs the CLI: for commands that import torch, whose threads make a
+forked child hang.
 
 POINT is where the N-th call dies, before the call unless it says ``after``:
-``open`` (a file opened for writing by Python code), ``replace`` (``os.replace``), ``exchange`` (the one-step
-folder swap), ``after-exchange`` (right after it, before the old folder is deleted), ``unlink`` (deleting a
-file).
+``open`` (a file opened for writing by Python code), ``replace`` (``os.replace``), ``move`` (an ``os.replace``
+of a command's temporary: an output moved into place), ``exchange`` (the one-step folder swap),
+``after-exchange`` (right after it, before the old folder is deleted), ``unlink`` (deleting a file).
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import builtins
 import os
 import signal
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -47,6 +51,8 @@ def arm(point: str, nth: int) -> None:
         builtins.open = io.open = _counting(builtins.open, nth, only=_writes)
     elif point == "replace":
         os.replace = _counting(os.replace, nth)
+    elif point == "move":
+        os.replace = _counting(os.replace, nth, only=lambda src, *a, **k: outputs.TMP_TAG in os.fspath(src))
     elif point in ("exchange", "after-exchange"):
         outputs._exchange = _counting(outputs._exchange, nth, after=point == "after-exchange")
     elif point == "unlink":
@@ -98,4 +104,52 @@ def run(*args, kill: tuple[str, int] | None = None) -> Child:
     return Child(args, kill).wait()
 
 
-__all__ = ["Child", "Path", "arm", "run"]
+KILL_ENV = "AFFECT_ENS_TEST_KILL"
+"""``POINT:N``: the fault a ``spawn``-ed child arms before it runs the CLI."""
+PEAK_ENV = "AFFECT_ENS_TEST_PEAK"
+"""The file a ``spawn``-ed child writes its peak resident memory to (bytes) when it exits."""
+
+
+def spawn(*args, kill: tuple[str, int] | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+    """``affect-ens ARGS`` in a new interpreter, killed at ``kill`` as ``run`` does (``returncode`` -9); its
+    ``peak`` is the child's peak resident memory in bytes (None when it was killed)."""
+    env = {k: v for k, v in os.environ.items() if k != KILL_ENV}
+    if kill:
+        env[KILL_ENV] = f"{kill[0]}:{kill[1]}"
+    with tempfile.TemporaryDirectory() as folder:
+        env[PEAK_ENV] = os.path.join(folder, "peak")
+        command = [sys.executable, __file__, *map(str, args)]
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
+        done.peak = int(Path(env[PEAK_ENV]).read_text()) if os.path.exists(env[PEAK_ENV]) else None
+    return done
+
+
+def _write_peak() -> None:
+    import resource
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    fd = os.open(os.environ[PEAK_ENV], os.O_WRONLY | os.O_CREAT)  # not ``open``: a fault may be armed there
+    os.write(fd, str(peak).encode())
+    os.close(fd)
+
+
+def _spawned() -> None:
+    import atexit
+
+    sys.path[0] = str(Path(__file__).resolve().parents[1])  # the package these tests belong to, not tests/
+    if os.environ.get(PEAK_ENV):
+        atexit.register(_write_peak)
+    if os.environ.get(KILL_ENV):
+        point, nth = os.environ[KILL_ENV].rsplit(":", 1)
+        arm(point, int(nth))
+    from ensemble.cli import main
+
+    sys.argv = ["affect-ens", *sys.argv[1:]]
+    main()
+
+
+if __name__ == "__main__":
+    _spawned()
+
+
+__all__ = ["Child", "Path", "arm", "run", "spawn"]

@@ -216,3 +216,41 @@ def test_killed_report_force_leaves_the_old_page_or_the_new_one(sim, tmp_path, p
     assert run(*args, "--out", page, "--force").returncode == 0
     assert page.read_bytes() == new
     assert sorted(p.name for p in tmp_path.iterdir()) == ["page.html", "ref.html"]
+
+
+def _class_table(path: Path, probs: list[float]) -> Path:
+    """A table of an image challenge's two classes (as test_robustness_datasets.py's)."""
+    from ensemble.contract import PredictionTable, TableMeta, write_table
+    from ensemble.tasks import label_set
+
+    data = pd.DataFrame({"video": ["test/x.jpg", "test/y.jpg"], "frame": 1, "expr_a": probs})
+    data["expr_b"] = 1 - data["expr_a"]
+    return write_table(PredictionTable(data, TableMeta.of(("expr",), label_set(("a", "b")), member="m")), path)
+
+
+@pytest.mark.parametrize("point", [("open", 1), ("replace", 1), ("replace", 2)])
+def test_killed_class_submission_force_leaves_the_csv_and_its_record_old_or_new(tmp_path, point):
+    """submit of an image challenge's table: a CSV and its <name>.csv.json record, moved into place in turn."""
+    old_table, new_table = (
+        _class_table(tmp_path / "old.parquet", [0.8, 0.3]),
+        _class_table(tmp_path / "new.parquet", [0.2, 0.7]),
+    )
+    out, ref = tmp_path / "s.csv", tmp_path / "ref.csv"
+    assert run("submit", old_table, "--out", out).returncode == 0
+    assert run("submit", new_table, "--out", ref).returncode == 0
+    files = (out, out.with_name("s.csv.json"))
+    old, new = [p.read_bytes() for p in files], [ref.read_bytes(), ref.with_name("ref.csv.json").read_bytes()]
+    assert old[0] != new[0]
+    killed = run("submit", new_table, "--out", out, "--force", kill=point)
+    assert killed.returncode == -9, killed.stderr
+    assert all(p.read_bytes() in (a, b) for p, a, b in zip(files, old, new))
+    assert run("submit", new_table, "--out", out, "--force").returncode == 0
+    assert [p.read_bytes() for p in files] == new
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "new.parquet",
+        "old.parquet",
+        "ref.csv",
+        "ref.csv.json",
+        "s.csv",
+        "s.csv.json",
+    ]

@@ -114,6 +114,45 @@ def test_03_submit_force_never_replaces_a_dataset(sim, tmp_path):
 # --- crashes and unbounded work from a file ----------------------------------------------------------------
 
 
+def _labels_with(sim, tmp_path, video: str, kind: str):
+    """A copy of the annotation folders with ``video``'s va file a FIFO or a sparse 1 GiB file."""
+    import os
+    import shutil
+
+    labels = tmp_path / "labels"
+    shutil.copytree(sim[0], labels, ignore=shutil.ignore_patterns("*.parquet", "*.csv"))
+    bad = labels / "VA_Estimation_Challenge" / "Validation_Set" / f"{video}.txt"
+    bad.unlink(missing_ok=True)
+    if kind == "fifo":
+        os.mkfifo(bad)
+    else:
+        with open(bad, "wb") as file:
+            file.write(b"valence,arousal\n")
+            file.truncate(1 << 30)  # a hole: no disk, but 1 GiB if read
+    return labels
+
+
+@pytest.mark.parametrize(
+    "video, kind, message",
+    [
+        ("v0001", "fifo", "v0001.txt: not a regular file"),
+        ("v0001", "huge", "over the annotation file cap"),
+        ("v9999", "fifo", "predictions miss 1 video(s) with va annotations, first 'v9999'"),
+        ("v9999", "huge", "predictions miss 1 video(s) with va annotations, first 'v9999'"),
+    ],
+)
+def test_05_an_annotation_fifo_or_bomb_is_one_line_and_another_videos_file_is_never_read(
+    sim, tmp_path, video, kind, message
+):
+    """A FIFO named *.txt in an annotation folder hung evaluate forever; every *.txt was read whole, even files
+    no table names (a 2 GB sparse file took 4.4 GB). Run as the console script runs it, in a new interpreter."""
+    from faults import spawn
+
+    result = spawn("evaluate", sim[1][0], "--labels", _labels_with(sim, tmp_path, video, kind), timeout=120)
+    assert result.peak < 512 << 20, f"peak memory {result.peak:,} bytes"  # reading the 1 GiB file: 2 GiB or more
+    _one_line_error(result, message)
+
+
 @pytest.fixture(scope="module")
 def stack_fusion(sim, tmp_path_factory):
     folder = tmp_path_factory.mktemp("stack")
@@ -136,7 +175,7 @@ def _edited_tree(text: str, edit: str) -> str:
 @pytest.mark.parametrize("edit", ["no tree_sizes", "child out of range", "cycle", "feature out of range"])
 def test_04_a_crafted_lightgbm_tree_is_one_line_never_a_native_crash(sim, stack_fusion, tmp_path, edit):
     """A stack fusion with a LightGBM tree edited killed the process in native code (exit 139 / 134)."""
-    from faults import run
+    from faults import spawn
 
     doc = json.loads(json.dumps(stack_fusion))
     models = doc["fuser"]["learned"]["models_"]
@@ -144,10 +183,15 @@ def test_04_a_crafted_lightgbm_tree_is_one_line_never_a_native_crash(sim, stack_
     (tmp_path / "crafted.json").write_text(json.dumps(doc))
     before = tree_state(tmp_path)
     args = ["fuse", *sim[1], "--load-fusion", tmp_path / "crafted.json", "--out", tmp_path / "o.parquet"]
-    result = run(*args)  # a forked child: a native crash would kill it, not the tests
+    result = spawn(*args, timeout=300)  # a child: a native crash kills it, not the tests (a fork could hang)
     assert result.returncode == 2, (result.returncode, result.stderr[-500:])
     _one_line_error(result, "stack: saved va model 0")
     assert tree_state(tmp_path) == before
+
+
+MAX_DEPTH = 4
+"""The deepest nesting of committees (README, Safety; members.committee.MAX_DEPTH): a literal here, so the test
+also runs on code from before the limit."""
 
 
 def _leaf_run(folder):
@@ -182,8 +226,6 @@ def test_06_a_committee_that_contains_itself_is_refused_when_assembled_and_when_
 
 
 def test_06_committees_nest_at_most_the_stated_depth(tmp_path):
-    from members.committee import MAX_DEPTH
-
     inner = [_leaf_run(tmp_path / "a"), _leaf_run(tmp_path / "b")]
     for level in range(1, MAX_DEPTH + 1):
         out = tmp_path / f"c{level}"

@@ -104,12 +104,14 @@ def load_stack(paths: list[Path], edition: str | None, policy: str, *, quiet: bo
 
 
 def load_truths(root: Path, split: str, stack: Aligned) -> dict[str, Truth]:
-    """Labels of every task of ``stack`` from an Aff-Wild2 annotation root, matched to its frames."""
+    """Labels of every task of ``stack`` from an Aff-Wild2 annotation root, matched to its frames; only the
+    annotation files of the videos ``stack`` names are read."""
     from ensemble.evaluate import truths_for
     from ensemble.labels import read_labels
 
     check_split(split)
-    labels = {task: read_labels(root, task, split, stack.edition) for task in stack.tasks}
+    videos = set(stack.keys["video"])  # only these videos' annotation files are opened
+    labels = {task: read_labels(root, task, split, stack.edition, videos) for task in stack.tasks}
     return truths_for(stack.keys, labels, stack.edition)
 
 

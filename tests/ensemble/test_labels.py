@@ -99,3 +99,43 @@ def test_a_track_folder_of_another_name_is_found_by_its_files_header(tmp_path):
         match=r"two folders hold expr annotations for Validation_Set: .*Expression_Set_renamed.* and .*copy",
     ):
         read_labels(tmp_path, "expr", "val", ED)
+
+
+def _va_folder(tmp_path, videos=("v1", "v2")):
+    folder = tmp_path / "VA_Estimation_Challenge" / "Validation_Set"
+    folder.mkdir(parents=True)
+    for video in videos:
+        (folder / f"{video}.txt").write_text("valence,arousal\n0.5,-0.25\n-0.1,0.9\n")
+    return folder
+
+
+@pytest.mark.parametrize("kind", ["fifo", "huge", "unreadable"])
+def test_only_the_annotation_files_of_the_videos_named_are_opened(tmp_path, monkeypatch, kind):
+    """Issue 27, harm 5: every *.txt of the folder was read, even files no table names; now another video's
+    file is never opened: its name alone says the predictions miss an annotated video."""
+    import os
+
+    import ensemble.labels as labels
+    from ensemble.errors import ContractError, DataError
+
+    folder = _va_folder(tmp_path)
+    opened = []
+    real = labels.read_bounded
+    monkeypatch.setattr(labels, "read_bounded", lambda path, *a, **k: opened.append(path.name) or real(path, *a, **k))
+    assert len(labels.read_label_folder(folder, "va", ED, videos=["v1", "v2", "v4"])) == 4  # v4: none, not scored
+    assert opened == ["v1.txt", "v2.txt"]
+    other = folder / "v3.txt"
+    if kind == "fifo":
+        os.mkfifo(other)
+    elif kind == "huge":
+        with open(other, "wb") as file:
+            file.truncate(2 << 30)  # a sparse 2 GB file: no disk, no memory unless read
+    else:
+        other.write_text("valence,arousal\n0.5,0.5\n")
+        other.chmod(0)
+    with pytest.raises(ContractError, match=r"predictions miss 1 video\(s\) with va annotations, first 'v3'"):
+        labels.read_labels(tmp_path, "va", "val", ED, videos={"v1", "v2"})
+    assert "v3.txt" not in opened
+    if kind != "unreadable" or os.geteuid() != 0:  # root reads a file of mode 000
+        with pytest.raises(DataError, match="v3.txt"):  # the file of a video named is still read, and refused
+            labels.read_labels(tmp_path, "va", "val", ED, videos={"v1", "v2", "v3"})
