@@ -59,10 +59,11 @@ STRIDE_SAMPLE = 50_000
 """About as many frames (whole videos) estimate the autocorrelations."""
 
 
-LEARNING_RATES = {"va": 0.2, "expr": 0.1, "au": 0.2}
-"""Default learning rate of each task's models. At 0.2 the one-output VA and AU models reach the out-of-fold
-score they reach at 0.1 within 0.001 with about two thirds of the boosting work; the 8-class EXPR model lost
-0.0035 of F1 at 0.2, so it keeps 0.1 (``benchmarks/bench_fusion.py``, 5 members x 400,000 frames)."""
+LEARNING_RATES = {"va": 0.1, "expr": 0.1, "au": 0.2}
+"""Default learning rate of each task's models. At 0.2 the twelve one-output AU models reach the out-of-fold F1
+they reach at 0.1 within 0.0004 with two thirds of the CPU time (``benchmarks/bench_fusion.py``, 5 members x
+400,000 frames: 26.6 s against 39.4 s); the 8-class EXPR model lost 0.0035 of F1 there and the demo's VA stack
+0.014 of CCC, so they keep 0.1."""
 
 
 def lag_autocorrelation(values: np.ndarray, codes: np.ndarray, lag: int) -> float:
@@ -161,7 +162,7 @@ class StackingFuser(Fuser):
     max_frames: int | None = param(None, "stack: subsample training frames to this many for speed.", min=1)
     rounds: int = param(200, "stack: most boosting rounds (early stopping on held-out videos picks fewer).", min=1)
     learning_rate: float | None = param(
-        None, "stack: LightGBM learning rate (default: 0.2 for the VA and AU models, 0.1 for the EXPR model).", min=1e-6
+        None, "stack: LightGBM learning rate (default: 0.2 for the AU models, 0.1 for VA and EXPR).", min=1e-6
     )
     num_leaves: int = param(15, "stack: LightGBM leaves per tree.", min=2)
     seed: int = param(0, "stack: seed of the inner hold-out, subsampling and bagging.")
