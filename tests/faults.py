@@ -2,7 +2,9 @@
 package knows about it). ``run`` forks: the child keeps the test process's imports, so it starts at once.
 ``spawn`` starts a new interpreter on this file (``python tests/faults.py ARGS``), which arms the fault named
 by ``AFFECT_ENS_TEST_KILL=POINT:N`` and runs the CLI: for commands that import torch, whose threads make a
-forked child hang.
+forked child of the test process hang. ``served`` runs such a command in a child forked by a server
+(``python tests/faults.py --serve``) that has imported torch and the commands' modules but never ran them, so
+no thread pool exists to hang the child, and the child skips the seconds of a new interpreter's imports.
 
 POINT is where the N-th call dies, before the call unless it says ``after``:
 ``open`` (a file opened for writing by Python code), ``replace`` (``os.replace``), ``move`` (an ``os.replace``
@@ -124,6 +126,92 @@ def spawn(*args, kill: tuple[str, int] | None = None, timeout: float = 600) -> s
     return done
 
 
+PRELOAD = ("torch", "timm", "av", "cv2", "ensemble.cli", "members.face.crop", "members.face.predict")
+"""What the server imports before it forks: the torch commands' heavy imports (none of them runs anything)."""
+
+
+class _Server:
+    """``python tests/faults.py --serve``: one JSON request per line (args, cwd, environment, fault, output
+    files), answered with the child's pid, then with its exit status once it has ended."""
+
+    def __init__(self) -> None:
+        command = [sys.executable, __file__, "--serve"]
+        self.proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+    def run(self, args, kill, timeout: float) -> subprocess.CompletedProcess:
+        import json
+        import select
+
+        with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+            request = {"args": list(map(str, args)), "cwd": os.getcwd(), "env": dict(os.environ), "kill": kill}
+            request["fds"] = [f"/proc/{os.getpid()}/fd/{out.fileno()}", f"/proc/{os.getpid()}/fd/{err.fileno()}"]
+            self.proc.stdin.write(json.dumps(request) + "\n")
+            self.proc.stdin.flush()
+            pid = int(self.proc.stdout.readline())
+            if not select.select([self.proc.stdout], [], [], timeout)[0]:
+                os.kill(pid, signal.SIGKILL)
+                raise subprocess.TimeoutExpired(args, timeout)
+            code = int(self.proc.stdout.readline())
+            out.seek(0)
+            err.seek(0)
+            return subprocess.CompletedProcess(args, code, out.read(), err.read())
+
+
+_SERVER: list[_Server] = []
+
+
+def served(*args, kill: tuple[str, int] | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+    """``affect-ens ARGS`` in a child of the fork server (started on first use, one per test process), killed
+    at ``kill`` as ``run`` does (``returncode`` -9)."""
+    if not _SERVER or _SERVER[0].proc.poll() is not None:
+        _SERVER[:] = [_Server()]
+    return _SERVER[0].run(args, kill, timeout)
+
+
+def _serve() -> None:
+    import importlib
+    import json
+
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+    for name in PRELOAD:
+        importlib.import_module(name)
+    for line in sys.stdin:
+        request = json.loads(line)
+        pid = os.fork()
+        if pid == 0:
+            _child(request)
+        print(pid, flush=True)
+        _, status = os.waitpid(pid, 0)
+        print(-os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status), flush=True)
+
+
+def _child(request: dict) -> None:
+    """A served command: the test's working folder, environment and output files; the fault armed."""
+    code = 1
+    try:
+        os.chdir(request["cwd"])
+        os.environ.clear()
+        os.environ.update(request["env"])
+        null = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null, 0)
+        for fd, path in zip((1, 2), request["fds"]):
+            os.dup2(os.open(path, os.O_WRONLY | os.O_APPEND), fd)
+        sys.stdout, sys.stderr = os.fdopen(1, "w", closefd=False), os.fdopen(2, "w", closefd=False)
+        if request["kill"]:
+            arm(*request["kill"])
+        from ensemble.cli import main
+
+        sys.argv = ["affect-ens", *request["args"]]
+        main()
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 1
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+
 def _write_peak() -> None:
     import resource
 
@@ -149,7 +237,7 @@ def _spawned() -> None:
 
 
 if __name__ == "__main__":
-    _spawned()
+    _serve() if sys.argv[1:] == ["--serve"] else _spawned()
 
 
-__all__ = ["Child", "Path", "arm", "run", "spawn"]
+__all__ = ["Child", "Path", "arm", "run", "served", "spawn"]

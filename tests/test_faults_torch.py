@@ -1,45 +1,39 @@
 """SIGKILL during ``--force`` of the outputs of the commands that import torch: crop-faces' dataset folder,
 predict-member's tables (with a committee's member tables), extract-features' cache, predict-video's table,
 overlay video and plot page. Each output is left the old one whole or the new one whole, and the next run
-cleans up what the killed one left. Every command runs in a new interpreter (``faults.spawn``): a forked child
-of a process running torch can hang. The other output kinds are in test_faults.py.
+cleans up what the killed one left. Every command runs in a child of a fork server that has imported torch but
+never ran it (``faults.served``): a forked child of a process running torch can hang. The other output kinds are in test_faults.py.
 """
 
+import dataclasses
 import hashlib
-import os
+import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import av
 import pytest
-from faults import spawn
+from faults import served
 from helpers import package_dir, tree_state
 
 from ensemble.outputs import OLD_TAG, TMP_TAG, OutputLock
 
-RUN = """
-import dataclasses, json, sys
-from pathlib import Path
-import torch
-from members.cnn import CnnConfig, CnnMember
-folder = Path(sys.argv[1])
-folder.mkdir()
-torch.manual_seed(int(sys.argv[2]))
-cfg = CnnConfig(backbone="test_resnet", image_size=32, tasks=("expr",))
-(folder / "config.json").write_text(json.dumps({"member": "cnn", **dataclasses.asdict(cfg)}))
-torch.save({"model": CnnMember(cfg).build_network({}).state_dict()}, folder / "best.pt")
-"""
-"""A finished cnn run: random weights of timm's tiny test_resnet (as test_robustness.py's ``run``)."""
-ROOT_FIRST = {
-    **os.environ,
-    "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1]), os.environ.get("PYTHONPATH", "")]),
-}
+
+def write_run(folder: Path, seed: int) -> None:
+    """A finished cnn run: random weights of timm's tiny test_resnet (as test_robustness.py's ``run``)."""
+    import torch
+
+    from members.cnn import CnnConfig, CnnMember
+
+    folder.mkdir()
+    torch.manual_seed(seed)
+    cfg = CnnConfig(backbone="test_resnet", image_size=32, tasks=("expr",))
+    (folder / "config.json").write_text(json.dumps({"member": "cnn", **dataclasses.asdict(cfg)}))
+    torch.save({"model": CnnMember(cfg).build_network({}).state_dict()}, folder / "best.pt")
 
 
 def ok(*args):
-    done = spawn(*args)
+    done = served(*args)
     assert done.returncode == 0, done.stderr
     return done
 
@@ -68,7 +62,7 @@ def check_kill(outputs: tuple[Path, Path], names, args, kill, here: Path) -> Non
         copy = shutil.copytree if (outputs[0] / name).is_dir() else shutil.copy2
         copy(outputs[0] / name, here / name)
     old, new = ([contents(folder / n) for n in names] for folder in outputs)
-    done = spawn(*args, "--force", kill=kill)
+    done = served(*args, "--force", kill=kill)
     assert done.returncode == -9, done.stderr
     for now, before, after in zip((contents(here / n) for n in names), old, new):
         assert now in (before, after)
@@ -109,7 +103,7 @@ def runs(tmp_path_factory):
     """Two cnn runs and their committee."""
     root = tmp_path_factory.mktemp("runs")
     for seed in (1, 2):
-        subprocess.run([sys.executable, "-c", RUN, root / f"r{seed}", str(seed)], check=True, env=ROOT_FIRST)
+        write_run(root / f"r{seed}", seed)
     ok("committee", root / "r1", root / "r2", "--out", root / "c")
     return root
 
