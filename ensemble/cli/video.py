@@ -6,14 +6,17 @@ torch, PyAV, OpenCV and facenet-pytorch are imported inside the commands, so the
 
 from __future__ import annotations
 
+import os
+import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import typer
 from rich.markup import escape
 
-from ensemble.cli.app import app, console, err_console, phase_bars
+from ensemble.cli.app import app, collection_bar, console, err_console, phase_bars
 from ensemble.errors import AffectEnsError
-from ensemble.outputs import Outputs
+from ensemble.outputs import Outputs, WorkFolder, partial_path
 
 CROP_SIZE = typer.Option(
     112,
@@ -39,6 +42,11 @@ THREADS = typer.Option(
     min=1,
     help="CPU threads for face search and members (torch). On a busy CPU more threads wait on each other "
     "(measured 10x slower on this 2-core machine); raise it on an idle machine with many cores.",
+)
+DEVICE = typer.Option(
+    "auto",
+    "--device",
+    help="Where the face search and the members run: auto (the GPU when torch sees one, else the CPU), cpu or cuda.",
 )
 TABLE_OUT = typer.Option(
     ...,
@@ -91,8 +99,9 @@ def _check_suffix(path: Path | None, suffixes: tuple[str, ...], option: str) -> 
 
 @app.command("crop-faces")
 def crop_faces_cmd(
-    source: Path = typer.Argument(
-        ..., help="A video file, or a folder of videos; each file's name without its suffix is its video id."
+    sources: list[Path] = typer.Argument(
+        ...,
+        help="Video files or folders of videos; each file's name without its suffix is its video id (ids must differ).",
     ),
     out: Path = typer.Option(
         ...,
@@ -104,29 +113,60 @@ def crop_faces_cmd(
     min_face: int = MIN_FACE,
     detect_every: int = detect_every_option(1),
     threads: int = THREADS,
+    device: str = DEVICE,
     force: bool = FORCE,
 ) -> None:
-    """Find, align and crop the faces of every frame in Aff-Wild2's layout (frames without a face are absent)."""
-    with Outputs(force=force, inputs=[source]) as outs, phase_bars("frames") as bar:
-        folder = outs.folder(out, kind="faces")  # first: a refused output is answered before torch is imported
-        from members.face.crop import FaceSearch, crop_faces
-        from members.face.video import video_files
+    """Find, align and crop the faces of every frame in Aff-Wild2's layout (frames without a face are absent).
+    A killed run resumes at the videos not yet done; under torchrun the processes share the videos."""
+    settings = {"--size": size, "--max-faces": max_faces, "--min-face": min_face, "--detect-every": detect_every}
+    settings["--device"] = device
+    main = os.environ.get("RANK", "0") == "0"  # torchrun's rank 0 alone claims, assembles and prints
+    with Outputs(force=force, inputs=sources) if main else nullcontext() as outs, collection_bar() as bar:
+        # first: a refused output is answered before torch is imported
+        work = outs.resumable_folder(out, kind="faces", settings=settings) if outs else WorkFolder(partial_path(out))
+        from members.face.crop import FaceSearch
 
-        videos = video_files(source)
-        report = crop_faces(
-            videos,
-            folder,
-            FaceSearch(min_face, max_faces, detect_every, threads),
-            size,
-            lambda d, t: bar("faces", d, t),
-        )
+        search = FaceSearch(min_face, max_faces, detect_every, threads)
+        report, resumed = _crop_shared(sources, work, search, size, device, bar if main else None)
+    if not main:
+        return
+    if resumed:
+        err_console.print(f"resumed: {resumed} video(s) were done by an earlier, killed run", highlight=False)
     for video in report.faceless:
         _warn(f"{video}: no face found on any of its frames; it has no crops and no line in frames.csv")
     crops = sum(report.crops.values())
     _say(
-        f"wrote {out}: {crops} face crops in {len(report.crops)} folder(s) from {len(videos)} video(s) "
+        f"wrote {out}: {crops} face crops in {len(report.crops)} folder(s) from {report.videos} video(s) "
         f"({report.decoded} frames)"
     )
+
+
+def _crop_shared(sources: list[Path], work, search, size: int, device: str, bar):
+    """This process's share of the videos cropped into the work folder (rank 0 prepares it first, waits for
+    the others and writes the manifest); returns rank 0's report and the videos done before, else (None, 0)."""
+    import dataclasses
+
+    from members.face.crop import crop_collection, finish_dataset, parallel_search, same_source
+    from members.face.video import video_collection
+    from members.training.distributed import choose_device, launch_from_env, wait_for_all
+
+    videos = video_collection(sources)
+    launch = launch_from_env()
+    where = str(choose_device(device, launch))
+    search = dataclasses.replace(search, device=where, **parallel_search(where, launch.world))
+    if launch.main:
+        work.prepare(same_source(videos))
+    wait_for_all(launch)
+    done = work.done()
+    pending = [video for video in videos if video not in done]
+    mine = {video: videos[video] for video in pending[launch.rank :: launch.world]}
+    progress = (lambda v, vs, f, fs: bar(len(done) + v, len(videos), f, fs)) if bar else None
+    crop_collection(mine, work, search, size, progress)
+    if not launch.main:
+        return None, 0
+    while not videos.keys() <= work.done().keys():  # the other processes commit their videos as they finish
+        time.sleep(0.2)
+    return finish_dataset(videos, work), len(done)
 
 
 @app.command("predict-video")
