@@ -605,7 +605,7 @@ class Outputs:
         self._made: list[Path] = []  # folders this command created (removed again on failure)
         self._fresh: list[tuple[Path, Callable[[Path], bool]]] = []  # new update folders and their keep test
         self._targets: list[Path] = []
-        self._partials: list[tuple[Path, Path, str]] = []  # (work folder, target, kind) of resumable folders
+        self._partials: list[tuple[Path, Path, str | None]] = []  # (work folder, target, folder kind or None)
 
     def __enter__(self) -> Outputs:
         return self
@@ -667,6 +667,20 @@ class Outputs:
         ``settings`` (option flag to value), which resumes it; other settings are an error unless ``--force``,
         which starts over. A failed command keeps the work folder only if it holds finished items."""
         path = self._claim(Path(path), kind)
+        work = self._work_folder(path, kind, settings)
+        self._partials.append((work, path, kind))
+        return WorkFolder(work)
+
+    def resumable_file(self, path: str | Path, *, kind: str, settings: dict) -> tuple[Path, WorkFolder]:
+        """A file made from items built in a work folder, as ``resumable_folder`` keeps them: the temporary
+        file to write and the work folder, removed once the file is in place."""
+        tmp = self.file(path)
+        work = self._work_folder(Path(path), kind, settings)
+        self._partials.append((work, Path(path), None))
+        return tmp, WorkFolder(work)
+
+    def _work_folder(self, path: Path, kind: str, settings: dict) -> Path:
+        """The work folder of ``path``: the one a killed command left with these settings, or a new one."""
         work = partial_path(path)
         self._check_collisions(work, folder=True)
         settings = json.loads(json.dumps(settings))
@@ -682,8 +696,7 @@ class Outputs:
         if not work.exists():
             work.mkdir()
             write_marker(work, f"{kind}-partial", self.command, extra={"settings": settings})
-        self._partials.append((work, path, kind))
-        return WorkFolder(work)
+        return work
 
     def _partial_settings(self, work: Path, kind: str) -> dict | None:
         """The settings of the work folder a killed command left, or None when there is none."""
@@ -754,8 +767,9 @@ class Outputs:
     # finishing
 
     def _commit(self) -> None:
-        while self._partials:  # renamed away first: a command killed from here on leaves no half-tidied work
-            work, target, kind = self._partials.pop(0)
+        folders = [(w, t, k) for w, t, k in self._partials if k is not None]
+        self._partials = [p for p in self._partials if p[2] is None]  # work folders of files: removed at the end
+        for work, target, kind in folders:  # renamed away first: a kill from here on leaves no half-tidied work
             tmp = temp_sibling(target)
             os.rename(work, tmp)
             WorkFolder(tmp).tidy()
@@ -766,6 +780,8 @@ class Outputs:
         while self._moves:
             tmp, target, kind = self._moves.pop(0)
             replace_folder(tmp, target) if kind is not None else os.replace(tmp, target)
+        while self._partials:
+            _remove(self._partials.pop(0)[0])
 
     def _finish(self, failed: bool) -> None:
         """Delete what was not moved into place; on failure also what this command created; unlock."""

