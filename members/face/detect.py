@@ -65,6 +65,17 @@ def torch_threads(n: int) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
+def search_image(frame: np.ndarray, side: int = DETECT_SIDE) -> tuple[np.ndarray, float]:
+    """``frame`` scaled down to at most ``side`` pixels wide and high for a search, and the scale (1: as is)."""
+    import cv2
+
+    scale = min(1.0, side / max(frame.shape[:2]))
+    if scale == 1.0:
+        return frame, scale
+    size = (round(frame.shape[1] * scale), round(frame.shape[0] * scale))
+    return cv2.resize(frame, size, interpolation=cv2.INTER_AREA), scale
+
+
 class FaceDetector:
     """MTCNN on RGB frames: faces with a score of at least ``min_score``, the largest first.
 
@@ -87,18 +98,8 @@ class FaceDetector:
             self._nets[key] = load_mtcnn(key, self.device)
         return self._nets[key]
 
-    def _searched(self, frame: np.ndarray) -> tuple[np.ndarray, float]:
-        """The image searched for ``frame`` (scaled down to ``side``) and its scale."""
-        import cv2
-
-        scale = min(1.0, self.side / max(frame.shape[:2]))
-        if scale == 1.0:
-            return frame, scale
-        size = (round(frame.shape[1] * scale), round(frame.shape[0] * scale))
-        return cv2.resize(frame, size, interpolation=cv2.INTER_AREA), scale
-
     def __call__(self, frame: np.ndarray) -> list[Face]:
-        image, scale = self._searched(frame)
+        image, scale = search_image(frame, self.side)
         with torch_threads(self.threads):
             boxes, scores, points = self._net(self.min_face * scale).detect(image, landmarks=True)
         return self._faces(boxes, scores, points, scale)
@@ -107,7 +108,7 @@ class FaceDetector:
         """The faces of each of ``frames`` (of one size), searched as one batch (what a GPU wants)."""
         if len(frames) < 2 or any(f.shape != frames[0].shape for f in frames):
             return [self(frame) for frame in frames]
-        searched = [self._searched(frame) for frame in frames]
+        searched = [search_image(frame, self.side) for frame in frames]
         scale = searched[0][1]
         with torch_threads(self.threads):
             found = self._net(self.min_face * scale).detect(np.stack([s[0] for s in searched]), landmarks=True)
