@@ -23,6 +23,8 @@ CAPS: dict[str, int] = {
     "Keras config": 16 * MiB,  # a Keras model_config / config.json (EfficientNet-B7: under 1 MiB)
     "Keras weights": 2048 * MiB,  # the weights of one Keras model, whole file or zip entry
     "Keras array": 1024 * MiB,  # one weights array, by its declared shape and type
+    "face detector model": 64 * MiB,  # OpenCV's res10 SSD .caffemodel is 10.2 MiB, YuNet's .onnx 0.2 MiB
+    "face detector config": 1 * MiB,  # the SSD's deploy.prototxt is 28 KiB
 }
 """The largest file of each kind the tool reads (stated in the README's Safety section)."""
 MAX_JSON_DEPTH = 64

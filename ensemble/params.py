@@ -38,16 +38,26 @@ def flag_of(f: Field) -> str:
     return (f.metadata.get("flag") or "--" + f.name.replace("_", "-")).split("/")[0]
 
 
+def bounds(f: Field, join: str = " and ") -> str:
+    """The field's declared limits in words ('at least 1 and at most 100'; '' when it declares none): the error
+    of ``check_limits`` and the help of an option say them alike."""
+    limits = f.metadata.get("limits", {})
+    words = [
+        f"at least {limits['min']}" if "min" in limits else "",
+        f"at most {limits['max']}" if "max" in limits else "",
+    ]
+    return join.join(w for w in words if w)
+
+
 def check_limits(cls, values: dict[str, Any], label: Callable[[str], str] = str) -> None:
     """Numbers are finite and within their field's declared limits; ``label(key)`` names the value in the error
     (the field, a config file's key, the command-line flag)."""
-    limits = {f.name: f.metadata.get("limits", {}) for f in fields(cls)}
+    declared = {f.name: f for f in fields(cls)}
     for key, value in values.items():
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or key not in limits:
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or key not in declared:
             continue
-        low, high = limits[key].get("min", -math.inf), limits[key].get("max", math.inf)
+        limits = declared[key].metadata.get("limits", {})
+        low, high = limits.get("min", -math.inf), limits.get("max", math.inf)
         if not (math.isfinite(value) and low <= value <= high):
-            bounds = " and ".join(
-                t for t, on in ((f"at least {low}", low > -math.inf), (f"at most {high}", high < math.inf)) if on
-            )
-            raise AffectEnsError(f"{label(key)} must be a finite number{' ' + bounds if bounds else ''}, got {value!r}")
+            said = bounds(declared[key])
+            raise AffectEnsError(f"{label(key)} must be a finite number{' ' + said if said else ''}, got {value!r}")

@@ -65,7 +65,8 @@ class Member:
         raise DataError(f"a {type(self).__name__} has no network of its own")
 
     def train(self, data_root: Path, run_dir: Path, progress=None, *, launch: Launch | None = None) -> list[dict]:
-        """Train (or resume, or extend) the run in ``run_dir``; returns the per-epoch history rows."""
+        """Train (or resume, or extend) the run in ``run_dir`` (its folder, or the ``TrainingRun`` the caller
+        opened, which is not read again); returns the per-epoch history rows."""
         raise NotImplementedError
 
     def predict(

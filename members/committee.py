@@ -25,7 +25,7 @@ from members.base import Member
 from members.configs import CnnConfig, CommitteeConfig, MemberConfig
 from members.registry import MEMBERS
 from members.training.distributed import Launch
-from members.training.runs import BEST, Run, make_run_folder, resumed_config, save_checkpoint, write_config
+from members.training.runs import BEST, Run, TrainingRun, make_run_folder, save_checkpoint, write_config
 
 
 def backbone_config(cfg: CommitteeConfig, backbone: str) -> CnnConfig:
@@ -45,7 +45,7 @@ def check_lead(cfg: CommitteeConfig) -> None:
 
 
 def train_committee(
-    member_cls, cfg: CommitteeConfig, data_root: Path, run_dir: Path, progress=None, *, launch=None
+    member_cls, cfg: CommitteeConfig, data_root: Path, run_dir: Path | TrainingRun, progress=None, *, launch=None
 ) -> list[dict]:
     """Train every backbone in ``run_dir/<backbone>`` (each resumable); returns one history row per backbone."""
     from members.cnn import CnnMember
@@ -59,18 +59,19 @@ def train_committee(
 
     check_lead(cfg)
     launch = launch or Launch()
-    cfg = resumed_config(run_dir, member_cls, with_dataset(cfg, data_root), launch)
+    run = TrainingRun.of(run_dir, member_cls)
+    cfg = run.resume(with_dataset(cfg, data_root), launch)
     if launch.main:
-        make_run_folder(run_dir)
-        write_config(run_dir, member_cls, cfg, launch)
+        make_run_folder(run.path)
+        write_config(run.path, member_cls, cfg, launch)
     rows = []
     for i, backbone in enumerate(cfg.backbones):
-        sub = run_dir / backbone
+        sub = run.path / backbone
         history = train_member(CnnMember, backbone_config(cfg, backbone), data_root, sub, progress, launch=launch)
         best = max(history, key=lambda r: r["score"])
         rows.append({**best, "epoch": i + 1, "backbone": backbone})
     if launch.main:
-        save_checkpoint(run_dir / BEST, {"backbones": list(cfg.backbones), "lead": cfg.lead})  # marks it finished
+        save_checkpoint(run.path / BEST, {"backbones": list(cfg.backbones), "lead": cfg.lead})  # marks it finished
     return rows
 
 

@@ -137,6 +137,17 @@ def test_submission_zip_bomb(tmp_path):
     assert growth < GROWTH
 
 
+def test_face_detector_model_bomb(tmp_path):
+    """A 1 GiB --detector-model (issue 29): refused on its size before OpenCV is handed a byte."""
+    bomb = sparse(tmp_path / "yunet.onnx", 1 << 30, b"\x08\x07")
+    line, growth = probe(
+        "from members.face.detectors import DetectorChoice, open_detector; from pathlib import Path",
+        f"open_detector(DetectorChoice('yunet', Path({str(bomb)!r})))",
+    )
+    assert line.startswith("ERROR DataError") and "over the face detector model cap of 67,108,864 bytes" in line, line
+    assert growth < GROWTH
+
+
 @pytest.mark.parametrize("kind", ["annotation", "fusion"])
 def test_a_fifo_is_refused_at_once(tmp_path, kind):
     """A FIFO named like the file hung the command forever, waiting for a writer."""

@@ -475,7 +475,10 @@ FUSE_CASES = {
         ],
         "tie-break 'lead' needs --lead, one of: m0, m1, m2",
     ),
-    "max frames 0": (_fuse(_members, "--method", "stack", "--max-frames", "0"), "stack: max_frames must be at least 1"),
+    "max frames 0": (
+        _fuse(_members, "--method", "stack", "--max-frames", "0"),
+        "stack: max_frames must be a finite number at least 1, got 0",
+    ),
     "option of another method": (
         _fuse(_members, "--max-frames", "100"),
         "--max-frames is not an option of method average (its options: --weights, --tune-weights, --rounds)",
@@ -571,7 +574,7 @@ MEMBER_CASES = {
     ),
     "config negative lr": (_train(config='{"lr": -1}'), "lr must be a finite number at least 0.0, got -1"),
     "config infinite lr": (_train(config='{"lr": 1e999}'), "lr must be a finite number at least 0.0, got inf"),
-    "negative lr": (_train("--lr", "-0.1"), "Invalid value for '--lr'"),
+    "negative lr": (_train("--lr", "-0.1"), "--lr must be a finite number at least 0.0, got -0.1"),
     "infinite lr": (_train("--lr", "inf"), "--lr must be a finite number at least 0.0, got inf"),
     "option of another member": (_train("--rnn", "gru"), "No such option: --rnn"),
     "run folder named like a table of ours": (
@@ -928,7 +931,7 @@ LOADED_FUSION_CASES = {
     ),
     "loaded fusion: stack with a huge context": (
         _fusion_edited(_set("fuser", "params", "context", 10**9), "stack"),
-        "context must be at most",
+        "stack: context must be a finite number at least 0 and at most 100, got 1000000000",
     ),
     "loaded fusion: stack model not LightGBM text": (
         _fusion_edited(

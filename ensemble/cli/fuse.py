@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import inspect
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from types import UnionType
-from typing import TYPE_CHECKING, Any, Optional, Union, get_args, get_origin, get_type_hints
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -23,113 +20,14 @@ from ensemble.cli.common import (
     one_row_per_item,
     print_scores,
 )
+from ensemble.cli.options import FuseCommand, given_flags, method_params
 from ensemble.errors import AffectEnsError
 from ensemble.fusion import FUSERS
-from ensemble.fusion.base import param_fields
 from ensemble.outputs import Outputs
-from ensemble.params import flag_of
 
 if TYPE_CHECKING:  # tables and fusions are read when the command runs: `affect-ens --help` starts without pandas
     from ensemble.align import Aligned
     from ensemble.pipeline import FittedFusion
-
-
-@dataclass
-class MethodOption:
-    """One ``fuse`` option for the fuser parameters of one name: its flag, value type and help."""
-
-    name: str
-    flag: str
-    kind: type  # bool, int, float or str
-    is_list: bool  # a comma-separated list of ``kind`` on the command line
-    helps: list[str]
-
-    def parameter(self) -> inspect.Parameter:
-        """The option as a parameter of the command's signature (how Typer reads options)."""
-        flags = f"{self.flag}/--no-{self.flag[2:]}" if self.kind is bool else self.flag
-        option = typer.Option(None, flags, help=" ".join(self.helps), show_default=False)
-        annotation = Optional[str if self.is_list else self.kind]  # noqa: UP045  (Typer reads the Optional)
-        return inspect.Parameter(self.name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=annotation)
-
-    def parse(self, value: Any) -> Any:
-        if not self.is_list:
-            return value
-        try:
-            return [self.kind(v) for v in str(value).split(",")]
-        except ValueError:
-            what = "numbers" if self.kind in (int, float) else "values"
-            raise AffectEnsError(f"{self.flag} must be comma-separated {what}, got {value!r}") from None
-
-
-def option_type(hint: Any) -> tuple[type, bool] | None:
-    """(value type, whether a list) of a parameter's type hint, None when no option can carry it."""
-    args = [a for a in get_args(hint) if a is not type(None)] if get_origin(hint) in (Union, UnionType) else [hint]
-    if len(args) != 1:
-        return None
-    base = args[0]
-    if base in (bool, int, float, str):
-        return base, False
-    if get_origin(base) is list and get_args(base)[0] in (int, float, str):
-        return get_args(base)[0], True
-    return None
-
-
-def method_options() -> dict[str, MethodOption]:
-    """An option per parameter name declared by any registered fuser (help gathered from every method that
-    declares it); ``SHARED`` names take the command's own option of that name."""
-    options: dict[str, MethodOption] = {}
-    for method in FUSERS.names():
-        cls = FUSERS.get(method)
-        hints = get_type_hints(cls)
-        for f in param_fields(cls):
-            carried = option_type(hints[f.name])
-            if f.name in SHARED or carried is None:
-                continue
-            default = "" if f.default is None or f.default is False else f" (default {f.default})"
-            text = f.metadata["help"].rstrip(".") + default + "."
-            opt = options.setdefault(f.name, MethodOption(f.name, flag_of(f), *carried, []))
-            if text not in opt.helps:
-                opt.helps.append(text)
-    return options
-
-
-SHARED = ("folds",)
-"""Fuser parameters set by the ``fuse`` option of the same name (the out-of-fold folds serve both)."""
-
-
-def method_params(method: str, given: dict[str, Any], shared: dict[str, Any]) -> dict[str, Any]:
-    """The chosen method's parameters from the method options given; an option of another method is an error."""
-    declared = [f.name for f in param_fields(FUSERS.get(method))]
-    options = method_options()
-    other = [n for n, v in given.items() if v is not None and n not in declared]
-    if other:
-        mine = ", ".join(options[n].flag for n in declared if n in options) or "none"
-        raise AffectEnsError(f"{options[other[0]].flag} is not an option of method {method} (its options: {mine})")
-    params = {n: options[n].parse(v) for n, v in given.items() if v is not None}
-    return params | {n: v for n, v in shared.items() if n in declared}
-
-
-class FuseCommand:
-    """The ``fuse`` command with one option per declared fuser parameter, read from ``FUSERS`` each time the
-    command line is built: a fusion method registered in its own module gets its options with no other change."""
-
-    def __init__(self, command: Callable[..., None]) -> None:
-        self.command = command
-        self.__doc__ = command.__doc__
-        self.__name__ = command.__name__
-
-    @property
-    def __signature__(self) -> inspect.Signature:
-        own = inspect.signature(self.command, eval_str=True)
-        fixed = [p for p in own.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
-        return own.replace(parameters=fixed + [o.parameter() for o in method_options().values()])
-
-    @property
-    def __annotations__(self) -> dict[str, Any]:
-        return {p.name: p.annotation for p in self.__signature__.parameters.values()}
-
-    def __call__(self, **options: Any) -> None:
-        self.command(**options)
 
 
 @dataclass
@@ -189,9 +87,8 @@ def fit_on(predictions: list[Path], apply: list[Path] | None, fit: FitRequest, l
 
 def refuse_fit_options(method: str | None, given: dict[str, Any], accept: list[str] | None) -> None:
     """A saved fusion keeps its method and parameters: options that would change them are an error, not ignored."""
-    options = method_options()
     named = ["--method"] if method else []
-    named += [options[n].flag for n, v in given.items() if v is not None]
+    named += given_flags(given)
     named += ["--accept"] if accept else []
     if named:
         raise AffectEnsError(

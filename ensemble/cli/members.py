@@ -166,12 +166,13 @@ def train_member_cmd(member: str, data: Path, out: Path, config: Path | None, ho
     from members.pretrained import prepare
     from members.registry import create_member, member_class
     from members.training.distributed import launch_from_env, wait_for_all
-    from members.training.runs import resumed_config
+    from members.training.runs import TrainingRun
 
     member_cls = member_class(member)
     given = parse_options(member_cls.config_class, options)
     member_cls.config_class.check_options(given)
-    cfg = resolve_config(member_cls.config_class, config, given, base=run_options(out, member_cls))
+    opened = TrainingRun.open(out, member_cls)  # config.json read and its member checked once, for the whole command
+    cfg = resolve_config(member_cls.config_class, config, given, base=opened.options())
     cfg = dataset_config(cfg, data)
     if not cfg.label_set:
         say_edition(
@@ -180,14 +181,14 @@ def train_member_cmd(member: str, data: Path, out: Path, config: Path | None, ho
     if cfg.epochs < member_cls.min_epochs:
         raise AffectEnsError(f"--epochs {cfg.epochs}: member {member} trains at least {member_cls.min_epochs} epoch(s)")
     launch = launch_from_env(*how)
-    cfg = resumed_config(out, member_cls, cfg, launch)  # a re-run that differs fails before any output
+    cfg = opened.resume(cfg, launch)  # a re-run that differs fails before any output
     cfg, found = prepare(cfg)  # a --weights file that fits no backbone fails before any output too
     if found and launch.main:
         err_console.print(escape(found), highlight=False, soft_wrap=True)
-    with training_folder(out, [data, config, *path_options(options)], launch) as run:
+    with training_folder(out, [data, config, *path_options(options)], launch):
         with main_progress(launch, "training") as advance:
             progress = advance and (lambda phase, done, total: advance(done, total))
-            history = create_member(member, cfg).train(data, run, progress, launch=launch)
+            history = create_member(member, cfg).train(data, opened, progress, launch=launch)
     wait_for_all(launch)  # every rank returns once rank 0 has put the finished run in place: a next command reads it
     if launch.main:
         print_history(history)
@@ -205,17 +206,6 @@ def dataset_config(cfg, data: Path):
     cfg = with_dataset(cfg, data)
     note(f"label set: {get_edition(cfg.edition).name} (accuracy scored, macro F1 beside it)")
     return cfg
-
-
-def run_options(out: Path, member_cls) -> dict:
-    """The options of the run at ``out`` (a re-run names only what it changes); {} for a new run."""
-    from members.training.runs import check_member, config_values, read_config
-
-    doc = read_config(out) if out.is_dir() else None
-    if doc is None:
-        return {}
-    check_member(out, doc, member_cls)
-    return config_values(doc, member_cls.config_class)
 
 
 @contextmanager
@@ -274,6 +264,11 @@ CLASS_MAP = typer.Option(
     "without a same-named one (e.g. Other=neutral), as keras imports map theirs.",
 )
 
+MEMBER_TABLES = typer.Option(
+    False, "--member-tables", help="Committee runs: also write each member's table as OUT_STEM_<member>.parquet."
+)
+FORCE_TABLES = typer.Option(False, "--force", help="Overwrite OUT (and the member tables) if this tool wrote them.")
+
 
 @app.command("predict-member")
 def predict_member_cmd(
@@ -282,10 +277,8 @@ def predict_member_cmd(
     data: Path = DATA,
     out: Path = typer.Option(..., "--out", help="Prediction table to write (.parquet)."),
     frames: Path = FRAMES,
-    member_tables: bool = typer.Option(
-        False, "--member-tables", help="Committee runs: also write each member's table as OUT_STEM_<member>.parquet."
-    ),
-    force: bool = typer.Option(False, "--force", help="Overwrite OUT (and the member tables) if this tool wrote them."),
+    member_tables: bool = MEMBER_TABLES,
+    force: bool = FORCE_TABLES,
     workers: int = WORKERS,
     classes: str = DATASET_CLASSES,
     class_map: str = CLASS_MAP,

@@ -34,7 +34,23 @@ MAX_FACES = typer.Option(
     "(a second face counts when it is on at least a fifth of the frames with a face); 1: the largest face only.",
 )
 MIN_FACE = typer.Option(
-    40, "--min-face", min=12, help="Smallest face side searched, in the video's pixels (smaller: slower)."
+    40,
+    "--min-face",
+    min=12,
+    help="Smallest face side searched, in the video's pixels (smaller: slower); ssd and yunet drop smaller faces.",
+)
+DETECTOR = typer.Option(
+    "mtcnn",
+    "--detector",
+    help="Face detector: mtcnn (facenet-pytorch, weights in its wheel), ssd (OpenCV's res10 SSD: --detector-model "
+    ".caffemodel and --detector-config .prototxt; no landmarks, so faces are cropped from the box) or yunet "
+    "(OpenCV Zoo's YuNet: --detector-model .onnx). The OpenCV models are your own copies; nothing is downloaded.",
+)
+DETECTOR_MODEL = typer.Option(
+    None, "--detector-model", help="The model file of --detector ssd (.caffemodel) or yunet (.onnx)."
+)
+DETECTOR_CONFIG = typer.Option(
+    None, "--detector-config", help="The network file of --detector ssd (deploy.prototxt) that goes with its model."
 )
 FORCE = typer.Option(False, "--force", help="Replace outputs that affect-ens wrote before.")
 THREADS = typer.Option(
@@ -93,6 +109,13 @@ def _use_threads(threads: int) -> int:
     return threads
 
 
+def _detector(name: str, model: Path | None, config: Path | None):
+    """The face detector chosen, its options checked before anything is written or imported."""
+    from members.face.detectors import DetectorChoice
+
+    return DetectorChoice(name, model, config).check()
+
+
 def _check_suffix(path: Path | None, suffixes: tuple[str, ...], option: str) -> None:
     if path is not None and path.suffix.lower() not in suffixes:
         raise AffectEnsError(f"{option} {path}: expected a {' or '.join(suffixes)} file")
@@ -113,21 +136,26 @@ def crop_faces_cmd(
     max_faces: int = MAX_FACES,
     min_face: int = MIN_FACE,
     detect_every: int = detect_every_option(1),
+    detector: str = DETECTOR,
+    detector_model: Path = DETECTOR_MODEL,
+    detector_config: Path = DETECTOR_CONFIG,
     threads: int = THREADS,
     device: str = DEVICE,
     force: bool = FORCE,
 ) -> None:
     """Find, align and crop the faces of every frame in Aff-Wild2's layout (frames without a face are absent).
     A killed run resumes at the videos not yet done; under torchrun the processes share the videos."""
+    choice = _detector(detector, detector_model, detector_config)
     settings = {"--size": size, "--max-faces": max_faces, "--min-face": min_face, "--detect-every": detect_every}
-    settings["--device"] = device
+    settings |= _detector_settings(choice) | {"--device": device}
     main = os.environ.get("RANK", "0") == "0"  # torchrun's rank 0 alone claims, assembles and prints
-    with Outputs(force=force, inputs=sources) if main else nullcontext() as outs, collection_bar() as bar:
+    inputs = [*sources, detector_model, detector_config]
+    with Outputs(force=force, inputs=inputs) if main else nullcontext() as outs, collection_bar() as bar:
         # first: a refused output is answered before torch is imported
         work = outs.resumable_folder(out, kind="faces", settings=settings) if outs else WorkFolder(partial_path(out))
         from members.face.crop import FaceSearch
 
-        search = FaceSearch(min_face, max_faces, detect_every, threads)
+        search = FaceSearch(min_face, max_faces, detect_every, threads, detector_choice=choice)
         report, resumed = _crop_shared(sources, work, search, size, device, bar if main else None)
     if not main:
         return
@@ -173,6 +201,9 @@ def predict_video_cmd(
     min_face: int = MIN_FACE,
     detect_every: int = detect_every_option(1),
     batch_size: int = typer.Option(64, "--batch-size", min=1, help="Faces per batch through the members."),
+    detector: str = DETECTOR,
+    detector_model: Path = DETECTOR_MODEL,
+    detector_config: Path = DETECTOR_CONFIG,
     threads: int = THREADS,
     device: str = DEVICE,
     force: bool = FORCE,
@@ -186,25 +217,33 @@ def predict_video_cmd(
     _check_suffix(overlay, (".mp4",), "--overlay")
     _check_suffix(plot, (".html",), "--plot")
     videos = video_collection(sources)
-    search = FaceSearch(min_face, max_faces, detect_every, threads)
+    choice = _detector(detector, detector_model, detector_config)
+    search = FaceSearch(min_face, max_faces, detect_every, threads, detector_choice=choice)
+    inputs = [*member, fusion, detector_model, detector_config]
     if len(videos) == 1 and os.environ.get("WORLD_SIZE", "1") == "1":
         options = {"size": size, "batch_size": batch_size, "device": device}
-        _predict_one(videos, member, out, fusion, overlay, plot, search, options, force)
+        _predict_one(videos, inputs, member, out, fusion, overlay, plot, search, options, force)
         return
     if overlay or plot:
         raise AffectEnsError("--overlay and --plot draw one video: give one video file (and no torchrun)")
     settings = {"--member": [str(p.resolve()) for p in member], "--fusion": str(fusion.resolve()) if fusion else None}
     settings |= {"--size": size, "--max-faces": max_faces, "--min-face": min_face, "--detect-every": detect_every}
-    settings |= {"--batch-size": batch_size, "--device": device}
-    _predict_many(videos, sources, member, out, fusion, search, settings, force)
+    settings |= _detector_settings(choice) | {"--batch-size": batch_size, "--device": device}
+    _predict_many(videos, [*sources, *inputs], member, out, fusion, search, settings, force)
 
 
-def _predict_one(videos, member, out, fusion, overlay, plot, search, options: dict, force: bool) -> None:
+def _detector_settings(choice) -> dict:
+    """The detector options as a resumed run must repeat them."""
+    files = {"--detector-model": choice.model, "--detector-config": choice.config}
+    return {"--detector": choice.name} | {k: str(v.resolve()) if v else None for k, v in files.items()}
+
+
+def _predict_one(videos, inputs, member, out, fusion, overlay, plot, search, options: dict, force: bool) -> None:
     """predict-video on one video, with its overlay and plot where asked."""
     from ensemble.contract import check_table_path
 
     ((video_id, path),) = videos.items()
-    with Outputs(force=force, inputs=[path, *member, fusion]) as outs, phase_bars("frames") as bar:
+    with Outputs(force=force, inputs=[path, *inputs]) as outs, phase_bars("frames") as bar:
         table = outs.file(check_table_path(out))  # refusals come before torch's import
         files = [table] + [outs.file(p) if p else None for p in (overlay, plot)]
         from ensemble.pipeline import saved_fusion
@@ -232,12 +271,12 @@ def _predict_one(videos, member, out, fusion, overlay, plot, search, options: di
     _say(f"wrote {', '.join(str(p) for p in (out, overlay, plot) if p)}")
 
 
-def _predict_many(videos, sources, member, out, fusion, search, settings: dict, force: bool) -> None:
+def _predict_many(videos, inputs, member, out, fusion, search, settings: dict, force: bool) -> None:
     """predict-video on several videos (or under torchrun): one table, built video by video in a work folder."""
     from ensemble.contract import check_table_path
 
     main = os.environ.get("RANK", "0") == "0"
-    with Outputs(force=force, inputs=[*sources, *member, fusion]) if main else nullcontext() as outs:
+    with Outputs(force=force, inputs=inputs) if main else nullcontext() as outs:
         if outs:  # refusals come before torch's import
             table, work = outs.resumable_file(check_table_path(out), kind="table", settings=settings)
         else:
@@ -342,12 +381,17 @@ def webcam(
         None, "--window/--no-window", help="Show the frames in a window (default: when a display is available)."
     ),
     overlay: Path = typer.Option(None, "--overlay", help="Also record the drawn frames as a video (.mp4)."),
+    detector: str = DETECTOR,
+    detector_model: Path = DETECTOR_MODEL,
+    detector_config: Path = DETECTOR_CONFIG,
     threads: int = THREADS,
     force: bool = FORCE,
 ) -> None:
     """The live demo: faces, expressions and valence/arousal drawn on a camera's frames, with the frame rate."""
     _check_suffix(overlay, (".mp4",), "--overlay")
-    inputs = [None if source.isascii() and source.isdigit() else Path(source), *(member or [])]
+    choice = _detector(detector, detector_model, detector_config)
+    camera = source.isascii() and source.isdigit()
+    inputs = [None if camera else Path(source), *(member or []), detector_model, detector_config]
     with Outputs(force=force, inputs=inputs) as outs, phase_bars("frames") as bar:
         record = outs.file(overlay) if overlay else None  # refusals come before torch's import
         from members.face.crop import FaceSearch
@@ -356,7 +400,8 @@ def webcam(
         from members.face.webcam import run_live
 
         stream, members = parse_source(source), open_image_runs(member) if member else []
-        search, show = FaceSearch(min_face, max_faces, detect_every, _use_threads(threads)), _window(window)
+        search = FaceSearch(min_face, max_faces, detect_every, _use_threads(threads), detector_choice=choice)
+        show = _window(window)
         report = run_live(
             stream, members, search, limit=frames, show=show, record=record, progress=lambda d, t: bar("live", d, t)
         )

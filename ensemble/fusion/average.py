@@ -153,7 +153,7 @@ class AverageFuser(Fuser):
     name = "average"
 
     tune: bool = param(False, "average: tune weights on validation (greedy selection).", flag="--tune-weights")
-    rounds: int = param(25, "average: greedy selection rounds when tuning.")
+    rounds: int = param(25, "average: greedy selection rounds when tuning.", min=1)  # 0 rounds: no weights
     weights_: dict[str, list[list[float]]] = learned(dict)
 
     def __post_init__(self) -> None:

@@ -64,8 +64,10 @@ class Fuser:
         dataclass(kw_only=True, eq=False)(cls)
 
     def __post_init__(self) -> None:
-        """Check the parameters (their declared limits); subclasses extend it."""
-        check_limits(type(self), {f.name: getattr(self, f.name) for f in param_fields(type(self))})
+        """Check the parameters (their declared limits: 'stack: rounds must be a finite number at least 1, got
+        0', built in Python, from ``fuse``'s options or from a saved fusion alike); subclasses extend it."""
+        values = {f.name: getattr(self, f.name) for f in param_fields(type(self))}
+        check_limits(type(self), values, lambda key: f"{self.name}: {key}")
 
     def check_members(self, aligned: Aligned) -> None:
         if self.weights is not None and len(self.weights) != len(aligned.members):

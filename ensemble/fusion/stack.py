@@ -59,6 +59,12 @@ STRIDE_SAMPLE = 50_000
 """About as many frames (whole videos) estimate the autocorrelations."""
 
 
+LEARNING_RATES = {"va": 0.2, "expr": 0.1, "au": 0.2}
+"""Default learning rate of each task's models. At 0.2 the one-output VA and AU models reach the out-of-fold
+score they reach at 0.1 within 0.001 with about two thirds of the boosting work; the 8-class EXPR model lost
+0.0035 of F1 at 0.2, so it keeps 0.1 (``benchmarks/bench_fusion.py``, 5 members x 400,000 frames)."""
+
+
 def lag_autocorrelation(values: np.ndarray, codes: np.ndarray, lag: int) -> float:
     """Mean over members and columns of the correlation between frames ``lag`` apart in the same video
     (``values``: members, frames, k; frames in video order, as aligned tables are)."""
@@ -148,32 +154,31 @@ class StackingFuser(Fuser):
 
     name = "stack"
 
-    context: int = param(0, "stack: half-width of temporal context features (0: none).")
-    folds: int = param(5, "stack: video-grouped folds of the out-of-fold predictions it learns from.")
-    max_frames: int | None = param(None, "stack: subsample training frames to this many for speed.")
-    rounds: int = param(200, "stack: most boosting rounds (early stopping on held-out videos picks fewer).")
-    learning_rate: float = param(0.1, "stack: LightGBM learning rate.")
-    num_leaves: int = param(15, "stack: LightGBM leaves per tree.")
+    context: int = param(  # the context features pad each video by 2 * context frames
+        0, "stack: half-width of temporal context features (0: none).", min=0, max=MAX_CONTEXT
+    )
+    folds: int = param(5, "stack: video-grouped folds of the out-of-fold predictions it learns from.", min=2)
+    max_frames: int | None = param(None, "stack: subsample training frames to this many for speed.", min=1)
+    rounds: int = param(200, "stack: most boosting rounds (early stopping on held-out videos picks fewer).", min=1)
+    learning_rate: float | None = param(
+        None, "stack: LightGBM learning rate (default: 0.2 for the VA and AU models, 0.1 for the EXPR model).", min=1e-6
+    )
+    num_leaves: int = param(15, "stack: LightGBM leaves per tree.", min=2)
     seed: int = param(0, "stack: seed of the inner hold-out, subsampling and bagging.")
     models_: dict[str, list[str]] = learned(dict)  # LightGBM models as text, per task
     strides_: dict[str, int] = learned(dict, saved=False)  # the training stride of each task
     _boosters: dict[str, list] = field(default_factory=dict, init=False, repr=False)  # models_ loaded, a cache
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.weights is not None:
             raise AffectEnsError("stack learns its own weighting of the members; --weights does not apply")
-        for name, low in (("context", 0), ("folds", 2), ("max_frames", 1), ("rounds", 1), ("num_leaves", 2)):
-            value = getattr(self, name)
-            if value is not None and value < low:
-                raise AffectEnsError(f"stack: {name} must be at least {low}, got {value}")
-        if self.context > MAX_CONTEXT:  # the context features pad each video by 2 * context frames
-            raise AffectEnsError(f"stack: context must be at most {MAX_CONTEXT}, got {self.context}")
 
-    def _params(self, objective: str, **extra) -> dict:
+    def _params(self, task: str, objective: str, **extra) -> dict:
         return {
             "objective": objective,
             "metric": "None",
-            "learning_rate": self.learning_rate,
+            "learning_rate": self.learning_rate or LEARNING_RATES[task],
             "num_leaves": self.num_leaves,
             "min_data_in_leaf": 40,
             "feature_fraction": 1.0,  # all features each tree: results do not depend on member order
@@ -191,10 +196,10 @@ class StackingFuser(Fuser):
     def _targets(self, task: str, k: int, truth: Truth) -> list[tuple[list[int], np.ndarray, dict, Callable]]:
         """(feature columns of the task, target, LightGBM params, eval) of each model of ``task``."""
         if task == "va":
-            return [([0, 1], truth.values[:, d], self._params("regression"), _ccc_eval) for d in range(2)]
+            return [([0, 1], truth.values[:, d], self._params(task, "regression"), _ccc_eval) for d in range(2)]
         if task == "expr":
-            return [(list(range(k)), truth.values, self._params("multiclass", num_class=k), _f1_eval(k))]
-        return [([j], truth.values[:, j], self._params("binary"), _binary_f1_eval) for j in range(k)]
+            return [(list(range(k)), truth.values, self._params(task, "multiclass", num_class=k), _f1_eval(k))]
+        return [([j], truth.values[:, j], self._params(task, "binary"), _binary_f1_eval) for j in range(k)]
 
     def _train(
         self, x: np.ndarray, y: np.ndarray, groups: np.ndarray, params: dict, feval: Callable, rounds: int | None

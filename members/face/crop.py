@@ -27,8 +27,9 @@ from ensemble.errors import DataError
 from ensemble.frames import FRAME_ROOT, face_file
 from ensemble.outputs import WorkFolder, safe_join
 from members.base import Progress
-from members.face.align import align_face
-from members.face.detect import Face, FaceDetector, detect_batch
+from members.face.align import crop_face
+from members.face.detect import Face, detect_batch
+from members.face.detectors import Detector, DetectorChoice, open_detector
 from members.face.track import FaceFollower
 from members.face.video import decode_frames, prefetched, probe_video
 
@@ -44,21 +45,24 @@ are searched on several threads instead."""
 @dataclass(frozen=True)
 class FaceSearch:
     """How faces are searched: the smallest face side in pixels, the most faces per frame, how often the
-    detector runs (1: every frame; k: every k-th frame, tracking in between), on how many torch threads, on
-    which device, how many frames at once (``workers`` threads) and how many frames per detector call."""
+    detector runs (1: every frame; k: every k-th frame, tracking in between), which detector
+    (members.face.detectors: MTCNN by default, or OpenCV's SSD or YuNet from the user's files), on how many
+    torch threads, on which device, how many frames at once (``workers`` threads) and how many frames per
+    detector call."""
 
     min_face: int = 40
     max_faces: int = 2
     every: int = 1
     threads: int = 1  # torch threads of each search (see members.face.detect.torch_threads)
+    detector_choice: DetectorChoice = DetectorChoice()  # which detector (members.face.detectors)
     device: str = "cpu"
     workers: int = 1
     batch: int = 1
 
-    def detector(self) -> FaceDetector:
-        return FaceDetector(self.min_face, threads=self.threads, device=self.device)
+    def detector(self) -> Detector:
+        return open_detector(self.detector_choice, self.min_face, self.threads, self.device)
 
-    def follower(self, detector: FaceDetector | None = None) -> FaceFollower:
+    def follower(self, detector: Detector | None = None) -> FaceFollower:
         return FaceFollower(detector or self.detector(), self.every)
 
 
@@ -150,7 +154,7 @@ def ordered_map(fn: Callable, items: Iterable, workers: int) -> Iterator:
             yield running.popleft().result()
 
 
-def search_frames(path: Path, search: FaceSearch, detector: FaceDetector) -> Iterator[list[Face]]:
+def search_frames(path: Path, search: FaceSearch, detector: Detector) -> Iterator[list[Face]]:
     """The faces of each frame of ``path`` in order, decoded in a background thread. Searching every frame,
     batches of ``search.batch`` frames go to ``search.workers`` threads (each frame's faces do not depend on
     how the frames were split); with tracking (``every`` > 1) frames are followed one after another."""
@@ -168,7 +172,7 @@ def scan_video(
     video: str,
     search: FaceSearch,
     progress: Progress | None = None,
-    detector: FaceDetector | None = None,
+    detector: Detector | None = None,
 ) -> VideoFaces:
     """Find the faces of every frame of ``path`` and split them into subjects."""
     info = probe_video(path)
@@ -187,7 +191,7 @@ def aligned_crops(faces: VideoFaces, size: int) -> Iterator[tuple[str, int, np.n
         for subject, track in faces.subjects.items():
             face = track.get(number)
             if face is not None:
-                yield subject, number, align_face(frame, face.landmarks, size)
+                yield subject, number, crop_face(frame, face, size)
 
 
 # --- crop-faces --------------------------------------------------------------------------------------------

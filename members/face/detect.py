@@ -26,7 +26,8 @@ class Face:
     """One face on one frame, in the frame's pixels."""
 
     box: np.ndarray  # x1, y1, x2, y2
-    landmarks: np.ndarray  # (5, 2) x, y: eye, eye, nose, mouth corner, mouth corner (image left first)
+    landmarks: np.ndarray | None  # (5, 2) x, y: eye, eye, nose, mouth corner, mouth corner (image left first);
+    # None where the detector gives none (the SSD: members.face.opencv_dnn), aligned by its box (align.crop_face)
     score: float
 
     @property

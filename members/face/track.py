@@ -1,7 +1,8 @@
 """Faces on consecutive frames: the detector every ``every`` frames, optical-flow tracking in between.
 
 Between detections each face follows the corners (Shi-Tomasi) inside its box, tracked by pyramidal
-Lucas-Kanade; the similarity transform of their motion (RANSAC) moves the box and the five landmarks.
+Lucas-Kanade; the similarity transform of their motion (RANSAC) moves the box and the five landmarks (a
+detector without landmarks, the SSD, has only its box moved).
 A face that loses its corners ends the tracking and the next frame is searched again, so tracking never
 invents a face for long. ``every=1`` searches every frame (what ``crop-faces`` and ``predict-video``
 do by default).
@@ -36,7 +37,7 @@ def _moved(face: Face, matrix: np.ndarray) -> Face:
     scale = float(np.sqrt(abs(np.linalg.det(matrix[:, :2]))))
     centre = matrix[:, :2] @ ((face.box[:2] + face.box[2:]) / 2) + matrix[:, 2]
     half = (face.box[2:] - face.box[:2]) / 2 * scale
-    landmarks = face.landmarks @ matrix[:, :2].T + matrix[:, 2]
+    landmarks = None if face.landmarks is None else face.landmarks @ matrix[:, :2].T + matrix[:, 2]
     return Face(np.concatenate([centre - half, centre + half]), landmarks, face.score)
 
 

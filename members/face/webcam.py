@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ensemble.errors import DataError
-from members.face.align import align_face
+from members.face.align import crop_face
 from members.face.crop import FaceSearch
 from members.face.overlay import draw_frame
 from members.face.predict import RunNetwork, average_outputs, member_outputs
@@ -67,7 +67,7 @@ def run_live(
         for frame in frames:
             faces, searched = follower(frame)
             faces = sorted(faces[: search.max_faces], key=lambda f: f.centre_x)
-            predictions = live_predictions(members, [align_face(frame, f.landmarks) for f in faces])
+            predictions = live_predictions(members, [crop_face(frame, f) for f in faces])
             image = draw_frame(frame, [(f.box, p) for f, p in zip(faces, predictions)], report.fps)
             report.frames, report.searched = report.frames + 1, report.searched + searched
             report.with_face += bool(faces)

@@ -43,10 +43,10 @@ from members.training.runs import (
     BEST,
     HISTORY,
     LAST,
+    TrainingRun,
     load_checkpoint,
     load_weights,
     make_run_folder,
-    resumed_config,
     save_checkpoint,
     write_config,
     write_json,
@@ -308,17 +308,19 @@ def train_member(
     member_cls,
     cfg,
     data_root: Path,
-    run_dir: Path,
+    run_dir: Path | TrainingRun,
     progress: PhaseProgress | None = None,
     *,
     launch=None,
     build=image_fit,
 ) -> list[dict]:
-    """Train (or resume, or extend) a member in ``run_dir``; returns the per-epoch history. ``build`` makes the
-    member's ``Fit`` (image members by default); ``launch`` is this process's part (one process by default)."""
+    """Train (or resume, or extend) a member in ``run_dir`` (a folder, or the ``TrainingRun`` its caller opened:
+    config.json is then not read again); returns the per-epoch history. ``build`` makes the member's ``Fit``
+    (image members by default); ``launch`` is this process's part (one process by default)."""
     launch = launch or Launch()
-    cfg = resumed_config(run_dir, member_cls, with_dataset(cfg, data_root), launch)
+    run = TrainingRun.of(run_dir, member_cls)
+    cfg = run.resume(with_dataset(cfg, data_root), launch)
     if launch.main:
-        make_run_folder(run_dir)
+        make_run_folder(run.path)
     seed_everything(cfg.seed)
-    return fit_member(member_cls, build(member_cls, cfg, data_root, launch), cfg, run_dir, launch, progress)
+    return fit_member(member_cls, build(member_cls, cfg, data_root, launch), cfg, run.path, launch, progress)

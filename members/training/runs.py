@@ -99,31 +99,74 @@ def _option(name: str, value: object) -> str:
     return f"--{flag} {text if len(text) <= 40 else text[:37] + '...'}"
 
 
-def resumed_config(run: Path, member_cls, cfg, launch: Launch):
-    """``cfg`` for (re)training ``run`` with ``launch``: a new run takes it as it is; an existing run must be
-    the same member with the same options (a larger ``epochs`` extends it) and keeps its global batch size, so
-    another number of processes each take global / processes samples per step."""
-    doc = read_config(run)
-    if doc is None:
+def _stamp(path: Path) -> tuple[int, int] | None:
+    """(modification time, size) of the file at ``path``; None when there is none."""
+    try:
+        found = path.stat()
+    except FileNotFoundError:
+        return None
+    return found.st_mtime_ns, found.st_size
+
+
+@dataclass(frozen=True, eq=False)
+class TrainingRun:
+    """The run folder a member trains in, its config.json read and its member checked once (``open``): a new
+    run has no ``doc``. ``options`` are the run's own options (a re-run names only what it changes), ``resume``
+    the config a (re)training uses. train-member opens it once and hands it to the member's ``train``."""
+
+    path: Path
+    member_cls: type[Member]
+    doc: dict | None  # config.json as read; None for a new run
+    stamp: tuple[int, int] | None  # config.json's (mtime, size) when it was read
+
+    @classmethod
+    def open(cls, path: Path, member_cls) -> TrainingRun:
+        """The run at ``path`` for training ``member_cls``; a run of another member is a one-line error."""
+        path = Path(path)
+        stamp = _stamp(path / CONFIG)
+        doc = read_config(path)
+        if doc is not None:
+            check_member(path, doc, member_cls)
+        return cls(path, member_cls, doc, stamp)
+
+    @classmethod
+    def of(cls, run: Path | TrainingRun, member_cls) -> TrainingRun:
+        """``run`` opened, or as its caller opened it: read again only if config.json changed since (another
+        command trained in the folder between the caller's read and its lock)."""
+        if isinstance(run, TrainingRun) and run.member_cls is member_cls and _stamp(run.path / CONFIG) == run.stamp:
+            return run
+        return cls.open(run.path if isinstance(run, TrainingRun) else run, member_cls)
+
+    def options(self) -> dict:
+        """The run's own config fields; {} for a new run."""
+        return {} if self.doc is None else config_values(self.doc, self.member_cls.config_class)
+
+    def resume(self, cfg, launch: Launch):
+        """``cfg`` for (re)training with ``launch``: a new run takes it as it is; an existing run must have the
+        same options (a larger ``epochs`` extends it) and keeps its global batch size, so another number of
+        processes each take global / processes samples per step."""
+        if self.doc is None:
+            return cfg
+        saved, world = config_values(self.doc, type(cfg)), self.doc.get("launch", {}).get("world_size", 1)
+        cfg = _keep_global_batch(self.path, cfg, saved["batch_size"], world, launch)
+        differ = [
+            f"{_option(k, v)} (the run's: {_option(k, saved[k]).split(' ', 1)[1]})"
+            for k, v in asdict(cfg).items()
+            if k in saved
+            and k != "batch_size"
+            and _plain(v) != _plain(saved[k])
+            and not (k == "epochs" and v > saved[k])
+        ]
+        if cfg.batch_size * launch.world != saved["batch_size"] * world:
+            differ.append(
+                f"--batch-size {cfg.batch_size} x {launch.world} process(es) (the run's: {saved['batch_size']} x {world})"
+            )
+        if differ:
+            raise RunMismatchError(
+                f"{self.path}: exists with other options: {', '.join(differ)}; re-run with the run's options "
+                "(a larger --epochs extends it) or choose a new --out"
+            )
         return cfg
-    check_member(run, doc, member_cls)
-    saved, world = config_values(doc, type(cfg)), doc.get("launch", {}).get("world_size", 1)
-    cfg = _keep_global_batch(run, cfg, saved["batch_size"], world, launch)
-    differ = [
-        f"{_option(k, v)} (the run's: {_option(k, saved[k]).split(' ', 1)[1]})"
-        for k, v in asdict(cfg).items()
-        if k in saved and k != "batch_size" and _plain(v) != _plain(saved[k]) and not (k == "epochs" and v > saved[k])
-    ]
-    if cfg.batch_size * launch.world != saved["batch_size"] * world:
-        differ.append(
-            f"--batch-size {cfg.batch_size} x {launch.world} process(es) (the run's: {saved['batch_size']} x {world})"
-        )
-    if differ:
-        raise RunMismatchError(
-            f"{run}: exists with other options: {', '.join(differ)}; re-run with the run's options "
-            "(a larger --epochs extends it) or choose a new --out"
-        )
-    return cfg
 
 
 def _keep_global_batch(run: Path, cfg, batch: int, world: int, launch: Launch):

@@ -9,7 +9,7 @@ import typer
 from helpers import invoke, simulated_stack, write_simulated_dataset
 
 from ensemble.cli import app
-from ensemble.cli.fuse import SHARED, method_options, option_type
+from ensemble.cli.options import SHARED, method_options, option_type
 from ensemble.contract import read_table
 from ensemble.errors import AffectEnsError, NotFittedError
 from ensemble.fusion import FUSERS, create_fuser
@@ -93,6 +93,36 @@ def test_every_declared_fuser_parameter_has_a_fuse_option():
             assert f.name in options, f"{method}.{f.name} cannot be set from the command line"
             assert option_type(typing.get_type_hints(cls)[f.name]) == (options[f.name].kind, options[f.name].is_list)
             assert options[f.name].flag in flags
+
+
+OUT_OF_RANGE = [("stack", "context", -1), ("stack", "context", 101), ("stack", "max_frames", 0), ("stack", "rounds", 0)]
+OUT_OF_RANGE += [("stack", "num_leaves", 1), ("average", "rounds", 0)]
+"""(``folds`` is ``fuse``'s own option, for every method's out-of-fold scores: click checks it, see test_robustness.)"""
+
+
+@pytest.mark.parametrize("method, name, value", OUT_OF_RANGE)
+def test_an_out_of_range_parameter_fails_alike_in_python_and_through_fuse(sim_root, tmp_path, method, name, value):
+    """Issue 24: one parameter system. A fuser's limits are declared with its parameter (shown in ``fuse --help``)
+    and checked by the fuser itself, so Python, ``fuse`` and a saved fusion say the same line; ``fuse`` says it
+    before an existing output is looked at."""
+    cls = FUSERS.get(method)
+    with pytest.raises(AffectEnsError) as python:
+        cls(**{name: value})
+    assert str(python.value).startswith(f"{method}: {name} must be a finite number at least")
+    assert {f.name: f for f in param_fields(cls)}[name].metadata["limits"]  # declared, not hand-written
+    root, paths = sim_root
+    out = tmp_path / "fused.parquet"
+    out.write_bytes(b"a table of the user's")
+    flag = "--" + name.replace("_", "-")
+    result = invoke("fuse", *paths, "--method", method, flag, value, "--labels", root, "--out", out)
+    assert result.returncode == 2 and result.stderr.strip().splitlines() == [f"error: {python.value}"]
+    assert out.read_bytes() == b"a table of the user's"
+
+
+def test_fuse_help_explains_every_method_option_with_its_limits():
+    text = " ".join(invoke("fuse", "--help").stdout.replace("│", " ").split())
+    assert "stack: half-width of temporal context features (0: none) (default 0, at least 0, at most 100)." in text
+    assert "average: greedy selection rounds when tuning (default 25, at least 1)." in text
 
 
 def test_a_parameter_no_option_can_carry_is_caught_by_the_guard(scratch_registry):

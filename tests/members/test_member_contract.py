@@ -180,13 +180,21 @@ def test_a_committee_logs_the_frames_it_filled(tiny_dataset, toy_run, tmp_path):
     assert read_table(tmp_path / "c.parquet").meta.extra["filled_frames"] == missing
 
 
-def test_a_config_built_in_python_checks_its_limits_like_the_command_line():
-    """Issue 24: limits were checked by the CLI only, so create_member("cnn", CnnConfig(lr=-1)) trained."""
+def test_a_config_built_in_python_checks_its_limits_like_the_command_line(tmp_path):
+    """Issue 24: limits were checked by the CLI only, so create_member("cnn", CnnConfig(lr=-1)) trained; the
+    command line checks them with the same function (naming the flag), and its help says them."""
     from ensemble.errors import AffectEnsError
     from members.configs import CnnConfig, TemporalConfig
 
     with pytest.raises(AffectEnsError, match=r"^lr must be a finite number at least 0.0, got -1$"):
         CnnConfig(lr=-1)
+    result = invoke("train-member", "cnn", "--data", tmp_path, "--out", tmp_path / "run", "--lr", "-1")
+    assert result.returncode == 2 and result.stderr.strip().splitlines() == [
+        "error: --lr must be a finite number at least 0.0, got -1.0"
+    ]
+    assert not (tmp_path / "run").exists()
+    text = " ".join(_ok("train-member", "cnn", "--help").stdout.replace("│", " ").split())
+    assert "Peak learning rate (one-cycle schedule) (default: 0.001; at least 0.0)." in text
     with pytest.raises(AffectEnsError, match="dropout must be a finite number at least 0.0 and at most 0.9"):
         TemporalConfig(dropout=1.5)
     with pytest.raises(AffectEnsError, match="width must be"):

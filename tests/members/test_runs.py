@@ -69,6 +69,23 @@ def test_a_rerun_with_other_options_is_refused_and_changes_nothing(tiny_dataset,
     assert checksums(finished) == before
 
 
+def test_train_member_reads_and_checks_the_runs_config_once(tiny_dataset, finished, tmp_path, monkeypatch):
+    """Issue 24: a re-run of train-member read config.json three times (the run's options, the re-run check and
+    the library's train_member) and checked its member three times; the command opens one TrainingRun and the
+    member trains in it."""
+    import members.training.runs as runs
+
+    run = tmp_path / "run"
+    shutil.copytree(finished, run)
+    reads, checks = [], []
+    real_read, real_check = runs.read_json_object, runs.check_member
+    monkeypatch.setattr(runs, "read_json_object", lambda path, what: reads.append(path) or real_read(path, what))
+    monkeypatch.setattr(runs, "check_member", lambda *args: checks.append(args[0]) or real_check(*args))
+    result = run_here(*train_args(tiny_dataset[0], run, *RUN_ARGS))
+    assert result.returncode == 0, result.stderr
+    assert [p for p in reads if p.name == "config.json"] == [run / "config.json"] and checks == [run]
+
+
 def test_a_larger_epochs_extends_a_finished_run_with_a_new_cycle(tiny_dataset, finished, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(finished, run)
