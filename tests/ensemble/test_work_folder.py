@@ -43,14 +43,19 @@ def test_a_second_item_claiming_an_entry_is_refused(tmp_path):
     assert sorted(p.name for p in (tmp_path / "parts" / "v1").iterdir()) == ["a.txt"]
 
 
-def test_a_failed_command_keeps_finished_work_and_the_next_resumes_it(tmp_path):
-    out = tmp_path / "out"
+def _failed_after_one_item(out) -> None:
+    """A crop-faces (``--size 1``) that finishes item v1, half-makes v2 (no record claims it) and fails."""
     with pytest.raises(RuntimeError), Outputs(command="crop-faces") as outs:
         work = outs.resumable_folder(out, kind="faces", settings={"--size": 1})
         work.prepare(lambda item, record: True)
         _item(work, "v1", "one")
-        (work.root / "parts" / "v2").mkdir()  # half-made: no record claims it
+        (work.root / "parts" / "v2").mkdir()
         raise RuntimeError("stopped")
+
+
+def test_a_failed_command_keeps_finished_work_and_the_next_resumes_it(tmp_path):
+    out = tmp_path / "out"
+    _failed_after_one_item(out)
     assert partial_path(out).is_dir() and not out.exists()
     with Outputs(command="crop-faces") as outs:
         work = outs.resumable_folder(out, kind="faces", settings={"--size": 1})
@@ -64,11 +69,7 @@ def test_a_failed_command_keeps_finished_work_and_the_next_resumes_it(tmp_path):
 
 def test_other_settings_and_foreign_folders_are_refused(tmp_path):
     out = tmp_path / "out"
-    with pytest.raises(RuntimeError), Outputs(command="crop-faces") as outs:
-        work = outs.resumable_folder(out, kind="faces", settings={"--size": 1})
-        work.prepare(lambda item, record: True)
-        _item(work, "v1", "one")
-        raise RuntimeError("killed")
+    _failed_after_one_item(out)
     with pytest.raises(OutputExistsError, match=r"other options \(--size 1\).*pass --force to start over"):
         with Outputs(command="crop-faces") as outs:
             outs.resumable_folder(out, kind="faces", settings={"--size": 2})
