@@ -88,11 +88,15 @@ def clip(source: Path, target: Path, frames: int, size: tuple[int, int] | None =
 
 
 def timed(label: str, frames: int, run, rate: bool = False):
-    """``run()``'s result (its frames/s with ``rate``), printing the frames/s."""
-    start = time.perf_counter()
+    """``run()``'s result (its frames/s with ``rate``), printing the frames/s and the CPU time it took (this
+    process's, all threads): CPU seconds per wall second is how many cores it kept busy."""
+    start, cpu = time.perf_counter(), time.process_time()
     result = run()
-    seconds = time.perf_counter() - start
-    print(f"{label}: {frames} frames in {seconds:.1f} s = {frames / seconds:.1f} frames/s")
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+    print(
+        f"{label}: {frames} frames in {seconds:.1f} s = {frames / seconds:.1f} frames/s "
+        f"({1000 * cpu / frames:.0f} ms CPU a frame, {cpu / seconds:.2f} cores busy)"
+    )
     return frames / seconds if rate else result
 
 
