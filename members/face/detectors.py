@@ -24,7 +24,7 @@ class DetectorKind:
     """A registered detector: its loader, the suffixes of its model and config files (none: it takes no such
     file) and what each file is usually called (for the error that asks for it)."""
 
-    load: Callable[[DetectorChoice, int, int], Detector]
+    load: Callable[[DetectorChoice, int, int, str], Detector]  # (choice, min_face, threads, device)
     model: tuple[str, ...] = ()
     config: tuple[str, ...] = ()
     usual: tuple[str, str] = ("", "")
@@ -76,22 +76,23 @@ def _other(option: str, path: Path) -> str:
     return ""
 
 
-def open_detector(choice: DetectorChoice, min_face: int = 40, threads: int = 1) -> Detector:
-    """The detector ``choice`` names, its files read and checked (one-line errors naming the file)."""
-    return DETECTORS.get(choice.check().name).load(choice, min_face, threads)
+def open_detector(choice: DetectorChoice, min_face: int = 40, threads: int = 1, device: str = "cpu") -> Detector:
+    """The detector ``choice`` names, its files read and checked (one-line errors naming the file). MTCNN runs
+    on ``device``; OpenCV's detectors run on the CPU."""
+    return DETECTORS.get(choice.check().name).load(choice, min_face, threads, device)
 
 
-def _mtcnn(choice: DetectorChoice, min_face: int, threads: int) -> Detector:
-    return FaceDetector(min_face, threads=threads)
+def _mtcnn(choice: DetectorChoice, min_face: int, threads: int, device: str) -> Detector:
+    return FaceDetector(min_face, threads=threads, device=device)
 
 
-def _ssd(choice: DetectorChoice, min_face: int, threads: int) -> Detector:
+def _ssd(choice: DetectorChoice, min_face: int, threads: int, device: str) -> Detector:
     from members.face.opencv_dnn import load_ssd
 
     return load_ssd(choice.model, choice.config, min_face)
 
 
-def _yunet(choice: DetectorChoice, min_face: int, threads: int) -> Detector:
+def _yunet(choice: DetectorChoice, min_face: int, threads: int, device: str) -> Detector:
     from members.face.opencv_dnn import load_yunet
 
     return load_yunet(choice.model, min_face)

@@ -16,13 +16,15 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ensemble.contract import KEY, PredictionTable, TableMeta
+from ensemble.contract import KEY, PredictionTable, TableMeta, read_table, write_table
 from ensemble.errors import DataError
 from ensemble.frames import fill_missing_frames
+from ensemble.outputs import WorkFolder, safe_join
 from ensemble.tasks import TASKS, Edition, get_edition
 from members.base import PhaseProgress, Progress
 from members.face.align import CROP_SIZE
-from members.face.crop import FaceSearch, VideoFaces, aligned_crops, scan_video
+from members.face.crop import CollectionProgress, FaceSearch, VideoFaces, aligned_crops, scan_video, source_identity
+from members.face.video import probe_video
 from members.heads import probabilities
 from members.registry import MEMBERS
 from members.training.runs import Run
@@ -154,6 +156,51 @@ def _phase(progress: PhaseProgress | None, name: str) -> Progress | None:
     return (lambda done, total: progress(name, done, total)) if progress else None
 
 
+def open_members(runs: list[Path], device: torch.device | str | None = None) -> list[RunNetwork]:
+    """The members' networks (``open_image_runs``) on ``device`` (default: the GPU when there is one)."""
+    from members.training.distributed import pick_device
+
+    members = open_image_runs(runs)
+    for member in members:
+        member.model.to(device or pick_device())
+    return members
+
+
+def video_tables(
+    members: list[RunNetwork],
+    faces: VideoFaces,
+    size: int,
+    batch_size: int,
+    per_member: bool,
+    progress: Progress | None = None,
+) -> list[PredictionTable]:
+    """One video's rows of the frames with a face: each task the mean of the members predicting it, or with
+    ``per_member`` (a fusion comes next) one table per member."""
+    keys, outputs = run_on_video(members, faces, size, batch_size, progress)
+    if per_member:
+        return [face_table(keys, out, m.edition, m.name, {}) for m, out in zip(members, outputs)]
+    name = members[0].name if len(members) == 1 else "mean(" + ",".join(m.name for m in members) + ")"
+    extra = {"members": [m.name for m in members]}
+    return [face_table(keys, average_outputs(outputs), members[0].edition, name, extra)]
+
+
+def whole_table(
+    parts: list[list[PredictionTable]],
+    counts: dict[str, int],
+    fuse: Callable[[list[PredictionTable]], PredictionTable] | None,
+    source: str,
+) -> PredictionTable:
+    """The videos' tables (``video_tables`` of each) joined, the frames without a face filled (``counts``: each
+    subject's frames) and, with ``fuse``, fused into one."""
+    tables = []
+    for same in zip(*parts):
+        data = pd.concat([t.data for t in same], ignore_index=True)
+        tables.append(fill_missing_frames(PredictionTable(data, same[0].meta), counts, source)[0])
+    table = tables[0] if fuse is None else fuse(tables)
+    table.meta.extra["source"] = source
+    return table
+
+
 def predict_video(
     path: Path,
     video: str,
@@ -164,27 +211,91 @@ def predict_video(
     size: int = CROP_SIZE,
     batch_size: int = 64,
     progress: PhaseProgress | None = None,
+    device: torch.device | str | None = None,
 ) -> VideoPrediction:
     """Find, align and predict every face of ``path``; a row for every frame of every subject. Without ``fuse``
     each task is the mean of the members predicting it; ``fuse`` (a saved fusion, ``ensemble.pipeline.
     saved_fusion``) turns the members' tables into one."""
-    from members.training.loop import pick_device
-
-    members = open_image_runs(runs)
-    for member in members:
-        member.model.to(pick_device())
+    members = open_members(runs, device)
     faces = scan_video(path, video, search, _phase(progress, "finding faces"))
     if not faces.subjects:
         raise DataError(f"{path}: no face found on any of its {faces.frames} frames; nothing to predict")
-    keys, outputs = run_on_video(members, faces, size, batch_size, _phase(progress, "predicting"))
-    if fuse is None:
-        name = members[0].name if len(members) == 1 else "mean(" + ",".join(m.name for m in members) + ")"
-        extra = {"members": [m.name for m in members]}
-        tables = [face_table(keys, average_outputs(outputs), members[0].edition, name, extra)]
-    else:
-        tables = [face_table(keys, out, m.edition, m.name, {}) for m, out in zip(members, outputs)]
-    tables = [fill_missing_frames(t, faces.counts(), str(path))[0] for t in tables]
-    table = tables[0] if fuse is None else fuse(tables)
-    table.meta.extra["source"] = str(path)
+    tables = video_tables(members, faces, size, batch_size, fuse is not None, _phase(progress, "predicting"))
+    table = whole_table([tables], faces.counts(), fuse, str(path))
     filled = sum(faces.frames - len(track) for track in faces.subjects.values())
     return VideoPrediction(faces, table, filled)
+
+
+# --- many videos -------------------------------------------------------------------------------------------
+
+TABLES = "tables"
+"""In the work folder: ``tables/<video>/<n>.parquet``, each video's tables (one, or one per member)."""
+
+
+def write_video_tables(faces: VideoFaces, tables: list[PredictionTable], work: WorkFolder) -> None:
+    """One video's tables, staged and committed whole to ``work``."""
+    staged = work.stage(faces.video)
+    folder = safe_join(staged / TABLES, faces.video, what="video id")
+    folder.mkdir(parents=True)
+    for n, table in enumerate(tables):
+        write_table(table, folder / f"{n}.parquet", name=f"{faces.path} ({n})")
+    found = {subject: len(track) for subject, track in faces.subjects.items()}
+    subjects = [[subject, faces.frames, found[subject]] for subject in faces.subjects]
+    work.commit(faces.video, staged, {**source_identity(faces.path), "frames": faces.frames, "subjects": subjects})
+
+
+def predict_collection(
+    videos: dict[str, Path],
+    members: list[RunNetwork],
+    work: WorkFolder,
+    search: FaceSearch,
+    *,
+    size: int = CROP_SIZE,
+    batch_size: int = 64,
+    per_member: bool = False,
+    progress: CollectionProgress | None = None,
+) -> None:
+    """Each video's faces found and predicted (``video_tables``), committed to ``work`` when whole."""
+    detector = search.detector()
+    total, frames = sum(probe_video(p).frames_hint for p in videos.values()), 0
+    for n, (video, path) in enumerate(videos.items()):
+        step = (
+            (lambda d, _, n=n, base=frames: progress(n, len(videos), base + d, max(total, base + d)))
+            if progress
+            else None
+        )
+        faces = scan_video(path, video, search, step, detector)
+        frames += faces.frames
+        tables = video_tables(members, faces, size, batch_size, per_member) if faces.subjects else []
+        write_video_tables(faces, tables, work)
+        if progress:
+            progress(n + 1, len(videos), frames, max(total, frames))
+
+
+@dataclass
+class CollectionPrediction:
+    """The table of every video, the frames filled, and the videos where no face was found."""
+
+    table: PredictionTable
+    filled: int
+    faceless: list[str]
+
+
+def collected_table(
+    videos: dict[str, Path], work: WorkFolder, fuse: Callable[[list[PredictionTable]], PredictionTable] | None
+) -> CollectionPrediction:
+    """One table of every video whose every video is done in ``work``: joined, filled, fused."""
+    records, parts, counts, found, faceless = work.done(), [], {}, 0, []
+    for video in videos:
+        subjects = records[video]["subjects"]
+        if not subjects:
+            faceless.append(video)
+            continue
+        folder = work.root / TABLES / video
+        parts.append([read_table(path) for path in sorted(folder.glob("*.parquet"), key=lambda p: int(p.stem))])
+        counts.update({subject: frames for subject, frames, _ in subjects})
+        found += sum(n for _, _, n in subjects)
+    if not parts:
+        raise DataError(f"no face found on any frame of the {len(videos)} videos; nothing to predict")
+    table = whole_table(parts, counts, fuse, ", ".join(str(p) for p in videos.values()))
+    return CollectionPrediction(table, sum(counts.values()) - found, faceless)

@@ -7,10 +7,14 @@ rotated (phone recordings). The n-th decoded frame is frame n (1-based), as Aff-
 
 from __future__ import annotations
 
+import contextlib
+import queue
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
@@ -19,6 +23,7 @@ from ensemble.outputs import STAMP, safe_name
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp", ".ts")
 DEFAULT_RATE = Fraction(30)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -45,6 +50,18 @@ def video_files(path: Path) -> dict[str, Path]:
         if video in ids:
             raise DataError(f"{path}: two videos would share the id {video!r}: {ids[video].name} and {file.name}")
         ids[video] = file
+    return ids
+
+
+def video_collection(sources: list[Path]) -> dict[str, Path]:
+    """Video ids and files of several sources (files or folders, as ``video_files``), in the order given; two
+    files with one id, or one file named twice, is an error."""
+    ids: dict[str, Path] = {}
+    for source in sources:
+        for video, file in video_files(source).items():
+            if video in ids:
+                raise DataError(f"{file}: two videos would share the id {video!r}: {ids[video]} and {file}")
+            ids[video] = file
     return ids
 
 
@@ -98,6 +115,45 @@ def decode_frames(path: Path, limit: int | None = None) -> Iterator[np.ndarray]:
             raise DataError(f"{path}: decoding failed after {done} frame(s) ({_reason(exc)})") from None
     if done == 0:
         raise DataError(f"{path}: no frame could be decoded")
+
+
+def prefetched(items: Iterator[T], depth: int = 16) -> Iterator[T]:
+    """``items`` produced by a background thread at most ``depth`` ahead, so decoding the next frames overlaps
+    whatever the caller does with this one (PyAV and the search release the GIL). Errors reach the caller."""
+    ahead: queue.Queue = queue.Queue(depth)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                while not stop.is_set():
+                    with contextlib.suppress(queue.Full):
+                        ahead.put((True, item), timeout=0.1)
+                        break
+                if stop.is_set():
+                    return
+            ahead.put((False, None))
+        except BaseException as exc:  # handed to the caller, raised there
+            ahead.put((False, exc))
+        finally:
+            getattr(items, "close", lambda: None)()  # the decoder's file is closed by the thread that used it
+
+    worker = threading.Thread(target=produce, name="decode", daemon=True)
+    worker.start()
+    try:
+        while True:
+            more, item = ahead.get()
+            if not more:
+                if item is not None:
+                    raise item
+                return
+            yield item
+    finally:
+        stop.set()
+        with contextlib.suppress(queue.Empty):
+            while True:
+                ahead.get_nowait()  # frees a producer blocked on a full queue
+        worker.join()
 
 
 def camera_frames(index: int, limit: int | None = None, size: tuple[int, int] = (640, 480)) -> Iterator[np.ndarray]:

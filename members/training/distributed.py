@@ -32,6 +32,24 @@ def pick_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+DEVICES = ("auto", "cpu", "cuda")
+"""--device choices of the video commands."""
+
+
+def choose_device(choice: str, launch: Launch | None = None) -> torch.device:
+    """``--device`` made concrete: auto is this process's GPU where torch sees one, else the CPU; cuda where
+    torch sees none is an error."""
+    if choice not in DEVICES:
+        raise AffectEnsError(f"--device {choice!r}: choose one of {', '.join(DEVICES)}")
+    if choice == "cpu":
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        if choice == "cuda":
+            raise AffectEnsError("--device cuda: torch sees no CUDA GPU on this machine; use --device cpu or auto")
+        return torch.device("cpu")
+    return launch.device if launch is not None and launch.device.type == "cuda" else torch.device("cuda")
+
+
 @dataclass(frozen=True)
 class Launch:
     """How this process takes part: its rank among ``world`` processes, its device, and the requested

@@ -1,0 +1,86 @@
+"""Resumable outputs (``Outputs.resumable_folder``, ``WorkFolder``): items committed whole, what a killed
+command left half-made removed, a foreign folder never taken, a failed command keeps finished work only."""
+
+import pytest
+
+from ensemble.errors import OutputExistsError
+from ensemble.outputs import MARKER, Outputs, UnsafePathError, WorkFolder, partial_path
+
+
+def _item(work: WorkFolder, name: str, text: str) -> None:
+    staged = work.stage(name)
+    (staged / "parts" / name).mkdir(parents=True)
+    (staged / "parts" / name / "a.txt").write_text(text)
+    work.commit(name, staged, {"text": text})
+
+
+def test_items_committed_whole_become_the_output(tmp_path):
+    out = tmp_path / "out"
+    with Outputs(command="crop-faces") as outs:
+        work = outs.resumable_folder(out, kind="faces", settings={"--size": 1})
+        work.prepare(lambda item, record: True)
+        _item(work, "v1", "one")
+        _item(work, "v2", "two")
+        assert work.done() == {
+            "v1": {"text": "one", "entries": ["parts/v1"]},
+            "v2": {"text": "two", "entries": ["parts/v2"]},
+        }
+        assert not out.exists()
+    assert sorted(p.name for p in out.iterdir()) == [MARKER, "parts"]
+    assert (out / "parts" / "v2" / "a.txt").read_text() == "two"
+    assert not partial_path(out).exists()
+
+
+def test_a_second_item_claiming_an_entry_is_refused(tmp_path):
+    work = WorkFolder(tmp_path)
+    work.begin()
+    _item(work, "v1", "one")
+    staged = work.stage("v2")
+    (staged / "parts" / "v1").mkdir(parents=True)
+    (staged / "parts" / "v1" / "b.txt").write_text("other")
+    with pytest.raises(UnsafePathError, match=r"parts/v1: made by two items \('v2' and another\)"):
+        work.commit("v2", staged, {})
+    assert sorted(p.name for p in (tmp_path / "parts" / "v1").iterdir()) == ["a.txt"]
+
+
+def _failed_after_one_item(out) -> None:
+    """A crop-faces (``--size 1``) that finishes item v1, half-makes v2 (no record claims it) and fails."""
+    with pytest.raises(RuntimeError), Outputs(command="crop-faces") as outs:
+        work = outs.resumable_folder(out, kind="faces", settings={"--size": 1})
+        work.prepare(lambda item, record: True)
+        _item(work, "v1", "one")
+        (work.root / "parts" / "v2").mkdir()
+        raise RuntimeError("stopped")
+
+
+def test_a_failed_command_keeps_finished_work_and_the_next_resumes_it(tmp_path):
+    out = tmp_path / "out"
+    _failed_after_one_item(out)
+    assert partial_path(out).is_dir() and not out.exists()
+    with Outputs(command="crop-faces") as outs:
+        work = outs.resumable_folder(out, kind="faces", settings={"--size": 1})
+        assert list(work.prepare(lambda item, record: record["text"] == "one")) == ["v1"]
+        assert sorted(p.name for p in (work.root / "parts").iterdir()) == ["v1"]
+    with pytest.raises(RuntimeError), Outputs(command="crop-faces") as outs:
+        outs.resumable_folder(tmp_path / "other", kind="faces", settings={})
+        raise RuntimeError("stopped before any item")
+    assert not partial_path(tmp_path / "other").exists()
+
+
+def test_other_settings_and_foreign_folders_are_refused(tmp_path):
+    out = tmp_path / "out"
+    _failed_after_one_item(out)
+    with pytest.raises(OutputExistsError, match=r"other options \(--size 1\).*pass --force to start over"):
+        with Outputs(command="crop-faces") as outs:
+            outs.resumable_folder(out, kind="faces", settings={"--size": 2})
+    with Outputs(command="crop-faces", force=True) as outs:
+        work = outs.resumable_folder(out, kind="faces", settings={"--size": 2})
+        assert work.prepare(lambda item, record: True) == {}  # started over
+    foreign = partial_path(tmp_path / "mine")
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("mine")
+    for force in (False, True):
+        with pytest.raises(UnsafePathError, match="is not the work folder of affect-ens crop-faces"):
+            with Outputs(command="crop-faces", force=force) as outs:
+                outs.resumable_folder(tmp_path / "mine", kind="faces", settings={})
+    assert [p.name for p in foreign.iterdir()] == ["notes.txt"]
