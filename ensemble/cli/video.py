@@ -109,10 +109,13 @@ def _use_threads(threads: int) -> int:
     return threads
 
 
-def _detector(name: str, model: Path | None, config: Path | None):
-    """The face detector chosen, its options checked before anything is written or imported."""
+def _detector(name: str, model: Path | None, config: Path | None, device: str = "auto"):
+    """The face detector chosen, its options checked before anything is written or imported; a note when
+    ``--device cuda`` asks for what an OpenCV detector does not do."""
     from members.face.detectors import DetectorChoice
 
+    if device == "cuda" and name != "mtcnn":
+        _warn(f"--detector {name} runs on the CPU (OpenCV's DNN backend) whatever --device says")
     return DetectorChoice(name, model, config).check()
 
 
@@ -145,7 +148,7 @@ def crop_faces_cmd(
 ) -> None:
     """Find, align and crop the faces of every frame in Aff-Wild2's layout (frames without a face are absent).
     A killed run resumes at the videos not yet done; under torchrun the processes share the videos."""
-    choice = _detector(detector, detector_model, detector_config)
+    choice = _detector(detector, detector_model, detector_config, device)
     settings = {"--size": size, "--max-faces": max_faces, "--min-face": min_face, "--detect-every": detect_every}
     settings |= _detector_settings(choice) | {"--device": device}
     main = os.environ.get("RANK", "0") == "0"  # torchrun's rank 0 alone claims, assembles and prints
@@ -217,7 +220,7 @@ def predict_video_cmd(
     _check_suffix(overlay, (".mp4",), "--overlay")
     _check_suffix(plot, (".html",), "--plot")
     videos = video_collection(sources)
-    choice = _detector(detector, detector_model, detector_config)
+    choice = _detector(detector, detector_model, detector_config, device)
     search = FaceSearch(min_face, max_faces, detect_every, threads, detector_choice=choice)
     inputs = [*member, fusion, detector_model, detector_config]
     if len(videos) == 1 and os.environ.get("WORLD_SIZE", "1") == "1":

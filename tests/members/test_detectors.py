@@ -314,3 +314,13 @@ def test_the_cli_refuses_before_writing(tmp_path, clip, ssd_files):
         "error: --detector-model does not apply to --detector mtcnn; its weights come with facenet-pytorch"
     )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["garbage.onnx"]
+
+
+def test_device_cuda_with_an_opencv_detector_says_where_the_search_runs(tmp_path, clip, ssd_files):
+    """--device cuda does not move OpenCV's detectors: the command says so rather than ignore it silently."""
+    model, config = ssd_files
+    args = ["crop-faces", clip, "--out", tmp_path / "data", "--detector", "ssd", "--device", "cuda"]
+    result = run_here(*args, "--detector-model", model, "--detector-config", config, "--size", 32)
+    assert "warning: --detector ssd runs on the CPU (OpenCV's DNN backend) whatever --device says" in result.stderr
+    result = run_here("crop-faces", clip, "--out", tmp_path / "data2", "--device", "cuda", "--size", 32)
+    assert "runs on the CPU" not in result.stderr
