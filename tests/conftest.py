@@ -6,6 +6,10 @@ import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # no test may reach a hub
 os.environ.setdefault("KERAS_BACKEND", "torch")  # Keras 3, the oracle of the Keras import, without TensorFlow
+# OpenMP threads sleep while they wait instead of spinning. LightGBM shares torch's libgomp.so.1, which reads
+# this once, when torch is first imported (before the stacker's own setdefault can): spinning, one stack fit
+# of 600 frames took 13-20 s of CPU instead of 2 on this loaded 2-core machine (issue 29's note).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):  # pytest-xdist workers share the cores instead of each taking all
     _share = (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, _share)))  # read when torch starts, and by subprocesses
