@@ -41,6 +41,7 @@ pytest-xdist 3.8's own loadgroup reads ``xdist_group`` marks but cannot group un
 ``item._nodeid``, which pytest 9 no longer reads), so the scheduler below groups by this table."""
 
 
+@pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist: unknown without it
 def pytest_xdist_make_scheduler(config, log):
     """Under ``--dist loadgroup``: pytest-xdist's scope scheduler with XDIST_GROUPS as the scopes."""
     if config.getvalue("dist") != "loadgroup":
