@@ -239,6 +239,9 @@ def _read_parquet(path: Path) -> tuple[pd.DataFrame, dict | None]:
 
 
 def _read_csv(path: Path) -> tuple[pd.DataFrame, dict | None]:
+    with open(path, "rb") as file:  # pandas parses a file of NUL bytes whole, holding all of it in memory
+        if b"\0" in file.read(1 << 16):
+            raise ContractError(f"{path}: not a readable CSV file (NUL bytes: binary, not text)")
     try:
         data = pd.read_csv(path, dtype={"video": str})
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as exc:

@@ -30,7 +30,10 @@ VGGFACE2_RGB = (131.0912, 103.8827, 91.4953)  # albanie resnet50_ft_dag.py meta[
 
 
 def he(rng, shape, fan_in) -> np.ndarray:
-    return (rng.standard_normal(shape) * np.sqrt(2.0 / fan_in)).astype(np.float32)
+    """He-normal weights, drawn in float32 (a third faster than float64 then a copy: VGG-Face has 138M)."""
+    weights = rng.standard_normal(shape, dtype=np.float32)
+    weights *= np.float32(np.sqrt(2.0 / fan_in))
+    return weights
 
 
 def bn_arrays(rng, c) -> list[np.ndarray]:
@@ -65,15 +68,17 @@ def vgg_face_sequential() -> nn.Sequential:
 
 
 def write_vgg_face_torch(path, rng) -> nn.Sequential:
-    """The file and the reference network holding its weights."""
-    net = vgg_face_sequential()
+    """The file and the reference network holding its weights (built on the meta device: its own random
+    initialisation of 138M weights would be overwritten)."""
+    with torch.device("meta"):
+        net = vgg_face_sequential()
     state = collections.OrderedDict()
     for key, value in net.state_dict().items():
         fan_in = value[0].numel() if value.dim() > 1 else 1
         state[key] = torch.from_numpy(he(rng, tuple(value.shape), fan_in) if value.dim() > 1 else
                                       rng.normal(0, 0.01, tuple(value.shape)).astype(np.float32))  # fmt: skip
     torch.save(state, path, _use_new_zipfile_serialization=False)  # old torch's serialisation
-    net.load_state_dict(state)
+    net.load_state_dict(state, assign=True)
     return net.eval()
 
 

@@ -77,6 +77,15 @@ def test_fusion_bomb_and_deep_json(tmp_path):
     assert growth < CAPS["fusion file"]
 
 
+def test_csv_table_of_nul_bytes(tmp_path):
+    """A CSV prediction table has no size cap (a real one may be large), but 2 GB of NUL bytes is no text:
+    pandas parsed it whole (over 30 s and gigabytes); it is refused from its first block."""
+    sparse(tmp_path / "m.csv", 2 << 30, b"video,frame,valence,arousal\n")
+    line, growth = probe("from ensemble.contract import read_table", f"read_table({str(tmp_path)!r} + '/m.csv')")
+    assert line.startswith("ERROR ContractError") and "m.csv: not a readable CSV file (NUL bytes" in line, line
+    assert growth < GROWTH
+
+
 def _patch_declared_size(path: Path, name: str, size: int) -> None:
     """Make the central directory declare ``size`` uncompressed bytes for entry ``name`` (what a bomb says)."""
     raw = bytearray(path.read_bytes())
