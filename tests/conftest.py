@@ -31,6 +31,9 @@ XDIST_GROUPS = {
     "members/test_member_contract.py": "member_contract",  # a trained toy run
     "test_other_challenges.py": "image_demo",  # the image demo, trained
     "test_faults.py": "faults",  # two make-demo-data runs
+    "test_faults_torch.py": "faults_torch",  # a fork server with torch imported, crops, runs, tables
+    "members/test_video_collections.py": "collections",  # crops, tables and a torchrun launch of two processes
+    "test_harms.py": "harms",  # a simulated dataset and a fitted stack fusion
     "test_demo.py": "demo",  # one long test: in a group, it starts early instead of last
     "test_demo_layout.py": "demo",
 }
