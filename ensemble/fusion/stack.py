@@ -66,6 +66,13 @@ they reach at 0.1 within 0.0004 with two thirds of the CPU time (``benchmarks/be
 0.014 of CCC, so they keep 0.1."""
 
 
+THREADS = 1
+"""LightGBM threads per model. The strided training sets are tens of thousands of frames, too few to share:
+on this 2-core machine, idle, one thread fitted the same models as two in 21.9 s instead of 32.6 s (EXPR),
+17.1 s instead of 30.7 s (AU) and 4.2 s instead of 10.8 s (VA) (``benchmarks/bench_fusion.py``, 5 members x
+400,000 frames)."""
+
+
 def lag_autocorrelation(values: np.ndarray, codes: np.ndarray, lag: int) -> float:
     """Mean over members and columns of the correlation between frames ``lag`` apart in the same video
     (``values``: members, frames, k; frames in video order, as aligned tables are)."""
@@ -188,7 +195,7 @@ class StackingFuser(Fuser):
             "bagging_freq": 1,
             "deterministic": True,
             "force_row_wise": True,
-            "num_threads": 2,
+            "num_threads": THREADS,
             "seed": self.seed,
             "verbosity": -1,
             **extra,
