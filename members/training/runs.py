@@ -103,7 +103,7 @@ def _stamp(path: Path) -> tuple[int, int] | None:
     """(modification time, size) of the file at ``path``; None when there is none."""
     try:
         found = path.stat()
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # no such file, or a file where the run folder should be
         return None
     return found.st_mtime_ns, found.st_size
 
