@@ -74,24 +74,7 @@ class Child:
             self._run_child([str(a) for a in args], kill)
 
     def _run_child(self, args, kill) -> None:
-        os.dup2(self._out.fileno(), 1)
-        os.dup2(self._err.fileno(), 2)
-        sys.stdout, sys.stderr = os.fdopen(1, "w", closefd=False), os.fdopen(2, "w", closefd=False)
-        code = 1
-        try:
-            if kill:
-                arm(*kill)
-            from ensemble.cli import main
-
-            sys.argv = ["affect-ens", *args]
-            main()
-            code = 0
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else 0
-        finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(code)
+        _run_cli(args, kill, self._out.fileno(), self._err.fileno())
 
     def wait(self) -> Child:
         _, status = os.waitpid(self.pid, 0)
@@ -187,21 +170,27 @@ def _serve() -> None:
 
 def _child(request: dict) -> None:
     """A served command: the test's working folder, environment and output files; the fault armed."""
+    os.chdir(request["cwd"])
+    os.environ.clear()
+    os.environ.update(request["env"])
+    os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
+    out, err = (os.open(path, os.O_WRONLY | os.O_APPEND) for path in request["fds"])
+    _run_cli(request["args"], request["kill"], out, err)
+
+
+def _run_cli(args, kill, out: int, err: int) -> None:
+    """In a forked child: ``affect-ens ARGS`` writing to the descriptors ``out`` and ``err``, the fault ``kill``
+    armed; the child then ends with the command's exit status (1 for an error escaping the command)."""
     code = 1
     try:
-        os.chdir(request["cwd"])
-        os.environ.clear()
-        os.environ.update(request["env"])
-        null = os.open(os.devnull, os.O_RDONLY)
-        os.dup2(null, 0)
-        for fd, path in zip((1, 2), request["fds"]):
-            os.dup2(os.open(path, os.O_WRONLY | os.O_APPEND), fd)
+        os.dup2(out, 1)
+        os.dup2(err, 2)
         sys.stdout, sys.stderr = os.fdopen(1, "w", closefd=False), os.fdopen(2, "w", closefd=False)
-        if request["kill"]:
-            arm(*request["kill"])
+        if kill:
+            arm(*kill)
         from ensemble.cli import main
 
-        sys.argv = ["affect-ens", *request["args"]]
+        sys.argv = ["affect-ens", *map(str, args)]
         main()
         code = 0
     except SystemExit as exc:
