@@ -9,6 +9,7 @@ import io
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -149,7 +150,6 @@ def invoke(*args) -> Invoked:
     """Run ``affect-ens ARGS`` in this process (as ``main`` does, exit code included): much faster than a
     subprocess, and any exception that is not a clean exit propagates, so a traceback fails the test."""
     import contextlib
-    import io
     import sys
 
     from ensemble.cli import main
@@ -263,17 +263,53 @@ def package_dir(name: str, install: str) -> Path:
 
 def run_here(*args) -> subprocess.CompletedProcess:
     """The command line run in this process (torch is imported once for all the tests), as the console
-    script runs it: exit code, stdout and stderr."""
+    script runs it: exit code, stdout and stderr. Like a subprocess's pipes, file descriptors 1 and 2 are
+    captured too, so what native code (OpenCV, FFmpeg, LightGBM) prints lands in the output, in order with
+    Python's. An exception other than SystemExit propagates: the console script would print a traceback."""
     from ensemble.cli import main
 
-    out, err = io.StringIO(), io.StringIO()
-    argv, sys.argv = sys.argv, ["affect-ens", *map(str, args)]
-    try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+    streams = (sys.stdout, sys.stderr)
+    for stream in streams:
+        stream.flush()
+    with _captured_fd(1) as out, _captured_fd(2) as err:
+        sys.stdout, sys.stderr = out.stream, err.stream
+        argv, sys.argv = sys.argv, ["affect-ens", *map(str, args)]
+        try:
             main()
-        code = 0
-    except SystemExit as done:
-        code = done.code or 0
-    finally:
-        sys.argv = argv
-    return subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue())
+            code = 0
+        except SystemExit as done:
+            code = done.code if isinstance(done.code, int) else 0 if done.code is None else _print_exit(done.code)
+        finally:
+            sys.argv = argv
+            sys.stdout, sys.stderr = streams
+    return subprocess.CompletedProcess(args, code, out.text, err.text)
+
+
+def _print_exit(message) -> int:
+    """``sys.exit(message)``: Python prints the message to stderr and exits with 1."""
+    print(message, file=sys.stderr)
+    return 1
+
+
+class _captured_fd(contextlib.AbstractContextManager):
+    """File descriptor ``fd`` pointed at a temporary file for the block; ``stream`` writes through to it
+    (line by line, as a pipe's writer), ``text`` is everything written, read back on exit."""
+
+    def __init__(self, fd: int):
+        self.fd, self.text = fd, ""
+
+    def __enter__(self):
+        self.file = tempfile.TemporaryFile()
+        self.saved = os.dup(self.fd)
+        os.dup2(self.file.fileno(), self.fd)
+        self.stream = open(os.dup(self.fd), "w", encoding="utf-8", errors="backslashreplace", buffering=1)
+        return self
+
+    def __exit__(self, *exc):
+        self.stream.close()
+        os.dup2(self.saved, self.fd)
+        os.close(self.saved)
+        self.file.seek(0)
+        self.text = self.file.read().decode("utf-8", errors="replace")
+        self.file.close()
+        return False

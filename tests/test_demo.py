@@ -5,12 +5,12 @@ import json
 import re
 import zipfile
 
-from test_cli import run_cli
+from helpers import run_here
 
 
 def test_demo_runs_end_to_end_and_reuses_finished_steps(tmp_path):
     out = tmp_path / "demo"
-    first = run_cli("demo", "--small", "--out", out)
+    first = run_here("demo", "--small", "--out", out)
     assert first.returncode == 0, first.stderr[-2000:]
     assert "validation (tuned rows out-of-fold by video)" in first.stdout and "test (held-out labels)" in first.stdout
     for name in (
@@ -37,6 +37,6 @@ def test_demo_runs_end_to_end_and_reuses_finished_steps(tmp_path):
     assert all(base64.b64decode(b).startswith(b"\x89PNG") and len(b) > 1000 for b in images)
     scores = json.loads((out / "scores.json").read_text())
     assert {r["name"] for r in scores["test"]} >= {"cnn_rnn", "stack + post"}
-    again = run_cli("demo", "--small", "--out", out)
+    again = run_here("demo", "--small", "--out", out)
     assert again.returncode == 0
     assert "training cnn" in again.stderr and "predicting" not in again.stderr  # predictions reused

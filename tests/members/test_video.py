@@ -12,9 +12,8 @@ import cv2
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import package_dir
+from helpers import package_dir, run_here
 from scipy.ndimage import uniform_filter1d
-from test_cli import run_cli
 
 from ensemble.contract import read_table
 from ensemble.outputs import is_ours
@@ -53,7 +52,7 @@ def _error_line(result) -> str:
 @pytest.fixture(scope="module")
 def single_crops(clips, tmp_path_factory):
     out = tmp_path_factory.mktemp("crops") / "data"
-    result = run_cli("crop-faces", clips / "single_face.mp4", "--out", out)
+    result = run_here("crop-faces", clips / "single_face.mp4", "--out", out)
     assert result.returncode == 0, result.stderr
     return out, result
 
@@ -88,7 +87,7 @@ def test_crop_faces_finds_and_aligns_the_face_on_almost_every_frame(single_crops
 
 def test_a_video_without_faces_gives_no_crops_and_a_warning(clips, tmp_path):
     out = tmp_path / "data"
-    result = run_cli("crop-faces", clips / "no_face.mp4", "--out", out, "--size", 64)
+    result = run_here("crop-faces", clips / "no_face.mp4", "--out", out, "--size", 64)
     assert result.returncode == 0, result.stderr
     assert "warning: no_face: no face found on any of its frames" in " ".join(result.stderr.split())
     assert list((out / "cropped_aligned").iterdir()) == []
@@ -125,9 +124,9 @@ def test_two_people_get_left_and_right_folders(clips, tmp_path):
 def test_bad_videos_and_outputs_are_one_line_errors(clips, tmp_path, single_crops):
     bad = tmp_path / "broken.mp4"
     bad.write_text("this is not a video\n")
-    line = _error_line(run_cli("crop-faces", bad, "--out", tmp_path / "out"))
+    line = _error_line(run_here("crop-faces", bad, "--out", tmp_path / "out"))
     assert line == f"error: {bad}: not a readable video (Invalid data found when processing input)"
-    line = _error_line(run_cli("crop-faces", clips / "single_face.mp4", "--out", single_crops[0]))
+    line = _error_line(run_here("crop-faces", clips / "single_face.mp4", "--out", single_crops[0]))
     assert line == f"error: {single_crops[0]}: output exists; pass --force to overwrite it"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.mp4"]
 
@@ -168,7 +167,7 @@ def fer_run(tiny_dataset, tmp_path_factory):
 def test_predict_video_writes_a_row_for_every_frame_an_overlay_and_a_plot(clips, fer_run, tmp_path):
     out, overlay, plot = tmp_path / "t.parquet", tmp_path / "o.mp4", tmp_path / "p.html"
     args = ["predict-video", clips / "single_face.mp4", "--member", fer_run, "--out", out]
-    result = run_cli(*args, "--overlay", overlay, "--plot", plot)
+    result = run_here(*args, "--overlay", overlay, "--plot", plot)
     assert result.returncode == 0, result.stderr
     table = read_table(out)
     assert table.data["video"].unique().tolist() == ["single_face"]
@@ -184,7 +183,7 @@ def test_predict_video_writes_a_row_for_every_frame_an_overlay_and_a_plot(clips,
     assert page.count("data:image/png;base64,") == 1 and "face found on 72 of 72 frames" in page
     foreign = tmp_path / "foreign.mp4"
     _encode(foreign, _frames(clips / "single_face.mp4", 2))
-    line = _error_line(run_cli(*args, "--overlay", foreign, "--force"))
+    line = _error_line(run_here(*args, "--overlay", foreign, "--force"))
     assert line == f"error: {foreign}: was not written by affect-ens, so --force will not replace it"
 
 
@@ -205,7 +204,7 @@ def test_frames_without_a_face_are_filled_and_a_saved_fusion_is_applied(gap_clip
     from members.face.predict import predict_video
 
     plain = tmp_path / "plain.parquet"
-    result = run_cli("predict-video", gap_clip, "--member", fer_run, "--out", plain)
+    result = run_here("predict-video", gap_clip, "--member", fer_run, "--out", plain)
     assert result.returncode == 0, result.stderr
     assert "filled 6 frame(s) without a face" in result.stderr
     data = read_table(plain).data
@@ -242,20 +241,20 @@ def test_predict_video_refuses_what_it_cannot_use(gap_clip, fer_run, tmp_path):
     (temporal / "best.pt").write_bytes(b"")
     with pytest.raises(DataError, match="a cnn_rnn member predicts from cached CNN features; use image members"):
         open_image_runs([temporal])
-    line = _error_line(run_cli("predict-video", gap_clip, "--member", fer_run, "--out", tmp_path / "t.csv"))
+    line = _error_line(run_here("predict-video", gap_clip, "--member", fer_run, "--out", tmp_path / "t.csv"))
     assert line.endswith("t.csv: tables are written as Parquet; name the output <name>.parquet")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["blank.mp4", "gru"]
 
 
 def test_webcam_runs_headless_on_a_video_file_and_reports_its_frame_rate(clips, fer_run, tmp_path):
-    result = run_cli("webcam", "--source", clips / "single_face.mp4", "--frames", 50)
+    result = run_here("webcam", "--source", clips / "single_face.mp4", "--frames", 50)
     assert result.returncode == 0, result.stderr
     summary = result.stdout.strip().splitlines()[-1]
     assert summary.startswith("50 frames in ")
     assert summary.endswith("frames/s (faces searched on 10 frames, every 5; a face on 50)")
     record = tmp_path / "live.mp4"
     args = ["webcam", "--member", fer_run, "--source", clips / "single_face.mp4", "--frames", 20, "--overlay", record]
-    result = run_cli(*args, "--detect-every", 4, "--no-window")
+    result = run_here(*args, "--detect-every", 4, "--no-window")
     assert result.returncode == 0, result.stderr
     with av.open(str(record)) as container:
         assert container.streams.video[0].frames == 20
