@@ -122,33 +122,64 @@ class _Server:
         self.proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
 
     def run(self, args, kill, timeout: float) -> subprocess.CompletedProcess:
+        return self.start(args, kill).wait(timeout)
+
+    def start(self, args, kill=None) -> ServedChild:
         import json
+
+        out, err = tempfile.TemporaryFile("w+"), tempfile.TemporaryFile("w+")
+        request = {"args": list(map(str, args)), "cwd": os.getcwd(), "env": dict(os.environ), "kill": kill}
+        request["fds"] = [f"/proc/{os.getpid()}/fd/{out.fileno()}", f"/proc/{os.getpid()}/fd/{err.fileno()}"]
+        self.proc.stdin.write(json.dumps(request) + "\n")
+        self.proc.stdin.flush()
+        return ServedChild(self, args, int(self.proc.stdout.readline()), out, err)
+
+
+class ServedChild:
+    """A command running in a child of the fork server: ``pid`` (to kill it), ``wait`` for its outcome (the
+    server serves one command at a time, so wait before starting the next)."""
+
+    def __init__(self, server: _Server, args, pid: int, out, err) -> None:
+        self.server, self.args, self.pid, self.out, self.err = server, args, pid, out, err
+
+    def poll(self) -> bool:
+        """True once the command has ended (the server has written its exit status)."""
         import select
 
-        with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-            request = {"args": list(map(str, args)), "cwd": os.getcwd(), "env": dict(os.environ), "kill": kill}
-            request["fds"] = [f"/proc/{os.getpid()}/fd/{out.fileno()}", f"/proc/{os.getpid()}/fd/{err.fileno()}"]
-            self.proc.stdin.write(json.dumps(request) + "\n")
-            self.proc.stdin.flush()
-            pid = int(self.proc.stdout.readline())
-            if not select.select([self.proc.stdout], [], [], timeout)[0]:
-                os.kill(pid, signal.SIGKILL)
-                raise subprocess.TimeoutExpired(args, timeout)
-            code = int(self.proc.stdout.readline())
-            out.seek(0)
-            err.seek(0)
-            return subprocess.CompletedProcess(args, code, out.read(), err.read())
+        return bool(select.select([self.server.proc.stdout], [], [], 0)[0])
+
+    def wait(self, timeout: float = 600) -> subprocess.CompletedProcess:
+        import select
+
+        with self.out, self.err:
+            if not select.select([self.server.proc.stdout], [], [], timeout)[0]:
+                os.kill(self.pid, signal.SIGKILL)
+                raise subprocess.TimeoutExpired(self.args, timeout)
+            code = int(self.server.proc.stdout.readline())
+            self.out.seek(0)
+            self.err.seek(0)
+            return subprocess.CompletedProcess(self.args, code, self.out.read(), self.err.read())
 
 
 _SERVER: list[_Server] = []
 
 
+def _server() -> _Server:
+    """The fork server of this test process, started on first use."""
+    if not _SERVER or _SERVER[0].proc.poll() is not None:
+        _SERVER[:] = [_Server()]
+    return _SERVER[0]
+
+
 def served(*args, kill: tuple[str, int] | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
     """``affect-ens ARGS`` in a child of the fork server (started on first use, one per test process), killed
     at ``kill`` as ``run`` does (``returncode`` -9)."""
-    if not _SERVER or _SERVER[0].proc.poll() is not None:
-        _SERVER[:] = [_Server()]
-    return _SERVER[0].run(args, kill, timeout)
+    return _server().run(args, kill, timeout)
+
+
+def start_served(*args) -> ServedChild:
+    """``affect-ens ARGS`` started in a child of the fork server; the caller kills or waits for it."""
+    return _server().start(args)
 
 
 def _serve() -> None:
@@ -237,4 +268,4 @@ if __name__ == "__main__":
     _serve() if sys.argv[1:] == ["--serve"] else _spawned()
 
 
-__all__ = ["Child", "Path", "arm", "run", "served", "spawn"]
+__all__ = ["Child", "Path", "ServedChild", "arm", "run", "served", "spawn", "start_served"]

@@ -2,16 +2,17 @@
 extends a finished run, checkpoints never unpickle code, failed runs leave nothing half-made, and a run
 killed with SIGKILL at any point resumes to the weights of an uninterrupted run."""
 
+import contextlib
 import hashlib
 import json
+import os
 import shutil
 import signal
-import subprocess
-import sys
 import time
 
 import pytest
 import torch
+from faults import start_served
 from helpers import run_here
 
 from ensemble.errors import DataError
@@ -141,14 +142,17 @@ def test_a_failed_new_run_keeps_its_folder_once_it_has_a_checkpoint(tiny_dataset
 
 
 def wait_then_kill(args, ready, timeout=180.0) -> bool:
-    """Start train-member, SIGKILL it as soon as ``ready()``; True if it was killed (not finished first)."""
-    code = "from ensemble.cli import main; main()"
-    proc = subprocess.Popen([sys.executable, "-c", code, *map(str, args)], stderr=subprocess.DEVNULL)
+    """Start train-member, SIGKILL it as soon as ``ready()``; True if it was killed (not finished first). The
+    command runs in a child of the fork server (tests/faults.py): a process of its own, without a new
+    interpreter's seconds of imports."""
+    child = start_served(*args)
     end = time.monotonic() + timeout
-    while proc.poll() is None and not ready() and time.monotonic() < end:
+    while not child.poll() and not ready() and time.monotonic() < end:
         time.sleep(0.005)
-    proc.send_signal(signal.SIGKILL)
-    return proc.wait() == -signal.SIGKILL
+    if not child.poll():
+        with contextlib.suppress(ProcessLookupError):  # it may end between the poll and the kill
+            os.kill(child.pid, signal.SIGKILL)
+    return child.wait().returncode == -signal.SIGKILL
 
 
 def assert_whole(run) -> None:
