@@ -15,7 +15,6 @@ import pandas as pd
 import torch
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
-from torchvision import transforms
 
 from ensemble.errors import DataError
 from ensemble.frames import FRAME_ROOT, face_images, frame_roots, video_folders
@@ -37,8 +36,12 @@ def face_paths(folders: dict[str, Path], keys: pd.DataFrame) -> list[Path | None
     return [images[v].get(int(f)) for v, f in zip(keys["video"], keys["frame"])]
 
 
-def image_transform(size: int, train: bool) -> transforms.Compose:
-    """Resize and normalise; training adds the usual light augmentations (crop, flip, colour)."""
+def image_transform(size: int, train: bool):
+    """Resize and normalise; training adds the usual light augmentations (crop, flip, colour) (a torchvision
+    ``Compose``; torchvision is imported here: it brings torch's compiler modules, seconds that the commands
+    listing members, their --help among them, do not need)."""
+    from torchvision import transforms
+
     steps = [transforms.Resize((size, size))]
     if train:
         steps += [
