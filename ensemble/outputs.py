@@ -454,8 +454,9 @@ def remove_stale_temps(path: Path) -> None:
 # --- resumable outputs -------------------------------------------------------------------------------------
 
 PARTIAL_TAG = ".affect-ens-partial"
-ITEMS, STAGE = ".items", ".stage"
-"""Inside a work folder: one record per finished item, and the items being built."""
+ITEMS, STAGE, PENDING = ".items", ".stage", ".pending"
+"""Inside a work folder: one record per finished item, the items being built, and the entries of each item
+being moved into place (written before the first move: what a command killed mid-move left is known)."""
 
 
 def partial_path(path: Path) -> Path:
@@ -466,11 +467,12 @@ def partial_path(path: Path) -> Path:
 class WorkFolder:
     """An output built item by item (a dataset video by video) so that a killed command resumes.
 
-    Each item is built in ``.stage/`` and moved into place when whole: every entry two levels down in its
-    staging folder (``cropped_aligned/<face folder>``) becomes the same path in the work folder, then the
-    item's record ``.items/<item>.json`` is written, which makes it done. Several processes may commit items
-    at once; two items claiming one entry is an error. What a killed command left half-made (staging folders,
-    entries no record claims) is removed by ``prepare``.
+    Each item is built in ``.stage/`` and moved into place when whole: its entries (every entry two levels
+    down in its staging folder, ``cropped_aligned/<face folder>``) are listed in ``.pending/<item>.json``,
+    moved to the same paths in the work folder, then the item's record ``.items/<item>.json`` is written,
+    which makes it done. Several processes may commit items at once; two items claiming one entry is an
+    error. ``prepare`` removes what a killed command left half-made (staging folders, entries of pending
+    items) and refuses a work folder holding anything else the tool did not write.
     """
 
     def __init__(self, root: Path) -> None:
@@ -478,8 +480,11 @@ class WorkFolder:
 
     def done(self) -> dict[str, dict]:
         """The records of the finished items, by item name."""
+        return self._records(ITEMS)
+
+    def _records(self, folder: str) -> dict[str, dict]:
         records = {}
-        for file in sorted((self.root / ITEMS).glob("*.json")):
+        for file in sorted((self.root / folder).glob("*.json")):
             doc = _load_json(file, FILE_JSON_CAP)
             if isinstance(doc, dict) and isinstance(doc.get("entries"), list):
                 records[file.stem] = doc
@@ -487,28 +492,46 @@ class WorkFolder:
 
     def prepare(self, keep: Callable[[str, dict], bool]) -> dict[str, dict]:
         """Remove what a killed command left half-made and the finished items ``keep`` rejects (their source
-        changed or is gone); returns the records kept. Called by one process only, before the others start."""
-        _remove(self.root / STAGE)
+        changed or is gone); returns the records kept. Called by one process only, before the others start.
+        Anything in the work folder that no record names is refused first, and nothing is changed."""
         records = self.done()
         kept = {item: record for item, record in records.items() if keep(item, record)}
+        self.check_foreign()
+        claimed = _named(kept.values())
+        _remove(self.root / STAGE)
+        _remove(self.root / PENDING)
         for item in records.keys() - kept.keys():
             (self.root / ITEMS / f"{item}.json").unlink()
-        owned = {entry for record in kept.values() for entry in record["entries"]}
-        for path in sorted(self.root.iterdir()):
-            if path.name in (MARKER, ITEMS):
-                continue
-            if not path.is_dir() or path.is_symlink():
-                _remove(path)
-                continue
-            for entry in sorted(path.iterdir()):
-                if entry.relative_to(self.root).as_posix() not in owned:
-                    _remove(entry)
+        for entry, rel in self._present():
+            if rel not in claimed:
+                _remove(entry)
         self.begin()
         return kept
+
+    def check_foreign(self) -> None:
+        """Refuse a work folder holding what the tool did not write: a file beside its marker, or an entry no
+        record (finished or pending) names."""
+        ours = _named([*self.done().values(), *self._records(PENDING).values()])
+        for entry, rel in self._present():
+            if rel not in ours and TMP_TAG not in entry.name:
+                raise UnsafePathError(
+                    f"{entry}: in the work folder of a killed run but not written by affect-ens; move it out to "
+                    "resume, or delete the work folder to start over"
+                )
+
+    def _present(self) -> Iterator[tuple[Path, str]]:
+        """What is in the work folder besides its bookkeeping: files beside the marker and the entries two
+        levels down, with their relative paths."""
+        for path in sorted(self.root.iterdir()):
+            if path.name in (MARKER, ITEMS, STAGE, PENDING):
+                continue
+            for entry in [path] if not path.is_dir() or path.is_symlink() else sorted(path.iterdir()):
+                yield entry, entry.relative_to(self.root).as_posix()
 
     def begin(self) -> None:
         """Start the bookkeeping (kept records stay)."""
         (self.root / ITEMS).mkdir(exist_ok=True)
+        (self.root / PENDING).mkdir(exist_ok=True)
         (self.root / STAGE).mkdir()
 
     def stage(self, item: str) -> Path:
@@ -520,18 +543,37 @@ class WorkFolder:
     def commit(self, item: str, staged: Path, record: dict) -> None:
         """Move the entries of ``staged`` into place, then write the item's record: the item is done."""
         entries = sorted(p.relative_to(staged).as_posix() for p in staged.glob("*/*"))
+        pending = safe_join(self.root / PENDING, item, ".json", what="item")
+        with atomic_file(pending) as tmp:
+            tmp.write_text(json.dumps({"entries": entries}))
         for rel in entries:
             (self.root / rel).parent.mkdir(exist_ok=True)
             if not rename_new(staged / rel, self.root / rel):
                 raise UnsafePathError(f"{rel}: made by two items ({item!r} and another); rename one of them")
         with atomic_file(safe_join(self.root / ITEMS, item, ".json", what="item")) as tmp:
             tmp.write_text(json.dumps({**record, "entries": entries}, sort_keys=True))
+        pending.unlink()
         _remove(staged)
 
     def tidy(self) -> None:
         """Remove the bookkeeping: what is left is the finished output."""
         _remove(self.root / ITEMS)
+        _remove(self.root / PENDING)
         _remove(self.root / STAGE)
+
+
+def _named(records) -> set[str]:
+    """The entries the records name (a crafted record's other values name nothing)."""
+    return {entry for record in records for entry in record["entries"] if isinstance(entry, str)}
+
+
+def _only_ours(work: WorkFolder) -> bool:
+    """True when the work folder holds nothing but what the tool wrote (``WorkFolder.check_foreign``)."""
+    try:
+        work.check_foreign()
+    except (UnsafePathError, OSError):
+        return False
+    return True
 
 
 # --- locks -------------------------------------------------------------------------------------------------
@@ -706,6 +748,7 @@ class Outputs:
                     f"{work}: a killed {self.command} run with other options ({old}) left its finished work here; "
                     "run it again with those to resume, or pass --force to start over"
                 )
+            WorkFolder(work).check_foreign()  # --force starts over on the tool's own work only
             _remove(work)
         if not work.exists():
             work.mkdir()
@@ -802,7 +845,7 @@ class Outputs:
         for tmp, _, _ in self._moves:
             _remove(tmp)
         for work, _, _ in self._partials:
-            if not WorkFolder(work).done():
+            if not WorkFolder(work).done() and _only_ours(WorkFolder(work)):
                 _remove(work)  # nothing finished to resume
         if failed:
             for path, keep in self._fresh:

@@ -1,10 +1,15 @@
 """Resumable outputs (``Outputs.resumable_folder``, ``WorkFolder``): items committed whole, what a killed
-command left half-made removed, a foreign folder never taken, a failed command keeps finished work only."""
+command left half-made removed, a foreign folder never taken, a failed command keeps finished work only, and
+what a user put in a work folder never deleted."""
+
+from pathlib import Path
 
 import pytest
+from helpers import tree_state
 
+from ensemble import outputs
 from ensemble.errors import OutputExistsError
-from ensemble.outputs import MARKER, Outputs, UnsafePathError, WorkFolder, partial_path
+from ensemble.outputs import ITEMS, MARKER, Outputs, UnsafePathError, WorkFolder, partial_path
 
 
 def _item(work: WorkFolder, name: str, text: str) -> None:
@@ -43,14 +48,27 @@ def test_a_second_item_claiming_an_entry_is_refused(tmp_path):
     assert sorted(p.name for p in (tmp_path / "parts" / "v1").iterdir()) == ["a.txt"]
 
 
+def _killed_before_the_record(root, name, suffix="", what="name"):
+    if Path(root).name == ITEMS:
+        raise RuntimeError("stopped after the entries moved, before the item's record")
+    return _SAFE_JOIN(root, name, suffix, what)
+
+
+_SAFE_JOIN = outputs.safe_join
+
+
 def _failed_after_one_item(out) -> None:
-    """A crop-faces (``--size 1``) that finishes item v1, half-makes v2 (no record claims it) and fails."""
+    """A crop-faces (``--size 1``) that finishes item v1, half-makes v2 (its entry moved into place, no record
+    written) and fails."""
     with pytest.raises(RuntimeError), Outputs(command="crop-faces") as outs:
         work = outs.resumable_folder(out, kind="faces", settings={"--size": 1})
         work.prepare(lambda item, record: True)
         _item(work, "v1", "one")
-        (work.root / "parts" / "v2").mkdir()
-        raise RuntimeError("stopped")
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(outputs, "safe_join", _killed_before_the_record)
+            _item(work, "v2", "two")
+    work = WorkFolder(partial_path(out))
+    assert (work.root / "parts" / "v2" / "a.txt").is_file() and list(work.done()) == ["v1"]
 
 
 def test_a_failed_command_keeps_finished_work_and_the_next_resumes_it(tmp_path):
@@ -84,3 +102,27 @@ def test_other_settings_and_foreign_folders_are_refused(tmp_path):
             with Outputs(command="crop-faces", force=force) as outs:
                 outs.resumable_folder(tmp_path / "mine", kind="faces", settings={})
     assert [p.name for p in foreign.iterdir()] == ["notes.txt"]
+
+
+@pytest.mark.parametrize("where", ["parts/notes.txt", "notes.txt", "parts/mine"])
+def test_what_a_user_put_in_a_work_folder_is_never_deleted(tmp_path, where):
+    """Resuming, --force with other options and a failure before any item each leave it, and everything else
+    in the work folder, as they were: a one-line error, or the work folder kept."""
+    out = tmp_path / "out"
+    _failed_after_one_item(out)
+    work = partial_path(out)
+    (work / where).parent.mkdir(exist_ok=True)
+    (work / where).mkdir() if where.endswith("mine") else (work / where).write_text("mine")
+    before = tree_state(tmp_path)
+    message = rf"{where}: in the work folder of a killed run but not written by affect-ens; move it out to resume"
+    with pytest.raises(UnsafePathError, match=message), Outputs(command="crop-faces") as outs:
+        outs.resumable_folder(out, kind="faces", settings={"--size": 1}).prepare(lambda item, record: True)
+    with pytest.raises(UnsafePathError, match=message), Outputs(command="crop-faces", force=True) as outs:
+        outs.resumable_folder(out, kind="faces", settings={"--size": 2})
+    assert tree_state(tmp_path) == before
+    (work / ITEMS / "v1.json").unlink()  # no finished item: a failed command would remove the work folder
+    before = tree_state(tmp_path)
+    with pytest.raises(RuntimeError), Outputs(command="crop-faces") as outs:
+        outs.resumable_folder(out, kind="faces", settings={"--size": 1})
+        raise RuntimeError("stopped before prepare")
+    assert tree_state(tmp_path) == before

@@ -148,7 +148,9 @@ def test_a_killed_run_resumes_at_the_videos_not_done(videos, whole, tmp_path):
     assert len(done) == 2
     kept = {p: (p.stat().st_ino, p.stat().st_mtime_ns) for v in done for p in (work / "cropped_aligned" / v).iterdir()}
     assert kept
-    (work / "cropped_aligned" / "clip4").mkdir(exist_ok=True)  # what a kill in the middle of a commit leaves
+    # what a kill in the middle of a commit leaves: the item's entries listed as pending, one moved into place
+    (work / ".pending" / "clip4.json").write_text(json.dumps({"entries": ["cropped_aligned/clip4"]}))
+    (work / "cropped_aligned" / "clip4").mkdir(exist_ok=True)
     (work / "cropped_aligned" / "clip4" / "00001.jpg").write_bytes(b"half")
 
     other = run_here(*crop_args(videos, out, "--min-face", 30))
