@@ -498,13 +498,13 @@ class WorkFolder:
         kept = {item: record for item, record in records.items() if keep(item, record)}
         self.check_foreign()
         claimed = _named(kept.values())
-        _remove(self.root / STAGE)
-        _remove(self.root / PENDING)
-        for item in records.keys() - kept.keys():
-            (self.root / ITEMS / f"{item}.json").unlink()
-        for entry, rel in self._present():
+        for entry, rel in self._present():  # first: a kill from here on leaves every entry still named
             if rel not in claimed:
                 _remove(entry)
+        for item in records.keys() - kept.keys():
+            (self.root / ITEMS / f"{item}.json").unlink()
+        _remove(self.root / PENDING)
+        _remove(self.root / STAGE)
         self.begin()
         return kept
 

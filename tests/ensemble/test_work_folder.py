@@ -126,3 +126,26 @@ def test_what_a_user_put_in_a_work_folder_is_never_deleted(tmp_path, where):
         outs.resumable_folder(out, kind="faces", settings={"--size": 1})
         raise RuntimeError("stopped before prepare")
     assert tree_state(tmp_path) == before
+
+
+def test_a_resume_stopped_in_its_clean_up_resumes_again(tmp_path, monkeypatch):
+    """prepare removes the half-moved entries before the lists naming them: stopped in between, the next
+    prepare still knows them as the tool's."""
+    out = tmp_path / "out"
+    _failed_after_one_item(out)
+    real = outputs._remove
+
+    def stopped(path):
+        if Path(path).name in (".pending", ".stage"):
+            raise RuntimeError("stopped in prepare")
+        real(path)
+
+    monkeypatch.setattr(outputs, "_remove", stopped)
+    with pytest.raises(RuntimeError, match="stopped in prepare"), Outputs(command="crop-faces") as outs:
+        outs.resumable_folder(out, kind="faces", settings={"--size": 1}).prepare(lambda item, record: True)
+    assert (partial_path(out) / ".pending" / "v2.json").is_file() and not (partial_path(out) / "parts" / "v2").exists()
+    monkeypatch.setattr(outputs, "_remove", real)
+    with Outputs(command="crop-faces") as outs:
+        work = outs.resumable_folder(out, kind="faces", settings={"--size": 1})
+        assert list(work.prepare(lambda item, record: True)) == ["v1"]
+        assert sorted(p.name for p in (work.root / "parts").iterdir()) == ["v1"]
