@@ -482,6 +482,11 @@ class WorkFolder:
         """The records of the finished items, by item name."""
         return self._records(ITEMS)
 
+    def done_names(self) -> set[str]:
+        """The names of the finished items, from the folder listing alone (a record appears whole: it is
+        renamed into place), for waiting on other processes without reading every record."""
+        return {file.stem for file in (self.root / ITEMS).glob("*.json")}
+
     def _records(self, folder: str) -> dict[str, dict]:
         records = {}
         for file in sorted((self.root / folder).glob("*.json")):

@@ -345,7 +345,7 @@ def _my_videos(videos: dict[str, Path], work, launch) -> tuple[dict[str, Path], 
 
 def _wait_for_videos(videos: dict[str, Path], work) -> None:
     """Rank 0 waits until every video is done (the other processes commit theirs as they finish)."""
-    while not videos.keys() <= work.done().keys():
+    while not videos.keys() <= work.done_names():
         time.sleep(0.2)
 
 

@@ -30,6 +30,7 @@ def test_items_committed_whole_become_the_output(tmp_path):
             "v1": {"text": "one", "entries": ["parts/v1"]},
             "v2": {"text": "two", "entries": ["parts/v2"]},
         }
+        assert work.done_names() == {"v1", "v2"}  # what rank 0 waits on under torchrun
         assert not out.exists()
     assert sorted(p.name for p in out.iterdir()) == [MARKER, "parts"]
     assert (out / "parts" / "v2" / "a.txt").read_text() == "two"
