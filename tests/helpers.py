@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import importlib.util
-import io
 import os
 import subprocess
 import sys
@@ -137,35 +136,6 @@ ROWS_8 = [
     ("v2", 1, 6, 1.0, -1.0, [0, 1] * 4),
 ]
 COUNTS = {"v1": 3, "v2": 2}
-
-
-class Invoked:
-    """What a CLI run left: its exit code and what it printed."""
-
-    def __init__(self, code: int, stdout: str, stderr: str) -> None:
-        self.returncode, self.stdout, self.stderr = code, stdout, stderr
-
-
-def invoke(*args) -> Invoked:
-    """Run ``affect-ens ARGS`` in this process (as ``main`` does, exit code included): much faster than a
-    subprocess, and any exception that is not a clean exit propagates, so a traceback fails the test."""
-    import contextlib
-    import sys
-
-    from ensemble.cli import main
-
-    out, err = io.StringIO(), io.StringIO()
-    argv = sys.argv
-    sys.argv = ["affect-ens", *map(str, args)]
-    try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            main()
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 0
-    finally:
-        sys.argv = argv
-    return Invoked(code, out.getvalue(), err.getvalue())
 
 
 def tree_state(*roots) -> dict[str, object]:

@@ -6,7 +6,7 @@ import json
 
 import pandas as pd
 import pytest
-from helpers import invoke, tree_state, write_simulated_dataset
+from helpers import run_here, tree_state, write_simulated_dataset
 
 from ensemble.outputs import MARKER
 
@@ -41,7 +41,7 @@ def test_01_save_fusion_never_replaces_a_runs_config(sim, tmp_path):
     config = {"generator": "affect-ens", "member": "KerasMember", "classes": ["a", "b"], "model_config": {}}
     (run / "config.json").write_text(json.dumps(config))
     before = tree_state(tmp_path)
-    result = invoke(
+    result = run_here(
         "fuse",
         *sim[1],
         "--labels",
@@ -60,23 +60,23 @@ def test_01_save_fusion_never_replaces_a_runs_config(sim, tmp_path):
 def test_02_force_refuses_a_folder_holding_a_deep_training_run_or_an_added_file(tmp_path):
     """make-demo-data ds --force deleted ds/exp/runs/r1/last.pt (three levels down) and ds/notes.txt."""
     ds = tmp_path / "ds"
-    assert invoke(*data_args(ds)).returncode == 0
+    assert run_here(*data_args(ds)).returncode == 0
     (ds / "notes.txt").write_text("my notes")
     before = tree_state(tmp_path)
-    _one_line_error(invoke(*data_args(ds, "--force")), "holds 'notes.txt', which affect-ens did not write")
+    _one_line_error(run_here(*data_args(ds, "--force")), "holds 'notes.txt', which affect-ens did not write")
     assert tree_state(tmp_path) == before
     (ds / "notes.txt").unlink()
     (ds / "exp" / "runs" / "r1").mkdir(parents=True)
     (ds / "exp" / "runs" / "r1" / "last.pt").write_bytes(b"hours of training")
     before = tree_state(tmp_path)
-    _one_line_error(invoke(*data_args(ds, "--force")), "holds a training run (exp/runs/r1/last.pt)")
+    _one_line_error(run_here(*data_args(ds, "--force")), "holds a training run (exp/runs/r1/last.pt)")
     assert tree_state(tmp_path) == before
 
 
 def test_02_force_replaces_an_unchanged_output_of_the_same_command(tmp_path):
     ds = tmp_path / "ds"
-    assert invoke(*data_args(ds)).returncode == 0
-    result = invoke(*data_args(ds, "--seed", 3, "--force"))
+    assert run_here(*data_args(ds)).returncode == 0
+    result = run_here(*data_args(ds, "--seed", 3, "--force"))
     assert result.returncode == 0, result.stderr
     marker = json.loads((ds / MARKER).read_text())
     assert (marker["command"], marker["kind"], marker["format"]) == ("make-demo-data", "dataset", 2)
@@ -90,21 +90,21 @@ def test_03_a_faked_or_copied_marker_does_not_make_a_folder_ours(sim, tmp_path):
     (mine / "thesis.tex").write_text("months of work")
     (mine / MARKER).touch()
     before = tree_state(mine)
-    _one_line_error(invoke(*data_args(mine, "--force")), "was not written by affect-ens")
+    _one_line_error(run_here(*data_args(mine, "--force")), "was not written by affect-ens")
     assert tree_state(mine) == before
     ds = tmp_path / "ds"
-    assert invoke(*data_args(ds)).returncode == 0
+    assert run_here(*data_args(ds)).returncode == 0
     (mine / MARKER).write_bytes((ds / MARKER).read_bytes())  # a marker copied from a folder the tool made
-    _one_line_error(invoke(*data_args(mine, "--force")), "which affect-ens did not write")
+    _one_line_error(run_here(*data_args(mine, "--force")), "which affect-ens did not write")
     assert (mine / "thesis.tex").read_text() == "months of work"
 
 
 def test_03_submit_force_never_replaces_a_dataset(sim, tmp_path):
     ds = tmp_path / "ds"
-    assert invoke(*data_args(ds)).returncode == 0
+    assert run_here(*data_args(ds)).returncode == 0
     before = tree_state(tmp_path)
     frames = sim[0] / "frames.csv"
-    result = invoke(
+    result = run_here(
         "submit", sim[1][0], "--track", "va", "--edition", "2022", "--frames", frames, "--out", ds, "--force"
     )
     _one_line_error(result, "is a dataset made by affect-ens make-demo-data; --force replaces only a submission")
@@ -157,7 +157,7 @@ def test_05_an_annotation_fifo_or_bomb_is_one_line_and_another_videos_file_is_ne
 def stack_fusion(sim, tmp_path_factory):
     folder = tmp_path_factory.mktemp("stack")
     args = ["fuse", *sim[1], "--labels", sim[0], "--out", folder / "f.parquet", "--method", "stack"]
-    result = invoke(*args, "--rounds", 5, "--folds", 2, "--save-fusion", folder / "stack.json", "--no-smooth")
+    result = run_here(*args, "--rounds", 5, "--folds", 2, "--save-fusion", folder / "stack.json", "--no-smooth")
     assert result.returncode == 0, result.stderr
     return json.loads((folder / "stack.json").read_text())
 
@@ -209,16 +209,16 @@ def _leaf_run(folder):
 def test_06_a_committee_that_contains_itself_is_refused_when_assembled_and_when_predicted(tmp_path):
     """committee --out A --force over a member's member was accepted; predict-member then recursed for 276 s."""
     a, b, d, e = (_leaf_run(tmp_path / n) for n in "abde")
-    assert invoke("committee", a, b, "--out", tmp_path / "c1").returncode == 0
-    assert invoke("committee", tmp_path / "c1", d, "--out", tmp_path / "c2").returncode == 0
+    assert run_here("committee", a, b, "--out", tmp_path / "c1").returncode == 0
+    assert run_here("committee", tmp_path / "c1", d, "--out", tmp_path / "c2").returncode == 0
     before = tree_state(tmp_path)
-    result = invoke("committee", tmp_path / "c2", e, "--out", tmp_path / "c1", "--force")
+    result = run_here("committee", tmp_path / "c2", e, "--out", tmp_path / "c1", "--force")
     _one_line_error(result, "contains itself (c1 -> c2 -> c1)")
     assert tree_state(tmp_path) == before
     config = json.loads((tmp_path / "c1" / "config.json").read_text())
     config["runs"] = [str(tmp_path / "c2"), str(e)]  # the cycle made by hand
     (tmp_path / "c1" / "config.json").write_text(json.dumps(config))
-    result = invoke(
+    result = run_here(
         "predict-member", tmp_path / "c2", "--split", "val", "--data", tmp_path, "--out", tmp_path / "p.parquet"
     )
     _one_line_error(result, "contains itself (c2 -> c1 -> c2)")
@@ -229,21 +229,21 @@ def test_06_committees_nest_at_most_the_stated_depth(tmp_path):
     inner = [_leaf_run(tmp_path / "a"), _leaf_run(tmp_path / "b")]
     for level in range(1, MAX_DEPTH + 1):
         out = tmp_path / f"c{level}"
-        assert invoke("committee", *inner, "--out", out).returncode == 0, level
+        assert run_here("committee", *inner, "--out", out).returncode == 0, level
         inner = [out, _leaf_run(tmp_path / f"x{level}")]
-    _one_line_error(invoke("committee", *inner, "--out", tmp_path / "deep"), f"nest deeper than {MAX_DEPTH} levels")
+    _one_line_error(run_here("committee", *inner, "--out", tmp_path / "deep"), f"nest deeper than {MAX_DEPTH} levels")
 
 
 def test_07_a_smoothing_window_from_a_file_is_bounded(sim, tmp_path):
     """A smoothing half-width of 2e7 in a fusion file used 12.4 GB on 21 frames."""
     fusion = tmp_path / "f.json"
     args = ["fuse", *sim[1], "--labels", sim[0], "--out", tmp_path / "a.parquet", "--save-fusion", fusion]
-    assert invoke(*args, "--method", "average").returncode == 0
+    assert run_here(*args, "--method", "average").returncode == 0
     doc = json.loads(fusion.read_text())
     doc["post"]["windows_"]["va"] = [["mean", 20_000_000], ["mean", 0]]
     fusion.write_text(json.dumps(doc))
     before = tree_state(tmp_path)
-    result = invoke("fuse", *sim[1], "--load-fusion", fusion, "--out", tmp_path / "b.parquet")
+    result = run_here("fuse", *sim[1], "--load-fusion", fusion, "--out", tmp_path / "b.parquet")
     _one_line_error(result, "a smoothing window is not one fit tries")
     assert tree_state(tmp_path) == before
 
@@ -254,13 +254,13 @@ def test_07_a_smoothing_window_from_a_file_is_bounded(sim, tmp_path):
 @pytest.mark.parametrize("source, message", [("²", "no such video file"), ("9" * 23, "no such camera index")])
 def test_webcam_source_that_is_no_camera_is_one_line(tmp_path, monkeypatch, source, message):
     monkeypatch.chdir(tmp_path)
-    _one_line_error(invoke("webcam", "--source", source, "--frames", 1, "--no-window"), message)
+    _one_line_error(run_here("webcam", "--source", source, "--frames", 1, "--no-window"), message)
     assert list(tmp_path.iterdir()) == []
 
 
 def test_a_symlink_loop_as_an_output_is_one_line(sim, tmp_path):
     (tmp_path / "loop").symlink_to(tmp_path / "loop")
-    result = invoke("fuse", *sim[1], "--labels", sim[0], "--out", tmp_path / "loop" / "f.parquet")
+    result = run_here("fuse", *sim[1], "--labels", sim[0], "--out", tmp_path / "loop" / "f.parquet")
     _one_line_error(result, "a symbolic link loop")
 
 
@@ -283,7 +283,7 @@ def test_a_too_long_video_id_names_the_output_not_a_temporary(sim, tmp_path):
     videos = sorted(data["video"].unique())
     pd.DataFrame({"video": videos, "frames": 30}).to_csv(tmp_path / "m.csv", index=False)
     out = tmp_path / "sub"
-    result = invoke(
+    result = run_here(
         "submit", tmp_path / "t.csv", "--track", "va", "--edition", 2022, "--frames", tmp_path / "m.csv", "--out", out
     )
     _one_line_error(result, f"{out}/")

@@ -4,7 +4,7 @@ folder, the organisers' sample submission), FER2013's digit folders named with -
 
 import pandas as pd
 import pytest
-from helpers import invoke
+from helpers import run_here
 
 from ensemble.cli.demo_images import ImageDemoConfig, run_image_demo
 from ensemble.contract import read_table
@@ -46,27 +46,27 @@ def test_kaggle_submission_beats_the_majority_class_on_the_hidden_truth(kaggle):
 def test_kaggle_submission_validates_and_a_reordered_one_does_not(kaggle, tmp_path):
     out, result = kaggle
     sample = out / "data" / "sample_submission.csv"
-    ok = invoke("validate-submission", result["submission"], "--sample", sample, "--data", out / "data")
+    ok = run_here("validate-submission", result["submission"], "--sample", sample, "--data", out / "data")
     assert ok.returncode == 0, ok.stderr
     rows = pd.read_csv(result["submission"])
     rows.iloc[::-1].to_csv(tmp_path / "reversed.csv", index=False)
-    bad = invoke("validate-submission", tmp_path / "reversed.csv", "--sample", sample, "--data", out / "data")
+    bad = run_here("validate-submission", tmp_path / "reversed.csv", "--sample", sample, "--data", out / "data")
     assert bad.returncode == 2 and "rows differ from the sample" in bad.stdout
 
 
 def test_submit_and_evaluate_on_the_kaggle_tables(kaggle, tmp_path):
     out, _ = kaggle
     sample = out / "data" / "sample_submission.csv"
-    done = invoke("submit", out / "fused" / "vote_test.parquet", "--sample", sample, "--out", tmp_path / "s.csv")
+    done = run_here("submit", out / "fused" / "vote_test.parquet", "--sample", sample, "--out", tmp_path / "s.csv")
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "s.csv").read_text().splitlines()[0] == "image_path,emotion"
     tables = sorted((out / "predictions").glob("*_val.parquet"))
-    scores = invoke("evaluate", *tables, "--labels", out / "data")
+    scores = run_here("evaluate", *tables, "--labels", out / "data")
     assert scores.returncode == 0, scores.stderr
     assert "EXPR F1" in scores.stdout and "EXPR acc" in scores.stdout and "confusion of committee" in scores.stdout
     lead = ("--method", "vote", "--tie-break", "lead", "--lead", "committee")
     for method in (lead, ("--method", "average"), ("--method", "stack", "--folds", "3")):
-        fused = invoke("fuse", *tables, "--labels", out / "data", *method, "--out", tmp_path / f"{method[1]}.parquet")
+        fused = run_here("fuse", *tables, "--labels", out / "data", *method, "--out", tmp_path / f"{method[1]}.parquet")
         assert fused.returncode == 0, fused.stderr
         assert fused.stderr.count("temporal smoothing does not apply") == 1  # said once, not an error
         assert read_table(tmp_path / f"{method[1]}.parquet").edition.expr_classes == KAGGLE_CLASSES
@@ -77,13 +77,13 @@ def test_fer2013_digit_folders_train_and_score_with_class_names(tmp_path):
     make_image_dataset(data, "fer", per_class=6, test=14, size=32)
     names = ",".join(FER_NAMES)
     args = ["--backbone", "test_resnet", "--image-size", "32", "--epochs", "1", "--classes", names]
-    trained = invoke("train-member", "cnn", "--data", data, "--out", tmp_path / "run", *args)
+    trained = run_here("train-member", "cnn", "--data", data, "--out", tmp_path / "run", *args)
     assert trained.returncode == 0, trained.stderr
     assert "class folders dataset, 7 classes (0, 1, 2, 3, 4, 5, 6)" in trained.stderr
     out = tmp_path / "test.parquet"
-    assert invoke("predict-member", tmp_path / "run", "--data", data, "--split", "test", "--out", out).returncode == 0
+    assert run_here("predict-member", tmp_path / "run", "--data", data, "--split", "test", "--out", out).returncode == 0
     assert read_table(out).edition.expr_classes == FER_NAMES
-    scores = invoke("evaluate", out, "--labels", data, "--labels-split", "test")
+    scores = run_here("evaluate", out, "--labels", data, "--labels-split", "test")
     assert scores.returncode == 0, scores.stderr
     assert "EXPR F1" in scores.stdout and "EXPR acc" in scores.stdout and "surprise" in scores.stdout
 
@@ -105,12 +105,12 @@ def test_an_abaw_trained_member_maps_onto_fer_names_with_map(tmp_path):
     (run / "config.json").write_text(json.dumps({"member": "cnn", **dataclasses.asdict(cfg)}))
     torch.save({"model": CnnMember(cfg).build_network({}).state_dict()}, run / "best.pt")
     base = ["predict-member", run, "--data", data, "--split", "test", "--classes", ",".join(FER_NAMES)]
-    refused = invoke(*base, "--out", tmp_path / "x.parquet")
+    refused = run_here(*base, "--out", tmp_path / "x.parquet")
     assert refused.returncode == 2 and "class 'Other' maps to no" in refused.stderr and "--map Other=" in refused.stderr
-    assert invoke(*base, "--map", "Other=neutral", "--out", tmp_path / "t.parquet").returncode == 0
+    assert run_here(*base, "--map", "Other=neutral", "--out", tmp_path / "t.parquet").returncode == 0
     table = read_table(tmp_path / "t.parquet")
     assert table.edition.expr_classes == FER_NAMES and len(table.data) == 7
-    scores = invoke("evaluate", tmp_path / "t.parquet", "--labels", data, "--labels-split", "test")
+    scores = run_here("evaluate", tmp_path / "t.parquet", "--labels", data, "--labels-split", "test")
     assert scores.returncode == 0 and "EXPR acc" in scores.stdout, scores.stderr
 
 
@@ -118,30 +118,30 @@ def test_clip_dataset_gives_one_row_per_clip_and_clip_accuracy(tmp_path):
     data = tmp_path / "clips"
     make_image_dataset(data, "clips", per_class=2, test=7, size=32)
     args = ["--backbone", "test_resnet", "--image-size", "32", "--epochs", "1"]
-    assert invoke("train-member", "cnn", "--data", data, "--out", tmp_path / "run", *args).returncode == 0
+    assert run_here("train-member", "cnn", "--data", data, "--out", tmp_path / "run", *args).returncode == 0
     out = tmp_path / "test.parquet"
-    assert invoke("predict-member", tmp_path / "run", "--data", data, "--split", "test", "--out", out).returncode == 0
+    assert run_here("predict-member", tmp_path / "run", "--data", data, "--split", "test", "--out", out).returncode == 0
     table = read_table(out)
     clips = sorted({str(p.parent.relative_to(data)) for p in (data / "test").rglob("*.jpg")})
     assert table.data["video"].tolist() == clips and (table.data["frame"] == 1).all()  # a row per clip
-    scores = invoke("evaluate", out, "--labels", data, "--labels-split", "test")
+    scores = run_here("evaluate", out, "--labels", data, "--labels-split", "test")
     assert scores.returncode == 0 and "EXPR acc" in scores.stdout, scores.stderr
     for split in ("train", "val", "test"):
         feats = ["--data", data, "--split", split, "--out", tmp_path / "feats" / f"{split}.npz"]
-        assert invoke("extract-features", tmp_path / "run", *feats).returncode == 0
+        assert run_here("extract-features", tmp_path / "run", *feats).returncode == 0
     rnn = ["--features", tmp_path / "feats", "--epochs", "2", "--hidden", "8", "--window", "4", "--stride", "2"]
-    trained = invoke("train-member", "cnn_rnn", "--data", data, "--out", tmp_path / "rnn", *rnn)
+    trained = run_here("train-member", "cnn_rnn", "--data", data, "--out", tmp_path / "rnn", *rnn)
     assert trained.returncode == 0, trained.stderr
     rnn_out = tmp_path / "rnn_test.parquet"
-    done = invoke("predict-member", tmp_path / "rnn", "--data", data, "--split", "test", "--out", rnn_out)
+    done = run_here("predict-member", tmp_path / "rnn", "--data", data, "--split", "test", "--out", rnn_out)
     assert done.returncode == 0, done.stderr
     assert read_table(rnn_out).data["video"].tolist() == clips  # the clip-level rows of the temporal member
-    both = invoke("evaluate", out, rnn_out, "--labels", data, "--labels-split", "test")
+    both = run_here("evaluate", out, rnn_out, "--labels", data, "--labels-split", "test")
     assert both.returncode == 0 and "rnn" in both.stdout, both.stderr
-    done = invoke("submit", out, "--out", tmp_path / "clips.csv")
+    done = run_here("submit", out, "--out", tmp_path / "clips.csv")
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "clips.csv").read_text().splitlines()[:2] == ["clip,label", f"{clips[0]},{_label(table, 0)}"]
-    checked = invoke("validate-submission", tmp_path / "clips.csv", "--data", data)
+    checked = run_here("validate-submission", tmp_path / "clips.csv", "--data", data)
     assert checked.returncode == 0, checked.stdout + checked.stderr
 
 

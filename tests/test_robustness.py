@@ -16,7 +16,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from helpers import invoke, package_dir, tree_state, write_simulated_dataset
+from helpers import package_dir, run_here, tree_state, write_simulated_dataset
 from keras_files import tf_hub_model
 
 from ensemble.contract import read_table
@@ -993,7 +993,7 @@ def test_malformed_input_gives_one_line_error_and_changes_nothing(sim, tmp_path,
     else:
         monkeypatch.chdir(tmp_path)
     before = tree_state(sim[0], tmp_path)
-    result = invoke(*args)
+    result = run_here(*args)
     _check_one_line_error(result, message, before, tree_state(sim[0], tmp_path))
 
 
@@ -1005,14 +1005,14 @@ def test_malformed_member_input_gives_one_line_error_and_changes_nothing(
     build, message = IMAGE_CASES[case]
     args = build(sim, tmp_path, run, tiny_dataset[0])
     before = tree_state(tmp_path, run, tiny_dataset[0])
-    result = invoke(*args)
+    result = run_here(*args)
     _check_one_line_error(result, message, before, tree_state(tmp_path, run, tiny_dataset[0]))
 
 
 def test_disk_full_while_writing_is_one_line_and_leaves_the_old_output(sim, tmp_path, monkeypatch):
     """ENOSPC half way through writing the fused table: the old output survives, no temporary is left."""
     out = tmp_path / "fused.parquet"
-    assert invoke("fuse", *sim[1], "--labels", sim[0], "--out", out, "--no-smooth").returncode == 0
+    assert run_here("fuse", *sim[1], "--labels", sim[0], "--out", out, "--no-smooth").returncode == 0
     before = tree_state(sim[0], tmp_path)
 
     def full_disk(table, where, **kwargs):
@@ -1020,7 +1020,7 @@ def test_disk_full_while_writing_is_one_line_and_leaves_the_old_output(sim, tmp_
         raise OSError(errno.ENOSPC, "No space left on device", str(where))
 
     monkeypatch.setattr(pq, "write_table", full_disk)
-    result = invoke("fuse", *sim[1], "--labels", sim[0], "--out", out, "--no-smooth", "--force")
+    result = run_here("fuse", *sim[1], "--labels", sim[0], "--out", out, "--no-smooth", "--force")
     _check_one_line_error(result, "No space left on device", before, tree_state(sim[0], tmp_path))
 
 
@@ -1029,7 +1029,7 @@ def test_markup_in_a_member_name_is_printed_as_written(sim, tmp_path):
     meta = json.loads(table.schema.metadata[b"affect_ens"])
     meta["member"] = "[red]m[/blue] [bold]"
     pq.write_table(table.replace_schema_metadata({b"affect_ens": json.dumps(meta)}), tmp_path / "odd.parquet")
-    result = invoke("evaluate", tmp_path / "odd.parquet", *sim[1][1:], "--labels", sim[0])
+    result = run_here("evaluate", tmp_path / "odd.parquet", *sim[1][1:], "--labels", sim[0])
     assert result.returncode == 0, result.stderr
     assert "[red]m[/blue] [bold]" in result.stdout
 
@@ -1038,7 +1038,7 @@ def test_csv_with_another_class_order_is_matched_by_name(sim, tmp_path):
     d = _table(sim)
     cols = list(d.columns)
     _write(tmp_path / "shuffled.csv", d[cols[:2] + cols[2:][::-1]])
-    result = invoke("evaluate", tmp_path / "shuffled.csv", sim[1][0], "--labels", sim[0])
+    result = run_here("evaluate", tmp_path / "shuffled.csv", sim[1][0], "--labels", sim[0])
     assert result.returncode == 0, result.stderr
     rows = [ln for ln in result.stdout.splitlines() if "shuffled" in ln or "m0 " in ln]
     assert len(rows) == 2 and rows[0].split("│")[2:] == rows[1].split("│")[2:]  # identical scores

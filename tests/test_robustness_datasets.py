@@ -4,7 +4,7 @@ exit code 2, one ``error: ...`` line naming the file, nothing written, deleted o
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import invoke, tree_state
+from helpers import run_here, tree_state
 from PIL import Image
 
 from ensemble.contract import PredictionTable, TableMeta, write_table
@@ -159,7 +159,7 @@ def test_bad_dataset_or_submission_input_gives_one_line_error_and_changes_nothin
     args = build(tmp_path)
     monkeypatch.chdir(tmp_path)
     before = tree_state(tmp_path)
-    result = invoke(*args)
+    result = run_here(*args)
     assert result.returncode == 2, result.stdout + result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], result.stderr

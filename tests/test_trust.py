@@ -10,7 +10,7 @@ import stat
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import invoke, tree_state, write_simulated_dataset
+from helpers import run_here, tree_state, write_simulated_dataset
 
 from ensemble.contract import read_table, validate_table
 from ensemble.errors import ContractError
@@ -38,7 +38,7 @@ def _renamed_videos(sim, tmp_path, new_ids):
 def test_01_submit_refuses_video_ids_that_leave_the_output_folder(sim, tmp_path, evil):
     table, manifest = _renamed_videos(sim, tmp_path, ["v0", "v1", "v2", evil])
     before = tree_state(tmp_path)
-    result = invoke(
+    result = run_here(
         "submit", table, "--track", "va", "--edition", "2022", "--frames", manifest, "--out", tmp_path / "s"
     )
     assert result.returncode == 2 and "cannot be used as a file name" in result.stderr, result.stderr
@@ -57,7 +57,7 @@ def test_02_a_checkpoint_that_would_run_code_is_refused(tmp_path, tiny_dataset):
     (run / MARKER).write_text("{}")
     (run / "config.json").write_text(json.dumps({"member": "CnnMember", "backbone": "test_resnet", "tasks": ["expr"]}))
     torch.save({"model": {}, "extra": Payload()}, run / "best.pt")
-    result = invoke("predict-member", run, "--split", "val", "--data", tiny_dataset[0], "--out", tmp_path / "p.parquet")
+    result = run_here("predict-member", run, "--split", "val", "--data", tiny_dataset[0], "--out", tmp_path / "p.parquet")
     assert result.returncode == 2 and "refused (loading it could run code)" in result.stderr
     assert not (tmp_path / "pwned").exists() and not (tmp_path / "p.parquet").exists()
 
@@ -67,18 +67,18 @@ def test_03_report_never_overwrites_a_file_it_did_not_write(tmp_path):
     (tmp_path / "page.html").write_text("<html>my page</html>")
     (tmp_path / "scores.json").write_text("{}")
     before = tree_state(tmp_path)
-    assert "name it <name>.html" in invoke("report", tmp_path, "--out", tmp_path / "notes.txt").stderr
-    assert "output exists" in invoke("report", tmp_path, "--out", tmp_path / "page.html").stderr
-    assert "not written by affect-ens" in invoke("report", tmp_path, "--out", tmp_path / "page.html", "--force").stderr
+    assert "name it <name>.html" in run_here("report", tmp_path, "--out", tmp_path / "notes.txt").stderr
+    assert "output exists" in run_here("report", tmp_path, "--out", tmp_path / "page.html").stderr
+    assert "not written by affect-ens" in run_here("report", tmp_path, "--out", tmp_path / "page.html", "--force").stderr
     assert tree_state(tmp_path) == before
 
 
 def test_04_an_output_equal_to_an_input_or_to_another_output_is_an_error(sim, tmp_path):
     root, paths = sim
     before = tree_state(root, tmp_path)
-    same = invoke("fuse", *paths, "--labels", root, "--out", tmp_path / "x.json", "--save-fusion", tmp_path / "x.json")
-    onto_input = invoke("fuse", *paths, "--labels", root, "--out", paths[2], "--force")
-    fusion_onto_input = invoke(
+    same = run_here("fuse", *paths, "--labels", root, "--out", tmp_path / "x.json", "--save-fusion", tmp_path / "x.json")
+    onto_input = run_here("fuse", *paths, "--labels", root, "--out", paths[2], "--force")
+    fusion_onto_input = run_here(
         "fuse", *paths, "--labels", root, "--out", tmp_path / "o.parquet", "--save-fusion", root / "frames.csv"
     )
     assert "tables are written as Parquet" in same.stderr
@@ -96,7 +96,7 @@ def test_05_force_never_empties_the_current_folder(sim, tmp_path, monkeypatch):
         ["make-demo-data", ".", "--force"],
         ["demo", "--out", ".", "--small"],
     ):
-        result = invoke(*command)
+        result = run_here(*command)
         assert result.returncode == 2 and "root, home or the current folder" in result.stderr, result.stderr
     assert tree_state(tmp_path) == before
 
@@ -130,7 +130,7 @@ def test_12_missing_video_ids_fail_validation(sim):
 
 
 def test_13_a_table_is_never_written_with_another_format_s_name(sim, tmp_path):
-    result = invoke("fuse", *sim[1], "--labels", sim[0], "--out", tmp_path / "x.csv")
+    result = run_here("fuse", *sim[1], "--labels", sim[0], "--out", tmp_path / "x.csv")
     assert result.returncode == 2 and "tables are written as Parquet" in result.stderr
     assert list(tmp_path.iterdir()) == []
 
@@ -152,7 +152,7 @@ def test_14_row_sums_are_checked_symmetrically_and_rounded_csv_members_fit_and_a
         rounded.to_csv(tmp_path / f"m_{split}.csv", index=False)
         read_table(sim[1][1]).data.round(3).to_csv(tmp_path / f"n_{split}.csv", index=False)
     val, test = [tmp_path / "m_val.csv", tmp_path / "n_val.csv"], [tmp_path / "m_test.csv", tmp_path / "n_test.csv"]
-    result = invoke(
+    result = run_here(
         *["fuse", *val, "--labels", sim[0], "--apply", test[0], "--apply", test[1]],
         *["--out", tmp_path / "f.parquet", "--no-smooth"],
     )
@@ -164,10 +164,10 @@ def test_16_outputs_follow_the_users_umask(sim, tmp_path):
     old = os.umask(0o002)
     try:
         assert (
-            invoke("fuse", *sim[1], "--labels", sim[0], "--out", tmp_path / "f.parquet", "--no-smooth").returncode == 0
+            run_here("fuse", *sim[1], "--labels", sim[0], "--out", tmp_path / "f.parquet", "--no-smooth").returncode == 0
         )
         args = ["make-demo-data", tmp_path / "d", "--train-videos", 1, "--val-videos", 1, "--test-videos", 1]
-        assert invoke(*args, "--min-frames", 10, "--max-frames", 10, "--size", 24).returncode == 0
+        assert run_here(*args, "--min-frames", 10, "--max-frames", 10, "--size", 24).returncode == 0
     finally:
         os.umask(old)
     modes = {

@@ -7,7 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from helpers import invoke, write_simulated_dataset
+from helpers import run_here, write_simulated_dataset
 from sklearn.metrics import accuracy_score, f1_score
 
 from ensemble import tasks
@@ -187,7 +187,7 @@ def _row(stdout: str, name: str) -> list[str]:
 
 def test_evaluate_edition_2021_scores_compatible_labels_with_the_2021_rule(scored):
     root, _, va_au = scored
-    result = invoke("evaluate", va_au, "--labels", root, "--edition", "2021")
+    result = run_here("evaluate", va_au, "--labels", root, "--edition", "2021")
     assert result.returncode == 0, result.stderr
     assert "edition ABAW2 (ICCV 2021) (given; the tables name ABAW10 (CVPR 2026))" in result.stderr
     assert "AU acc" in result.stdout and "AU score" in result.stdout  # 2021 weighs in accuracy
@@ -206,13 +206,13 @@ def test_evaluate_edition_2021_scores_compatible_labels_with_the_2021_rule(score
     acc = sum(accuracy_score(labels[:, j], pred[:, j]) for j in range(12)) / 12
     assert float(au["AU F1"]) == pytest.approx(f1, abs=6e-5)
     assert float(au["AU score"]) == pytest.approx(0.5 * f1 + 0.5 * acc, abs=6e-5)
-    default = invoke("evaluate", va_au, "--labels", root)
+    default = run_here("evaluate", va_au, "--labels", root)
     assert "edition ABAW10 (CVPR 2026) (from the tables' metadata)" in default.stderr and "AU acc" not in default.stdout
 
 
 def test_evaluate_edition_2021_refuses_an_8_class_table_in_one_line(scored):
     root, whole, _ = scored
-    result = invoke("evaluate", whole, "--labels", root, "--edition", "abaw2")
+    result = run_here("evaluate", whole, "--labels", root, "--edition", "abaw2")
     assert result.returncode == 2 and "Traceback" not in result.stderr
     errors = [ln for ln in result.stderr.splitlines() if ln.startswith("error: ")]
     assert errors == [
@@ -248,7 +248,7 @@ def test_evaluate_scores_expr_under_every_release_name(scored, tmp_path, folder)
     shutil.copytree(root / "EXPR_Recognition_Challenge", release / folder)
     for track in ("VA_Estimation_Challenge", "AU_Detection_Challenge"):
         shutil.copytree(root / track, release / track)
-    result = invoke("evaluate", whole, "--labels", tmp_path)
+    result = run_here("evaluate", whole, "--labels", tmp_path)
     assert result.returncode == 0, result.stderr
     scores = dict(zip(_row(result.stdout, "predictions"), _row(result.stdout, "m0")))
     assert float(scores["EXPR F1"]) == pytest.approx(_expr_f1(root, whole), abs=6e-5)
@@ -258,7 +258,7 @@ def test_a_table_without_metadata_is_scored_as_the_default_edition_and_the_note_
     root, whole, _ = scored
     csv = tmp_path / "m0.csv"
     read_table(whole).data.to_csv(csv, index=False)
-    result = invoke("evaluate", csv, "--labels", root)
+    result = run_here("evaluate", csv, "--labels", root)
     assert result.returncode == 0, result.stderr
     assert "edition ABAW10 (CVPR 2026) (the default: the tables name no edition)" in result.stderr
     assert "AU acc" not in result.stdout  # scored by ABAW10's rules: F1 alone
@@ -289,25 +289,25 @@ def test_tables_and_fusions_of_the_previous_version_still_evaluate_fuse_and_subm
     table = read_table(whole)
     old = [_old_table(table, tmp_path / f"old{i}.parquet", 2025) for i in range(2)]
     note = "edition 2025 (ABAW8 CVPR, ABAW9 ICCV) (from the tables' metadata)"
-    evaluated = invoke("evaluate", *old, "--labels", root)
+    evaluated = run_here("evaluate", *old, "--labels", root)
     assert evaluated.returncode == 0 and note in evaluated.stderr
     assert float(dict(zip(_row(evaluated.stdout, "predictions"), _row(evaluated.stdout, "old0")))["EXPR F1"]) == (
         pytest.approx(_expr_f1(root, whole), abs=6e-5)
     )
-    fused = invoke("fuse", *old, "--labels", root, "--out", tmp_path / "fused.parquet", "--no-smooth")
+    fused = run_here("fuse", *old, "--labels", root, "--out", tmp_path / "fused.parquet", "--no-smooth")
     assert fused.returncode == 0 and note in fused.stderr, fused.stderr
     fusion = tmp_path / "old_fusion.json"
     average = {"method": "average", "params": {"weights": None, "tune": False, "rounds": 25}}
     average["learned"] = {"members_": ["old0", "old1"], "weights_": {}}
     fusion.write_text(json.dumps({"generator": "affect-ens 0.1.0", "fuser": average, "post": None, "scores": []}))
-    applied = invoke("fuse", *old, "--load-fusion", fusion, "--out", tmp_path / "averaged.parquet")
+    applied = run_here("fuse", *old, "--load-fusion", fusion, "--out", tmp_path / "averaged.parquet")
     assert applied.returncode == 0 and note in applied.stderr, applied.stderr
     assert read_table(tmp_path / "averaged.parquet").meta.edition == "2025"
     images = [f"{v}/{f:05d}.jpg" for v, f in table.data[["video", "frame"]].itertuples(index=False)]
     example = tmp_path / "CVPR_8th_ABAW_VA_test_set_sample.txt"
     example.write_text("image_location,valence,arousal\n" + "".join(f"{i},\n" for i in images))
     out = tmp_path / "sub"
-    submitted = invoke("submit", tmp_path / "averaged.parquet", "--track", "va", "--frames", example, "--out", out)
+    submitted = run_here("submit", tmp_path / "averaged.parquet", "--track", "va", "--frames", example, "--out", out)
     assert submitted.returncode == 0 and note in submitted.stderr, submitted.stderr
     lines = (out / "predictions" / "predictions.txt").read_text().splitlines()
     assert lines[0] == "image_location,valence,arousal" and [ln.split(",")[0] for ln in lines[1:]] == images

@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 import typer
-from helpers import invoke, simulated_stack, write_simulated_dataset
+from helpers import run_here, simulated_stack, write_simulated_dataset
 
 from ensemble.cli import app
 from ensemble.cli.options import SHARED, method_options, option_type
@@ -50,23 +50,23 @@ def test_a_fuser_written_in_one_file_is_fitted_and_applied_through_fuse(sim_root
 
     root, paths = sim_root
     out, saved, again = tmp_path / "fused.parquet", tmp_path / "toy.json", tmp_path / "again.parquet"
-    assert "--pick" in invoke("fuse", "--help").stdout
+    assert "--pick" in run_here("fuse", "--help").stdout
     args = ["--labels", root, "--out", out, "--save-fusion", saved, "--folds", 2, "--no-smooth", "--no-thresholds"]
-    result = invoke("fuse", *paths, "--method", "toy-pick", "--pick", 2, *args)
+    result = run_here("fuse", *paths, "--method", "toy-pick", "--pick", 2, *args)
     assert result.returncode == 0, result.stderr
     assert "toy-pick (out-of-fold)" in result.stdout
     fused, member = read_table(out), read_table(paths[2])
     cols = [c for c in member.data.columns if c not in ("video", "frame")]
     np.testing.assert_allclose(fused.data[cols].to_numpy(), member.data[cols].to_numpy(), atol=1e-6)
     assert json.loads(saved.read_text())["fuser"]["params"] == {"weights": None, "pick": 2}
-    result = invoke("fuse", *paths, "--load-fusion", saved, "--out", again)
+    result = run_here("fuse", *paths, "--load-fusion", saved, "--out", again)
     assert result.returncode == 0, result.stderr
     assert read_table(again).data.equals(fused.data)
 
 
 def test_an_option_of_another_method_is_refused(sim_root, tmp_path):
     root, paths = sim_root
-    result = invoke(
+    result = run_here(
         "fuse", *paths, "--method", "average", "--tie-break", "lead", "--labels", root, "--out", tmp_path / "o.parquet"
     )
     assert result.returncode == 2
@@ -114,13 +114,13 @@ def test_an_out_of_range_parameter_fails_alike_in_python_and_through_fuse(sim_ro
     out = tmp_path / "fused.parquet"
     out.write_bytes(b"a table of the user's")
     flag = "--" + name.replace("_", "-")
-    result = invoke("fuse", *paths, "--method", method, flag, value, "--labels", root, "--out", out)
+    result = run_here("fuse", *paths, "--method", method, flag, value, "--labels", root, "--out", out)
     assert result.returncode == 2 and result.stderr.strip().splitlines() == [f"error: {python.value}"]
     assert out.read_bytes() == b"a table of the user's"
 
 
 def test_fuse_help_explains_every_method_option_with_its_limits():
-    text = " ".join(invoke("fuse", "--help").stdout.replace("│", " ").split())
+    text = " ".join(run_here("fuse", "--help").stdout.replace("│", " ").split())
     assert "stack: half-width of temporal context features (0: none) (default 0, at least 0, at most 100)." in text
     assert "average: greedy selection rounds when tuning (default 25, at least 1)." in text
 

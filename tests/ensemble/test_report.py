@@ -8,7 +8,7 @@ import re
 from html.parser import HTMLParser
 
 import pytest
-from helpers import invoke, tree_state, write_simulated_dataset
+from helpers import run_here, tree_state, write_simulated_dataset
 
 from ensemble.contract import read_table, write_table
 from ensemble.report import score_table
@@ -76,14 +76,14 @@ def sim(tmp_path_factory):
 def page(sim, tmp_path_factory):
     root, paths = sim
     out = tmp_path_factory.mktemp("page") / "report.html"
-    result = invoke("report", *paths, "--labels", root, "--out", out)
+    result = run_here("report", *paths, "--labels", root, "--out", out)
     assert result.returncode == 0, result.stderr
     return out.read_text()
 
 
 def test_report_scores_are_the_numbers_evaluate_prints(sim, page):
     root, paths = sim
-    result = invoke("evaluate", *paths, "--labels", root)
+    result = run_here("evaluate", *paths, "--labels", root)
     assert result.returncode == 0, result.stderr
     titles, grid, _ = score_grid(page)
     expected = evaluate_grid(result.stdout)
@@ -137,11 +137,11 @@ def test_no_column_repeats_another_in_2025_and_2021_shows_f1_and_score(sim, page
         table.meta.tasks = ("va", "au")
         va_au.append(write_table(table, tmp_path / path.name))
     out = tmp_path / "2021.html"
-    result = invoke("report", *va_au, "--labels", root, "--edition", "2021", "--out", out)
+    result = run_here("report", *va_au, "--labels", root, "--edition", "2021", "--out", out)
     assert result.returncode == 0, result.stderr
     old = _columns(out.read_text())
     assert old["AU F1"] != old["AU score"]
-    expected = evaluate_grid(invoke("evaluate", *va_au, "--labels", root, "--edition", "2021").stdout)
+    expected = evaluate_grid(run_here("evaluate", *va_au, "--labels", root, "--edition", "2021").stdout)
     _, grid, _ = score_grid(out.read_text())
     assert {n: dict(row) for n, row in grid.items()} == expected
 
@@ -150,9 +150,9 @@ def test_a_saved_fusion_adds_its_out_of_fold_scores_and_kept_steps(sim, tmp_path
     root, paths = sim
     fused, saved = tmp_path / "fused.parquet", tmp_path / "average.json"
     args = ("--labels", root, "--folds", 2, "--save-fusion", saved, "--out", fused, "--method", "average")
-    assert invoke("fuse", *paths, *args).returncode == 0
+    assert run_here("fuse", *paths, *args).returncode == 0
     out = tmp_path / "page.html"
-    result = invoke("report", *paths, fused, "--labels", root, "--fusion", saved, "--out", out)
+    result = run_here("report", *paths, fused, "--labels", root, "--fusion", saved, "--out", out)
     assert result.returncode == 0, result.stderr
     page = out.read_text()
     assert sorted(score_grid(page)[1]) == ["fused-average", "m0", "m1"]
@@ -167,7 +167,7 @@ def test_names_from_data_are_escaped(sim, tmp_path):
     table.meta.member = "<script>alert(1)</script>"
     odd = write_table(table, tmp_path / "odd.parquet")
     out = tmp_path / "page.html"
-    assert invoke("report", odd, paths[1], "--labels", root, "--out", out).returncode == 0
+    assert run_here("report", odd, paths[1], "--labels", root, "--out", out).returncode == 0
     page = out.read_text()
     assert "<script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
 
@@ -202,7 +202,7 @@ def test_bad_input_is_one_line_and_leaves_nothing(sim, tmp_path, case):
     if value:
         args += [option, tmp_path / value]
     before = tree_state(root, tmp_path)
-    result = invoke("report", *args)
+    result = run_here("report", *args)
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: "), result.stderr
     assert message in lines[0]

@@ -9,7 +9,7 @@ os.environ.setdefault("KERAS_BACKEND", "torch")
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import invoke
+from helpers import run_here
 from keras_apps import NINE_CLASSES, NINE_TO_ABAW
 
 from ensemble.contract import PredictionTable, TableMeta, read_table
@@ -85,7 +85,7 @@ def _winners(tables: dict[str, pd.DataFrame], lead: str) -> np.ndarray:
 
 def _ok(*args):
     """A CLI step that must succeed, run in this process."""
-    result = invoke(*args)
+    result = run_here(*args)
     assert result.returncode == 0, result.stdout + result.stderr
     return result
 
@@ -121,7 +121,7 @@ def test_keras_committee_from_runs_to_a_valid_submission(keras_apps, tiny_datase
     frames = root / "test_frames.csv"
     _ok("submit", out, "--track", "expr", "--frames", frames, "--out", tmp_path / "submission")
     zipped = tmp_path / "submission" / "submission.zip"
-    result = invoke("validate-submission", zipped, "--track", "expr", "--frames", frames)  # its exit code counts
+    result = run_here("validate-submission", zipped, "--track", "expr", "--frames", frames)  # its exit code counts
     assert result.returncode == 0 and "valid expr submission" in result.stdout, result.stdout + result.stderr
 
 
@@ -202,7 +202,7 @@ def test_force_replaces_a_committee_but_never_a_trained_run(tiny_dataset, tmp_pa
     _ok("committee", runs[0], runs[1], "--out", tmp_path / "c")
     _ok("committee", runs[1], runs[0], "--out", tmp_path / "c", "--force")
     before = tree_state(tmp_path)
-    result = invoke("committee", runs[0], runs[1], "--out", runs[2], "--force")
+    result = run_here("committee", runs[0], runs[1], "--out", runs[2], "--force")
     assert result.returncode == 2 and result.stderr.count("\n") == 1
     assert "trained: is not a committee assembled by affect-ens committee" in result.stderr
     assert tree_state(tmp_path) == before

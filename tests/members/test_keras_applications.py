@@ -5,7 +5,7 @@ layer and output by output; two-head VA and sigmoid AU models as VA and AU membe
 import numpy as np
 import pytest
 import torch
-from helpers import invoke
+from helpers import run_here
 from keras_apps import APPS, NINE_CLASSES, NINE_TO_ABAW, face_pixels, our_images, randomise, save_model
 
 from ensemble.errors import DataError
@@ -145,7 +145,7 @@ def test_sigmoid_au_model_is_an_au_member(head_models):
 def test_va_member_through_the_cli_keeps_its_outputs_in_the_run(head_models, tiny_dataset, tmp_path):
     run = tmp_path / "va_run"
     args = ["train-member", "keras", "--weights", head_models["va"].files["keras"], "--data", tiny_dataset[0]]
-    result = invoke(*args, "--preprocess", "tf", "--outputs", "valence=dense_v,arousal=dense_a", "--out", run)
+    result = run_here(*args, "--preprocess", "tf", "--outputs", "valence=dense_v,arousal=dense_a", "--out", run)
     assert result.returncode == 0 and "epoch 0: imported, validation score" in result.stdout, result.stderr
     opened = Run.open(run)
     cfg, net = opened.config, opened.load_network()  # no model file needed any more

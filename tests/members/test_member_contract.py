@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import pytest
 import torch
 import typer
-from helpers import invoke
+from helpers import run_here
 from torch import nn
 
 from ensemble.cli import app
@@ -61,7 +61,7 @@ class ToyMember(ImageMember):
 
 
 def _ok(*args):
-    result = invoke(*args)
+    result = run_here(*args)
     assert result.returncode == 0, result.stdout + result.stderr
     return result
 
@@ -87,7 +87,7 @@ def test_a_toy_member_in_one_file_trains_and_predicts_through_the_cli(tiny_datas
 
 def test_a_member_refuses_options_its_config_lacks(tiny_dataset, tmp_path):
     root, _ = tiny_dataset
-    result = invoke("train-member", "toy", "--data", root, "--out", tmp_path / "r", "--backbone", "resnet18")
+    result = run_here("train-member", "toy", "--data", root, "--out", tmp_path / "r", "--backbone", "resnet18")
     assert (
         result.returncode == 2
         and "No such option: --backbone (see 'affect-ens train-member toy --help')" in result.stderr
@@ -188,7 +188,7 @@ def test_a_config_built_in_python_checks_its_limits_like_the_command_line(tmp_pa
 
     with pytest.raises(AffectEnsError, match=r"^lr must be a finite number at least 0.0, got -1$"):
         CnnConfig(lr=-1)
-    result = invoke("train-member", "cnn", "--data", tmp_path, "--out", tmp_path / "run", "--lr", "-1")
+    result = run_here("train-member", "cnn", "--data", tmp_path, "--out", tmp_path / "run", "--lr", "-1")
     assert result.returncode == 2 and result.stderr.strip().splitlines() == [
         "error: --lr must be a finite number at least 0.0, got -1.0"
     ]
@@ -237,7 +237,7 @@ def test_predict_member_reads_test_videos_from_both_frame_roots_and_refuses_a_vi
     shutil.copytree(root, copy)
     second = next(v for v in tests if folders[v].parent.name != "cropped_aligned")
     shutil.copytree(copy / "cropped_aligned_new_50_vids" / second, copy / "cropped_aligned" / second)
-    result = invoke("predict-member", toy_run, "--split", "test", "--data", copy, "--out", tmp_path / "x.parquet")
+    result = run_here("predict-member", toy_run, "--split", "test", "--data", copy, "--out", tmp_path / "x.parquet")
     errors = [ln for ln in result.stderr.splitlines() if ln.startswith("error: ")]
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert errors == [

@@ -157,7 +157,7 @@ def test_a_padded_window_is_read_as_the_unpadded_one():
 def test_predict_member_writes_every_frame_a_manifest_lists_after_the_last_face(caches, tmp_path):
     """Issue 24: TemporalMember.predict dropped --frames (and the progress), so the frames a manifest lists
     after a video's last cached face had no row."""
-    from helpers import invoke
+    from helpers import run_here
 
     root, folder = caches
     run = tmp_path / "rnn"
@@ -165,7 +165,7 @@ def test_predict_member_writes_every_frame_a_manifest_lists_after_the_last_face(
     manifest = pd.read_csv(root / "test_frames.csv").assign(frames=lambda m: m["frames"] + 3)
     manifest.to_csv(tmp_path / "frames.csv", index=False)
     out = tmp_path / "test.parquet"
-    result = invoke(
+    result = run_here(
         "predict-member", run, "--split", "test", "--data", root, "--out", out, "--frames", tmp_path / "frames.csv"
     )
     assert result.returncode == 0, result.stderr

@@ -4,7 +4,7 @@ import random
 
 import pandas as pd
 import pytest
-from helpers import invoke, one_hot_table
+from helpers import one_hot_table, run_here
 
 from ensemble.contract import write_table
 from ensemble.tasks import get_edition
@@ -27,7 +27,7 @@ def test_submit_through_the_organisers_files_then_validate(fused, tmp_path):
     root, table = fused
     frames, videos = organiser_files(root, get_edition("abaw10"))["va"]
     out = tmp_path / "sub"
-    result = invoke("submit", table, "--track", "va", "--frames", frames, "--videos", videos, "--out", out)
+    result = run_here("submit", table, "--track", "va", "--frames", frames, "--videos", videos, "--out", out)
     assert result.returncode == 0, result.stderr
     rows = frames.read_text().count("\n") - 1
     assert "edition ABAW10 (CVPR 2026) (from the tables' metadata)" in result.stderr
@@ -38,9 +38,9 @@ def test_submit_through_the_organisers_files_then_validate(fused, tmp_path):
     assert lines[0] == "image_location,valence,arousal" and len(lines) == rows + 1
     assert [ln.split(",")[0] for ln in lines[1:]] == [ln.split(",")[0] for ln in frames.read_text().splitlines()[1:]]
     assert list(dict.fromkeys(ln.split("/")[0] for ln in lines[1:])) == videos.read_text().split()
-    ok = invoke("validate-submission", out / "submission.zip", "--track", "va", "--frames", frames, "--videos", videos)
+    ok = run_here("validate-submission", out / "submission.zip", "--track", "va", "--frames", frames, "--videos", videos)
     assert ok.returncode == 0 and f"valid va submission for ABAW10 (CVPR 2026) (1 file(s), {rows} rows)" in ok.stdout
-    again = invoke("submit", table, "--track", "va", "--frames", frames, "--videos", videos, "--out", out)
+    again = run_here("submit", table, "--track", "va", "--frames", frames, "--videos", videos, "--out", out)
     assert again.returncode == 2 and _errors(again) == [f"error: {out}: output exists; pass --force to overwrite it"]
 
 
@@ -50,7 +50,7 @@ def test_validate_lists_problems_on_stdout_and_fails_in_one_line(fused, tmp_path
     image = frames.read_text().splitlines()[1].split(",")[0]
     broken = tmp_path / "predictions.txt"
     broken.write_text("\ufeff" + frames.read_text().replace(f"{image},\n", f"{image},3.0\n").replace(",\n", ",0\n"))
-    result = invoke("validate-submission", broken, "--track", "expr", "--frames", frames, "--videos", videos)
+    result = run_here("validate-submission", broken, "--track", "expr", "--frames", frames, "--videos", videos)
     assert result.returncode == 2 and _errors(result) == [f"error: {broken}: 2 problem(s)"]
     assert "- predictions.txt: starts with a UTF-8 byte-order mark" in result.stdout
     assert (
@@ -61,7 +61,7 @@ def test_validate_lists_problems_on_stdout_and_fails_in_one_line(fused, tmp_path
 
 def test_mtl_is_refused_where_it_did_not_run(fused, tmp_path):
     _, table = fused
-    result = invoke("submit", table, "--track", "mtl", "--edition", "2023", "--frames", table, "--out", tmp_path / "o")
+    result = run_here("submit", table, "--track", "mtl", "--edition", "2023", "--frames", table, "--out", tmp_path / "o")
     assert result.returncode == 2 and "Traceback" not in result.stderr
     (line,) = _errors(result)
     assert (
@@ -78,7 +78,7 @@ def test_mtl_2024_rows_follow_a_shuffled_image_list(fused, tmp_path):
     (tmp_path / "MTL_Challenge_test_set_release.txt").write_text("image\n" + "\n".join(images) + "\n")
     out = tmp_path / "mtl"
     args = ["--track", "mtl", "--edition", "abaw7", "--frames", tmp_path / "MTL_Challenge_test_set_release.txt"]
-    result = invoke("submit", table, *args, "--out", out)
+    result = run_here("submit", table, *args, "--out", out)
     assert result.returncode == 0, result.stderr
     assert (
         "edition ABAW7 (ECCV 2024) (given; the tables name ABAW10 (CVPR 2026))" in result.stderr
@@ -95,7 +95,7 @@ def test_sentinel_fill_for_2021_only(fused, tmp_path):
     root, table = fused
     frames = root / "test_frames.csv"
     out = tmp_path / "va2021"
-    result = invoke(
+    result = run_here(
         "submit", table, "--track", "va", "--edition", "2021", "--frames", frames, "--fill", "sentinel", "--out", out
     )
     assert result.returncode == 0, result.stderr
@@ -103,7 +103,7 @@ def test_sentinel_fill_for_2021_only(fused, tmp_path):
     text = "".join(p.read_text() for p in files)
     assert text.count("-5,-5\n") > 0 and all(p.read_text().startswith("valence,arousal\n") for p in files)
     assert f"filled {text.count('-5,-5')} frame(s) without predictions (--fill sentinel)" in result.stderr
-    refused = invoke(
+    refused = run_here(
         "submit", table, "--track", "va", "--frames", frames, "--fill", "sentinel", "--out", tmp_path / "x"
     )
     assert refused.returncode == 2 and "--fill sentinel is for ABAW2 (ICCV 2021) only" in _errors(refused)[0]
@@ -120,7 +120,7 @@ def test_sentinel_fill_for_2021_only(fused, tmp_path):
 def test_submit_errors_are_one_line_and_write_nothing(fused, tmp_path, manifest, message):
     _, table = fused
     (tmp_path / "frames.csv").write_text(manifest)
-    result = invoke(
+    result = run_here(
         "submit",
         table,
         "--track",

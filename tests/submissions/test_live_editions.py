@@ -6,7 +6,7 @@ inference_test.py, leeyubin10/9th-ABAW generate_result.py): header ``image_locat
 
 import pandas as pd
 import pytest
-from helpers import invoke
+from helpers import run_here
 
 from ensemble.contract import PredictionTable, TableMeta, write_table
 from ensemble.tasks import EXPR_8
@@ -74,11 +74,11 @@ def test_abaw10_submissions_equal_the_expected_text(fused, tmp_path, track, exam
     frames, videos = _release(tmp_path / "release", example, names, HEADERS[track])
     out = tmp_path / "sub"
     args = ["--edition", "abaw10", "--track", track, "--frames", frames, "--videos", videos, "--out", out]
-    result = invoke("submit", fused, *args)
+    result = run_here("submit", fused, *args)
     assert result.returncode == 0, result.stderr
     assert "edition ABAW10 (CVPR 2026) (given)" in result.stderr
     assert (out / "predictions" / "predictions.txt").read_text() == _expected(track)
-    valid = invoke(
+    valid = run_here(
         "validate-submission",
         out / "submission.zip",
         "--edition",
@@ -98,11 +98,11 @@ def test_abaw9_va_equals_the_expected_text_and_its_expr_is_refused(fused, tmp_pa
     frames, videos = _release(tmp_path / "release", example, names, HEADERS["va"])
     out = tmp_path / "sub"
     args = ["--track", "va", "--frames", frames, "--videos", videos, "--out", out]
-    result = invoke("submit", fused, "--edition", "abaw9", *args)
+    result = run_here("submit", fused, "--edition", "abaw9", *args)
     assert result.returncode == 0, result.stderr
     assert "edition ABAW9 (ICCV 2025) (given; the tables name ABAW10 (CVPR 2026))" in result.stderr
     assert (out / "predictions" / "predictions.txt").read_text() == _expected("va")
-    refused = invoke(
+    refused = run_here(
         "submit", fused, "--edition", "abaw9", "--track", "expr", "--frames", frames, "--out", tmp_path / "x"
     )
     errors = [ln for ln in refused.stderr.splitlines() if ln.startswith("error: ")]
@@ -122,7 +122,7 @@ def test_a_csv_without_metadata_is_submitted_as_abaw10_and_the_note_says_so(tmp_
         HEADERS["expr"],
     )
     out = tmp_path / "sub"
-    result = invoke("submit", csv, "--track", "expr", "--frames", frames, "--videos", videos, "--out", out)
+    result = run_here("submit", csv, "--track", "expr", "--frames", frames, "--videos", videos, "--out", out)
     assert result.returncode == 0, result.stderr
     assert "edition ABAW10 (CVPR 2026) (the default: the tables name no edition)" in result.stderr
     assert (out / "predictions" / "predictions.txt").read_text() == _expected("expr")
