@@ -209,6 +209,15 @@ def _child(request: dict) -> None:
     _run_cli(request["args"], request["kill"], out, err)
 
 
+def exit_status(exc: SystemExit) -> int:
+    """The status Python exits with on ``exc``: its int code, 0 for none, else 1 after printing the message
+    to stderr (``sys.exit("message")``)."""
+    if exc.code is None or isinstance(exc.code, int):
+        return exc.code or 0
+    print(exc.code, file=sys.stderr)
+    return 1
+
+
 def _run_cli(args, kill, out: int, err: int) -> None:
     """In a forked child: ``affect-ens ARGS`` writing to the descriptors ``out`` and ``err``, the fault ``kill``
     armed; the child then ends with the command's exit status (1 for an error escaping the command)."""
@@ -225,7 +234,7 @@ def _run_cli(args, kill, out: int, err: int) -> None:
         main()
         code = 0
     except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 1
+        code = exit_status(exc)
     finally:
         sys.stdout.flush()
         sys.stderr.flush()
@@ -268,4 +277,4 @@ if __name__ == "__main__":
     _serve() if sys.argv[1:] == ["--serve"] else _spawned()
 
 
-__all__ = ["Child", "Path", "ServedChild", "arm", "run", "served", "spawn", "start_served"]
+__all__ = ["Child", "Path", "ServedChild", "arm", "exit_status", "run", "served", "spawn", "start_served"]

@@ -236,6 +236,8 @@ def run_here(*args) -> subprocess.CompletedProcess:
     script runs it: exit code, stdout and stderr. Like a subprocess's pipes, file descriptors 1 and 2 are
     captured too, so what native code (OpenCV, FFmpeg, LightGBM) prints lands in the output, in order with
     Python's. An exception other than SystemExit propagates: the console script would print a traceback."""
+    from faults import exit_status
+
     from ensemble.cli import main
 
     streams = (sys.stdout, sys.stderr)
@@ -248,17 +250,11 @@ def run_here(*args) -> subprocess.CompletedProcess:
             main()
             code = 0
         except SystemExit as done:
-            code = done.code if isinstance(done.code, int) else 0 if done.code is None else _print_exit(done.code)
+            code = exit_status(done)
         finally:
             sys.argv = argv
             sys.stdout, sys.stderr = streams
     return subprocess.CompletedProcess(args, code, out.text, err.text)
-
-
-def _print_exit(message) -> int:
-    """``sys.exit(message)``: Python prints the message to stderr and exits with 1."""
-    print(message, file=sys.stderr)
-    return 1
 
 
 class _captured_fd(contextlib.AbstractContextManager):
