@@ -501,7 +501,7 @@ class WorkFolder:
         Anything in the work folder that no record names is refused first, and nothing is changed."""
         records = self.done()
         kept = {item: record for item, record in records.items() if keep(item, record)}
-        self.check_foreign()
+        self.check_foreign(records)
         claimed = _named(kept.values())
         for entry, rel in self._present():  # first: a kill from here on leaves every entry still named
             if rel not in claimed:
@@ -513,10 +513,11 @@ class WorkFolder:
         self.begin()
         return kept
 
-    def check_foreign(self) -> None:
+    def check_foreign(self, done: dict[str, dict] | None = None) -> None:
         """Refuse a work folder holding what the tool did not write: a file beside its marker, or an entry no
-        record (finished or pending) names."""
-        ours = _named([*self.done().values(), *self._records(PENDING).values()])
+        record (finished or pending) names. ``done``: the finished records, when already read."""
+        done = self.done() if done is None else done
+        ours = _named([*done.values(), *self._records(PENDING).values()])
         for entry, rel in self._present():
             if rel not in ours and TMP_TAG not in entry.name:
                 raise UnsafePathError(
