@@ -14,25 +14,26 @@ def test_the_command_line_starts_without_heavy_libraries():
     assert done.stdout.split() == []
 
 
-def test_help_lists_every_command_without_them():
+def _help_and_loaded(argv: list[str], modules) -> str:
+    """What ``affect-ens ARGV`` prints in a new interpreter, then a line 'LOADED' naming those of ``modules``
+    it imported."""
     code = (
-        "import sys\nfrom ensemble.cli import main\nsys.argv = ['affect-ens', '--help']\n"
+        f"import sys\nfrom ensemble.cli import main\nsys.argv = ['affect-ens', *{argv!r}]\n"
         "try:\n    main()\nexcept SystemExit:\n    pass\n"
-        f"print('LOADED', ' '.join(m for m in {HEAVY!r} if m in sys.modules))"
+        f"print('LOADED', ' '.join(m for m in {tuple(modules)!r} if m in sys.modules))"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert "fuse" in done.stdout and "train-member" in done.stdout and "submit" in done.stdout
-    assert done.stdout.rstrip().endswith("LOADED"), done.stdout[-200:]
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout
+
+
+def test_help_lists_every_command_without_them():
+    out = _help_and_loaded(["--help"], HEAVY)
+    assert "fuse" in out and "train-member" in out and "submit" in out
+    assert out.rstrip().endswith("LOADED"), out[-200:]
 
 
 def test_member_help_imports_neither_torchvision_nor_timm():
     """``train-member --help`` imports the member modules (torch) for their options, but not torchvision (which
     brings torch's compiler modules) or timm: they made its help take 5 s instead of 3 on this 2-core CPU."""
-    code = (
-        "import sys\nfrom ensemble.cli import main\nsys.argv = ['affect-ens', 'train-member', '--help']\n"
-        "try:\n    main()\nexcept SystemExit:\n    pass\n"
-        "print('LOADED', ' '.join(m for m in ('torchvision', 'timm') if m in sys.modules))"
-    )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert all(name in done.stdout for name in ("cnn", "cnn_rnn", "cnn_transformer", "committee", "keras"))
-    assert done.stdout.rstrip().endswith("LOADED"), done.stdout[-200:]
+    out = _help_and_loaded(["train-member", "--help"], ("torchvision", "timm"))
+    assert all(name in out for name in ("cnn", "cnn_rnn", "cnn_transformer", "committee", "keras"))
+    assert out.rstrip().endswith("LOADED"), out[-200:]

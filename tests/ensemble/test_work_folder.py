@@ -49,13 +49,13 @@ def test_a_second_item_claiming_an_entry_is_refused(tmp_path):
     assert sorted(p.name for p in (tmp_path / "parts" / "v1").iterdir()) == ["a.txt"]
 
 
+_SAFE_JOIN = outputs.safe_join
+
+
 def _killed_before_the_record(root, name, suffix="", what="name"):
     if Path(root).name == ITEMS:
         raise RuntimeError("stopped after the entries moved, before the item's record")
     return _SAFE_JOIN(root, name, suffix, what)
-
-
-_SAFE_JOIN = outputs.safe_join
 
 
 def _failed_after_one_item(out) -> None:
